@@ -1,0 +1,50 @@
+"""rayling: a light, fast distributed computing runtime that speaks Ray's API.
+
+    import rayling as ray
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    print(ray.get([square.remote(i) for i in range(4)]))
+"""
+
+from . import exceptions
+from .api import (
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    get_gpu_ids,
+    init,
+    is_initialized,
+    method,
+    nodes,
+    put,
+    remote,
+    shutdown,
+    wait,
+)
+from .object_ref import ObjectRef
+from .runtime_context import get_runtime_context
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ObjectRef",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_gpu_ids",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "method",
+    "nodes",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

@@ -1,0 +1,1 @@
+"""Private implementation of rayling. Nothing here is public API."""

@@ -1,0 +1,393 @@
+"""The core client: how a driver or a worker talks to its node daemon.
+
+    user thread(s)                     reader thread               flusher thread
+    ─────────────                      ─────────────               ──────────────
+    submit / put / get / wait          recv frames from daemon     wakes when refs are
+      │  send(): one frame =           ObjectReady -> objects{}    dropped or log lines
+      │  pending RefUpdate/Logs +      Reply -> waiting request    wait; batches them
+      │  the message, one sendall      ExecuteTask -> task queue   into one frame
+      ▼                                Logs -> printed (driver)
+    blocks on a Condition until the values it needs are in ``objects``
+
+Reference counting: each ObjectRef increments ``counts`` when made; its ``__del__`` only
+puts the id on a SimpleQueue (safe from any thread, even inside the garbage collector).
+Before every send, and from the flusher, that queue is drained: ids whose count reaches
+zero are reported to the daemon in a RefUpdate, in order with everything else this
+process sends, so a ref serialized into a submitted task is never released early.
+
+State owned here (guarded by ``_state``): ``counts`` (live ObjectRefs per id),
+``objects`` (values or shared-memory locations that arrived), ``own_pending`` (returns of
+our own tasks, which the daemon pushes to us when they finish).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sys
+import threading
+import time
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from .. import exceptions as exc
+from . import ids, protocol as p, serialization, shm
+from .protocol import FrameReader, encode_frame
+
+current: CoreClient | None = None  # this process's client, once connected
+
+
+class DaemonConnectionError(exc.RaySystemError):
+    """The connection to the node daemon is gone."""
+
+
+class CoreClient:
+    def __init__(self, socket_path: str, token: str, kind: str) -> None:
+        self.kind = kind
+        self.is_worker = kind == "worker"
+        self.worker_id = ids.random_unique_id()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(socket_path)
+        self._sock = sock
+        self._reader = FrameReader()
+        sock.sendall(encode_frame([p.Hello(kind, os.getpid(), self.worker_id, token)]))
+        welcome = self._read_welcome()
+        self.node_id: bytes = welcome.node_id
+        self.job_id: bytes = welcome.job_id
+        self.node_ip: str = welcome.node_ip
+        self.session_dir: str = welcome.session_dir
+        self.node_resources: dict[str, float] = welcome.resources
+
+        self._send_lock = threading.Lock()
+        self._state = threading.Lock()
+        self._arrived = threading.Condition(self._state)
+        self.counts: dict[bytes, int] = {}
+        self.objects: dict[bytes, p.ObjectData] = {}
+        self.own_pending: set[bytes] = set()
+        self._mapped: dict[bytes, Any] = {}
+        self._refq: SimpleQueue = SimpleQueue()
+        self._adds: list[bytes] = []
+        self._log_lines: list[p.LogLine] = []
+        self._registered_functions: set[bytes] = set()
+        self._replies: dict[int, list] = {}
+        self._req_ids = itertools.count(1)
+        self.closed = False
+        self.tasks: SimpleQueue = SimpleQueue()  # ExecuteTask / CancelTask, for workers
+        self.on_cancel = None  # set by the worker executor
+        self.on_logs = None  # set by the driver to print worker output
+        self.on_warning = None
+
+        self._reader_thread = threading.Thread(
+            target=self._read_loop, name="rayling-reader", daemon=True)
+        self._reader_thread.start()
+        self._flusher_thread = threading.Thread(
+            target=self._flush_loop, name="rayling-flusher", daemon=True)
+        self._flusher_thread.start()
+
+    def _read_welcome(self) -> p.Welcome:
+        while True:
+            data = self._sock.recv(65536)
+            if not data:
+                raise DaemonConnectionError("the node daemon closed the connection at hello")
+            messages = self._reader.feed(data)
+            if messages:
+                msg = messages[0]
+                self._early = messages[1:]  # handled by the reader thread when it starts
+                if isinstance(msg, p.Rejected):
+                    raise exc.RaySystemError(f"the node daemon refused us: {msg.reason}")
+                if not isinstance(msg, p.Welcome):
+                    raise DaemonConnectionError(f"expected Welcome, got {type(msg).__name__}")
+                return msg
+
+    # -- sending ----------------------------------------------------------------------
+    def send(self, *messages) -> None:
+        """Send ``messages`` (after any pending ref updates and log lines) in one frame."""
+        with self._send_lock:
+            batch = self._drain_pending()
+            batch.extend(messages)
+            self._write(batch)
+
+    def _write(self, batch: list) -> None:
+        if self.closed:
+            raise DaemonConnectionError(
+                "lost the connection to the rayling node daemon; call rayling.shutdown() and "
+                "rayling.init() again")
+        try:
+            self._sock.sendall(encode_frame(batch))
+        except OSError as e:
+            self.closed = True
+            raise DaemonConnectionError(f"lost the connection to the node daemon: {e}") from e
+
+    def _drain_pending(self) -> list:
+        """Turn queued ref drops, new refs and log lines into messages (send lock held)."""
+        out: list = []
+        refq = self._refq
+        if self._adds or not refq.empty():
+            dels = []
+            with self._state:
+                adds, self._adds = self._adds, []
+                counts = self.counts
+                while True:
+                    try:
+                        oid = refq.get_nowait()
+                    except Empty:
+                        break
+                    if oid is None:
+                        continue
+                    count = counts.get(oid)
+                    if count is None:
+                        continue
+                    if count <= 1:
+                        del counts[oid]
+                        self.objects.pop(oid, None)
+                        self._mapped.pop(oid, None)
+                        self.own_pending.discard(oid)
+                        dels.append(oid)
+                    else:
+                        counts[oid] = count - 1
+            if adds or dels:
+                out.append(p.RefUpdate(adds, dels))
+        if self._log_lines:
+            lines, self._log_lines = self._log_lines, []
+            out.append(p.Logs(lines))
+        return out
+
+    def _flush_loop(self) -> None:
+        """Batch ref drops and log lines that no other send carries, a few ms at a time."""
+        refq = self._refq
+        while not self.closed:
+            first = refq.get()
+            refq.put(first)  # let the drain see it (order among drops does not matter)
+            time.sleep(0.002)  # gather a batch
+            try:
+                with self._send_lock:
+                    batch = self._drain_pending()
+                    if batch:
+                        self._write(batch)
+            except DaemonConnectionError:
+                return
+
+    def wake_flusher(self) -> None:
+        self._refq.put(None)
+
+    # -- reference counting -----------------------------------------------------------
+    def incref(self, oid: bytes, born: bool) -> None:
+        with self._state:
+            count = self.counts.get(oid, 0)
+            self.counts[oid] = count + 1
+            if count == 0 and not born:
+                self._adds.append(oid)
+                self._refq.put(None)
+
+    def decref(self, oid: bytes) -> None:
+        self._refq.put(oid)
+
+    # -- receiving --------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        sock = self._sock
+        reader = self._reader
+        buf = bytearray(256 * 1024)
+        view = memoryview(buf)
+        handle = self._handle
+        try:
+            for msg in self._early:
+                handle(msg)
+            while True:
+                n = sock.recv_into(buf)
+                if not n:
+                    break
+                for msg in reader.feed(view[:n]):
+                    handle(msg)
+        except (OSError, p.ProtocolError):
+            pass
+        finally:
+            self._connection_lost()
+
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is p.ObjectReady:
+            oid = msg.object_id
+            with self._arrived:
+                if oid in self.counts:
+                    self.objects[oid] = msg.data
+                    self.own_pending.discard(oid)
+                    self._arrived.notify_all()
+        elif kind is p.ExecuteTask:
+            self.tasks.put(msg)
+        elif kind is p.Reply or kind is p.ShmReserved:
+            slot = self._replies.pop(msg.req_id, None)
+            if slot is not None:
+                slot[1] = msg
+                slot[0].set()
+        elif kind is p.CancelTask:
+            if self.on_cancel is not None:
+                self.on_cancel(msg.task_id)
+        elif kind is p.Logs:
+            if self.on_logs is not None:
+                self.on_logs(msg.lines)
+        elif kind is p.Warning:
+            if self.on_warning is not None:
+                self.on_warning(msg.text)
+            else:
+                print(f"(rayling) Warning: {msg.text}", file=sys.stderr)
+
+    def _connection_lost(self) -> None:
+        self.closed = True
+        with self._arrived:
+            self._arrived.notify_all()
+        for slot in list(self._replies.values()):
+            slot[0].set()
+        self._refq.put(None)
+        if self.is_worker:
+            os._exit(1)  # the daemon is gone: a worker has nothing left to do
+
+    # -- requests ---------------------------------------------------------------------
+    def request(self, make_message, timeout: float = 60.0):
+        """Send ``make_message(req_id)`` and wait for the Reply/ShmReserved to it."""
+        req_id = next(self._req_ids)
+        slot = [threading.Event(), None]
+        self._replies[req_id] = slot
+        self.send(make_message(req_id))
+        if not slot[0].wait(timeout):
+            self._replies.pop(req_id, None)
+            raise exc.GetTimeoutError(
+                f"the node daemon did not answer within {timeout} s; it may be overloaded or "
+                f"stuck (see its log in {self.session_dir}/logs/daemon.log)")
+        if slot[1] is None:
+            raise DaemonConnectionError("lost the connection to the node daemon")
+        return slot[1]
+
+    def query(self, what: str, arg=None):
+        reply = self.request(lambda rid: p.Query(rid, what, arg))
+        if reply.error:
+            raise exc.RaySystemError(f"query {what!r} failed in the daemon: {reply.error}")
+        return reply.value
+
+    # -- objects ----------------------------------------------------------------------
+    def register_function(self, fid: bytes, blob: bytes, name: str) -> list:
+        """The RegisterFunction message to send before the first task of ``fid``, if any."""
+        if fid in self._registered_functions:
+            return []
+        self._registered_functions.add(fid)
+        return [p.RegisterFunction(fid, blob, name)]
+
+    def store(self, oid: bytes, value: Any, what: str = "value") -> tuple[p.ObjectData, Any]:
+        """Serialize ``value`` into an ObjectData; large values go to shared memory.
+
+        Returns the data and the serialized form, whose contained refs must stay alive until
+        the message carrying the data is sent.
+        """
+        ser = serialization.serialize(value, what)
+        contained = [ref._id for ref in ser.contained_refs]
+        if ser.is_inline:
+            return p.ObjectData(inline=ser.pickled, contained=contained), ser
+        size = ser.total_size()
+        reply = self.request(lambda rid: p.ReserveShm(rid, oid, size))
+        if reply.error:
+            raise exc.ObjectStoreFullError(reply.error)
+        mem = shm.create(reply.name, size)
+        try:
+            ser.write_to(mem)
+        finally:
+            mem.close()
+        return p.ObjectData(shm=reply.name, size=size, contained=contained), ser
+
+    def put(self, value: Any):
+        from ..object_ref import ObjectRef
+
+        oid = ids.new_put_object_id(self.job_id)
+        data, ser = self.store(oid, value)
+        ref = ObjectRef(oid, _born=True)
+        with self._state:
+            self.objects[oid] = data
+        self.send(p.PutObject(oid, data))
+        del ser
+        return ref
+
+    def wait_for(self, oids: list[bytes], num_ready: int, timeout: float | None) -> list[bytes]:
+        """Block until ``num_ready`` of ``oids`` have arrived (or timeout); return those."""
+        objects = self.objects
+        ready = [o for o in oids if o in objects]
+        if len(ready) >= num_ready:
+            return ready
+        with self._state:
+            to_subscribe = [o for o in oids if o not in objects and o not in self.own_pending]
+        if to_subscribe:
+            self.send(p.GetObjects(to_subscribe))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = False
+        if self.is_worker and timeout != 0:
+            self.send(p.Blocked())
+            blocked = True
+        try:
+            with self._arrived:
+                while True:
+                    ready = [o for o in oids if o in objects]
+                    if len(ready) >= num_ready or self.closed:
+                        break
+                    if deadline is None:
+                        self._arrived.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._arrived.wait(remaining)
+        finally:
+            if blocked:
+                self.send(p.Unblocked())
+        if self.closed and len(ready) < num_ready:
+            raise DaemonConnectionError(
+                "lost the connection to the rayling node daemon while waiting for objects")
+        return ready
+
+    def value_of(self, oid: bytes) -> Any:
+        """The value of an object that has arrived; raises the stored error if it failed."""
+        data = self.objects[oid]
+        if data.inline is not None:
+            value = serialization.deserialize_inline(data.inline)
+        else:
+            mem = self._mapped.get(oid)
+            if mem is None:
+                try:
+                    mem = shm.open_readonly(data.shm, data.size)
+                except FileNotFoundError:
+                    raise exc.ObjectLostError(
+                        f"Object {oid.hex()} was freed from the object store") from None
+                self._mapped[oid] = mem
+            value = serialization.deserialize_segment(mem)
+        if data.error:
+            if isinstance(value, exc.RayTaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def value_from_data(self, data: p.ObjectData) -> Any:
+        """Deserialize data handed over directly (task arguments), raising stored errors."""
+        if data.inline is not None:
+            value = serialization.deserialize_inline(data.inline)
+        else:
+            value = serialization.deserialize_segment(shm.open_readonly(data.shm, data.size))
+        if data.error:
+            if isinstance(value, exc.RayTaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    # -- shutdown ---------------------------------------------------------------------
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.send()
+        except exc.RayError:
+            pass
+        self.closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._refq.put(None)
+        if threading.current_thread() is not self._reader_thread:
+            self._reader_thread.join(timeout=5)

@@ -1,0 +1,146 @@
+"""Starting and stopping a node daemon on this machine (what ``init()`` does locally).
+
+The daemon runs in its own session (so Ctrl-C in the driver's terminal does not reach
+it), in a fresh private session directory that holds its socket and logs. ``start``
+returns once the daemon prints READY; ``stop`` asks it to exit, waits, and removes the
+directory and any shared memory left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+from .. import exceptions as exc
+from . import shm
+
+STARTUP_TIMEOUT = 30.0
+
+
+def default_num_cpus() -> int:
+    """CPUs this process may run on (respects Slurm/cgroup affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS
+        return max(1, os.cpu_count() or 1)
+
+
+def default_store_capacity() -> int:
+    """30% of RAM, but no more than /dev/shm can hold."""
+    capacity = int(psutil.virtual_memory().total * 0.3)
+    try:
+        capacity = min(capacity, int(shutil.disk_usage("/dev/shm").free * 0.9))
+    except FileNotFoundError:
+        pass
+    return capacity
+
+
+class LocalNode:
+    """A node daemon started by this process."""
+
+    def __init__(self, session: str, session_dir: str, socket_path: str, token: str,
+                 process: subprocess.Popen) -> None:
+        self.session = session
+        self.session_dir = session_dir
+        self.socket_path = socket_path
+        self.token = token
+        self.process = process
+
+    @classmethod
+    def start(
+        cls,
+        resources: dict[str, float],
+        object_store_memory: int,
+        node_ip: str = "127.0.0.1",
+        system_config: dict | None = None,
+    ) -> LocalNode:
+        session = secrets.token_hex(4)
+        session_dir = tempfile.mkdtemp(prefix=f"rayling_{session}_")
+        os.makedirs(os.path.join(session_dir, "logs"))
+        socket_path = os.path.join(session_dir, "daemon.sock")
+        token = secrets.token_hex(16)
+        config = {
+            "session": session,
+            "session_dir": session_dir,
+            "socket_path": socket_path,
+            "resources": resources,
+            "object_store_memory": object_store_memory,
+            "node_ip": node_ip,
+            "exit_with_driver": True,
+            "prestart_workers": max(1, int(resources.get("CPU", 1))),
+            "system_config": system_config or {},
+        }
+        env = dict(os.environ)
+        env["RAYLING_TOKEN"] = token
+        env["PYTHONPATH"] = os.pathsep.join(_driver_paths() + [env.get("PYTHONPATH", "")])
+        stderr_path = os.path.join(session_dir, "logs", "daemon.err")
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rayling._private.daemon", json.dumps(config)],
+                stdout=subprocess.PIPE, stderr=stderr, env=env, start_new_session=True,
+            )
+        node = cls(session, session_dir, socket_path, token, process)
+        try:
+            node._wait_ready(stderr_path)
+        except BaseException:
+            node.stop()
+            raise
+        return node
+
+    def _wait_ready(self, stderr_path: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise exc.RaySystemError(
+                    f"the rayling node daemon did not start within {STARTUP_TIMEOUT:.0f} s; "
+                    f"see {stderr_path}")
+            chunk = os.read(self.process.stdout.fileno(), 64)
+            if not chunk:
+                with open(stderr_path, errors="replace") as f:
+                    err = f.read()[-2000:]
+                raise exc.RaySystemError(f"the rayling node daemon failed to start:\n{err}")
+            line += chunk
+        selector.close()
+        self.process.stdout.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Wait for the daemon to exit (it was asked to), then clean up after it."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shm.unlink_session(self.session)
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def _driver_paths() -> list[str]:
+    """The driver's script directory and cwd, so workers import the user's modules."""
+    paths = []
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main_file:
+        paths.append(os.path.dirname(os.path.abspath(main_file)))
+    paths.append(os.getcwd())
+    for entry in sys.path:
+        if (entry and entry not in paths and os.path.isdir(entry)
+                and not entry.startswith((sys.prefix, sys.base_prefix))):
+            paths.append(entry)
+    return paths

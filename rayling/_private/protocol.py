@@ -1,0 +1,249 @@
+"""Every message that crosses a rayling socket, declared once.
+
+A connection carries frames: a 4-byte little-endian length, then a msgpack array of
+messages (several messages per frame, so many small ones cost one system call).
+Messages are msgspec Structs encoded as arrays with an integer tag, which keeps them
+small and makes decoding validate each field's type.
+
+Who sends what:
+
+    driver/worker -> daemon   Hello, RefUpdate, RegisterFunction, SubmitTask, PutObject,
+                              ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
+                              TaskDone, Logs, Query, Shutdown
+    daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
+                              Reply, Warning, Logs, Rejected
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+
+MAX_FRAME = 256 * 1024 * 1024  # a frame larger than this is a protocol violation
+_LEN = struct.Struct("<I")
+
+
+class _Msg(msgspec.Struct, array_like=True, tag=True, omit_defaults=False):
+    pass
+
+
+class ObjectData(msgspec.Struct, array_like=True):
+    """How one object's value travels: inline bytes when small, a shared-memory segment
+    name when large. ``error`` marks a stored exception. ``contained`` lists the ids of
+    refs pickled inside the value, which stay alive as long as this object does."""
+
+    inline: bytes | None = None
+    shm: str | None = None
+    size: int = 0
+    error: bool = False
+    contained: list[bytes] = []
+
+
+class Hello(_Msg, tag=1):
+    kind: str  # "driver" | "worker"
+    pid: int
+    worker_id: bytes
+    token: str
+    job_id: bytes | None = None
+
+
+class Welcome(_Msg, tag=2):
+    node_id: bytes
+    job_id: bytes
+    node_ip: str
+    session_dir: str
+    resources: dict[str, float]
+
+
+class Rejected(_Msg, tag=3):
+    reason: str
+
+
+class RefUpdate(_Msg, tag=4):
+    """A process started (adds) or stopped (dels) holding refs to these objects."""
+
+    adds: list[bytes]
+    dels: list[bytes]
+
+
+class RegisterFunction(_Msg, tag=5):
+    fid: bytes
+    blob: bytes
+    name: str
+
+
+class SubmitTask(_Msg, tag=6):
+    task_id: bytes
+    fid: bytes
+    name: str
+    args: bytes  # serialized (args, kwargs) with top-level refs replaced by markers
+    deps: list[bytes]  # ids of top-level ref arguments, resolved before the task runs
+    contained: list[bytes]  # refs nested inside the arguments, kept alive while queued
+    num_returns: int
+    resources: dict[str, float]
+    max_retries: int
+    retry_exceptions: bool = False
+
+
+class ExecuteTask(_Msg, tag=7):
+    task_id: bytes
+    job_id: bytes
+    fid: bytes
+    function: bytes | None  # sent with the first task of a function to each worker
+    name: str
+    args: bytes
+    deps: list[ObjectData]
+    num_returns: int
+    gpu_ids: list[int]
+
+
+class TaskDone(_Msg, tag=8):
+    task_id: bytes
+    results: list[ObjectData]
+
+
+class PutObject(_Msg, tag=9):
+    object_id: bytes
+    data: ObjectData
+
+
+class ReserveShm(_Msg, tag=10):
+    req_id: int
+    object_id: bytes
+    size: int
+
+
+class ShmReserved(_Msg, tag=11):
+    req_id: int
+    name: str | None
+    error: str | None = None
+
+
+class GetObjects(_Msg, tag=12):
+    """Send me an ObjectReady for each of these once it exists."""
+
+    object_ids: list[bytes]
+
+
+class ObjectReady(_Msg, tag=13):
+    object_id: bytes
+    data: ObjectData
+
+
+class CancelTask(_Msg, tag=14):
+    task_id: bytes
+    force: bool
+
+
+class Blocked(_Msg, tag=15):
+    """The worker's task waits in get/wait: lend its CPUs to other tasks."""
+
+
+class Unblocked(_Msg, tag=16):
+    pass
+
+
+class LogLine(msgspec.Struct, array_like=True):
+    pid: int
+    name: str
+    text: str
+    is_err: bool = False
+
+
+class Logs(_Msg, tag=17):
+    lines: list[LogLine]
+
+
+class Query(_Msg, tag=18):
+    req_id: int
+    what: str
+    arg: Any = None
+
+
+class Reply(_Msg, tag=19):
+    req_id: int
+    value: Any
+    error: str | None = None
+
+
+class Warning(_Msg, tag=20):  # noqa: A001 - the wire name
+    text: str
+
+
+class Shutdown(_Msg, tag=21):
+    pass
+
+
+Message = (
+    Hello
+    | Welcome
+    | Rejected
+    | RefUpdate
+    | RegisterFunction
+    | SubmitTask
+    | ExecuteTask
+    | TaskDone
+    | PutObject
+    | ReserveShm
+    | ShmReserved
+    | GetObjects
+    | ObjectReady
+    | CancelTask
+    | Blocked
+    | Unblocked
+    | Logs
+    | Query
+    | Reply
+    | Warning
+    | Shutdown
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[Message])
+
+
+class ProtocolError(Exception):
+    """A peer sent bytes that are not a valid rayling frame."""
+
+
+def encode_frame(messages: list) -> bytes:
+    """One frame holding ``messages``, ready to write to a socket."""
+    body = _encoder.encode(messages)
+    return _LEN.pack(len(body)) + body
+
+
+def decode_body(body: bytes | memoryview) -> list:
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ProtocolError(f"malformed message: {e}") from None
+
+
+class FrameReader:
+    """Splits a byte stream into decoded message lists (sans-I/O: feed bytes, get messages)."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list:
+        """Add received bytes; return every message of every complete frame."""
+        buf = self._buf
+        buf += data
+        out: list = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            (length,) = _LEN.unpack_from(buf, pos)
+            if length > self._max:
+                raise ProtocolError(f"frame of {length} bytes exceeds the {self._max} limit")
+            end = pos + 4 + length
+            if end > n:
+                break
+            out.extend(decode_body(memoryview(buf)[pos + 4 : end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out

@@ -1,0 +1,108 @@
+"""Packing a task's arguments on the caller and unpacking them in the worker.
+
+Top-level ObjectRef arguments become dependencies: the daemon runs the task only once
+they exist, and the worker gets their values in place of ``DepArg`` markers. Refs nested
+inside other arguments stay refs. A large argument is put in the object store once and
+passed as a dependency, so the task message stays small.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..object_ref import ObjectRef
+from . import serialization
+from .serialization import SerializationError
+
+
+class DepArg:
+    """Stands for the value of dependency number ``index``."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return (DepArg, (self.index,))
+
+
+_NO_ARGS = serialization.serialize(((), {})).pickled
+
+
+def pack_args(client, fn, name: str, args: tuple, kwargs: dict):
+    """Returns (args blob, dependency ids, contained refs, objects to keep alive)."""
+    if not args and not kwargs:
+        return _NO_ARGS, [], [], None
+    deps: list[bytes] = []
+    keep: list = []
+    if any(type(a) is ObjectRef for a in args) or any(
+        type(v) is ObjectRef for v in kwargs.values()
+    ):
+        args, kwargs = _replace_refs(args, kwargs, deps, keep)
+    try:
+        ser = serialization.serialize((args, kwargs))
+    except SerializationError:
+        _raise_naming_argument(fn, name, args, kwargs)
+        raise
+    if not ser.is_inline:
+        args, kwargs = _put_large_args(client, args, kwargs, deps, keep)
+        ser = serialization.serialize((args, kwargs))
+    keep.append(ser)
+    return ser.pickled, deps, [r._id for r in ser.contained_refs], keep
+
+
+def _replace_refs(args, kwargs, deps, keep):
+    def sub(value):
+        if type(value) is ObjectRef:
+            keep.append(value)
+            deps.append(value._id)
+            return DepArg(len(deps) - 1)
+        return value
+
+    return tuple(sub(a) for a in args), {k: sub(v) for k, v in kwargs.items()}
+
+
+def _put_large_args(client, args, kwargs, deps, keep):
+    def sub(value):
+        if isinstance(value, DepArg):
+            return value
+        if not serialization.serialize(value).is_inline:
+            ref = client.put(value)
+            keep.append(ref)
+            deps.append(ref._id)
+            return DepArg(len(deps) - 1)
+        return value
+
+    return tuple(sub(a) for a in args), {k: sub(v) for k, v in kwargs.items()}
+
+
+def _raise_naming_argument(fn, name: str, args: tuple, kwargs: dict) -> None:
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+    except (TypeError, ValueError):
+        bound = {**{f"#{i}": a for i, a in enumerate(args)}, **kwargs}
+    for param, value in bound.items():
+        try:
+            serialization.serialize(value)
+        except SerializationError as e:
+            raise SerializationError(
+                f"Could not serialize argument {param!r} of type {type(value).__name__} "
+                f"passed to {name}: {e.__cause__ or e}. Arguments of remote calls are "
+                f"pickled; pass something picklable (create locks, sockets and open files "
+                f"inside the task instead)."
+            ) from e.__cause__
+
+
+def unpack_args(client, blob: bytes, deps: list) -> tuple[tuple, dict]:
+    args, kwargs = serialization.deserialize_inline(blob)
+    if deps:
+        values = [client.value_from_data(d) for d in deps]
+
+        def sub(value: Any):
+            return values[value.index] if type(value) is DepArg else value
+
+        args = tuple(sub(a) for a in args)
+        kwargs = {k: sub(v) for k, v in kwargs.items()}
+    return args, kwargs

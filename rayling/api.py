@@ -1,0 +1,354 @@
+"""The public functions: init, shutdown, get, put, wait, cancel, remote and friends.
+
+One process-wide state: the core client connected to a node daemon, and, when this
+process started the daemon itself, the LocalNode to stop at shutdown.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from typing import Any
+
+from . import exceptions as exc
+from ._private import client as client_mod, protocol as p
+from ._private.log_printer import LogPrinter
+from ._private.node import LocalNode, default_num_cpus, default_store_capacity
+from .object_ref import ObjectRef
+from .remote_function import RemoteFunction
+
+log = logging.getLogger("rayling")
+
+_lock = threading.RLock()
+_node: LocalNode | None = None
+_printer: LogPrinter | None = None
+_atexit_registered = False
+
+
+class RayContext(dict):
+    """What ``init()`` returns: connection facts, usable as ``with rayling.init(): ...``."""
+
+    def __init__(self, info: dict) -> None:
+        super().__init__(info)
+        self.address_info = info
+        self.dashboard_url = info.get("webui_url", "")
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __enter__(self) -> RayContext:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    local_mode: bool = False,
+    ignore_reinit_error: bool = False,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
+    job_config: Any = None,
+    configure_logging: bool = True,
+    logging_level: int | str = logging.INFO,
+    logging_format: str | None = None,
+    logging_config: Any = None,
+    log_to_driver: bool = True,
+    namespace: str | None = None,
+    runtime_env: dict | None = None,
+    _system_config: dict | None = None,
+    _node_ip_address: str | None = None,
+    _temp_dir: str | None = None,
+    **kwargs: Any,
+) -> RayContext:
+    """Start a local cluster (one node daemon and a worker pool) and connect to it.
+
+    Arguments mirror ``ray.init``. Options rayling does not use (dashboard, runtime_env,
+    job_config, namespace) are accepted so scripts run unchanged.
+    """
+    global _node, _printer, _atexit_registered
+    for key in kwargs:
+        if not key.startswith("_"):
+            raise TypeError(f"init() got an unexpected keyword argument {key!r}")
+    with _lock:
+        if client_mod.current is not None:
+            if ignore_reinit_error:
+                return _context()
+            raise RuntimeError(
+                "Maybe you called rayling.init twice by accident? This error can be suppressed "
+                "by passing in 'ignore_reinit_error=True' or by calling 'rayling.shutdown()' "
+                "prior to 'rayling.init()'.")
+        if address is None:
+            address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
+        if address not in (None, "", "local"):
+            raise ConnectionError(
+                f"Cannot connect to a running cluster at {address!r}: this rayling build runs "
+                f"local clusters only (init() with no address). Connecting to a multi-node "
+                f"cluster is not available yet.")
+        if configure_logging:
+            level = logging_level
+            if isinstance(level, str):
+                level = logging.getLevelName(level.upper())
+            logging.getLogger("rayling").setLevel(level)
+        if num_cpus is not None and (not isinstance(num_cpus, int | float) or num_cpus < 0):
+            raise ValueError(f"num_cpus must be a non-negative number, got {num_cpus!r}")
+        if num_gpus is not None and (not isinstance(num_gpus, int | float) or num_gpus < 0):
+            raise ValueError(f"num_gpus must be a non-negative number, got {num_gpus!r}")
+        node_resources: dict[str, float] = {
+            "CPU": float(default_num_cpus() if num_cpus is None else num_cpus),
+        }
+        gpus = num_gpus if num_gpus is not None else _detect_gpus()
+        if gpus:
+            node_resources["GPU"] = float(gpus)
+        for name, amount in (resources or {}).items():
+            if name in ("CPU", "GPU"):
+                raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
+            node_resources[name] = float(amount)
+        capacity = object_store_memory or default_store_capacity()
+        node = LocalNode.start(node_resources, int(capacity), system_config=_system_config)
+        try:
+            client = client_mod.CoreClient(node.socket_path, node.token, "driver")
+        except BaseException:
+            node.stop(timeout=0.1)
+            raise
+        _node = node
+        client_mod.current = client
+        if log_to_driver:
+            _printer = LogPrinter()
+            client.on_logs = _printer.handle
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        return _context()
+
+
+def _detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+    except OSError:
+        return 0
+
+
+def _context() -> RayContext:
+    client = client_mod.current
+    return RayContext({
+        "node_ip_address": client.node_ip,
+        "session_dir": client.session_dir,
+        "node_id": client.node_id.hex(),
+        "address": client.node_ip,
+        "webui_url": "",
+    })
+
+
+def is_initialized() -> bool:
+    return client_mod.current is not None
+
+
+def shutdown(_exiting_interpreter: bool = False) -> None:
+    """Disconnect, stop every process ``init()`` started and remove its files and memory."""
+    global _node, _printer
+    with _lock:
+        client = client_mod.current
+        if client is None:
+            return
+        if client.is_worker:
+            return  # a task cannot shut its own cluster down
+        client_mod.current = None
+        try:
+            if _node is not None:
+                client.send(p.Shutdown())
+        except exc.RayError:
+            pass
+        client.close()
+        if _printer is not None:
+            _printer.close()
+            _printer = None
+        if _node is not None:
+            _node.stop()
+            _node = None
+
+
+def _client_or_auto_init() -> client_mod.CoreClient:
+    client = client_mod.current
+    if client is None:
+        with _lock:
+            if client_mod.current is None:
+                init()
+            client = client_mod.current
+    return client
+
+
+def _connected_client() -> client_mod.CoreClient:
+    client = client_mod.current
+    if client is None:
+        raise exc.RaySystemError("rayling is not initialized; call rayling.init() first")
+    return client
+
+
+def put(value: Any, *, _owner: Any = None) -> ObjectRef:
+    """Store ``value`` in the object store and return a ref to it."""
+    if isinstance(value, ObjectRef):
+        raise TypeError(
+            "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
+            "you can wrap the ObjectRef in a list and call 'put' on it.")
+    return _client_or_auto_init().put(value)
+
+
+def get(object_refs, *, timeout: float | None = None):
+    """The value(s) of ``object_refs`` (one ref, or a list of refs), blocking until ready.
+
+    Raises GetTimeoutError after ``timeout`` seconds, and the task's own exception
+    (also an instance of RayTaskError) if the task failed.
+    """
+    if type(object_refs) is ObjectRef:
+        client = _connected_client()
+        oid = object_refs._id
+        if oid not in client.objects and not client.wait_for([oid], 1, timeout):
+            raise exc.GetTimeoutError(f"Get timed out: {object_refs} was not ready after {timeout} s.")
+        return client.value_of(oid)
+    if isinstance(object_refs, list | tuple):
+        for ref in object_refs:
+            if not isinstance(ref, ObjectRef):
+                raise TypeError(
+                    f"get() expects a list of ObjectRefs, but the list contains a "
+                    f"{type(ref).__name__}: {ref!r}")
+        if not object_refs:
+            return []
+        client = _connected_client()
+        oids = [r._id for r in object_refs]
+        objects = client.objects
+        missing = [o for o in oids if o not in objects]
+        if missing:
+            ready = client.wait_for(missing, len(missing), timeout)
+            if len(ready) < len(missing):
+                raise exc.GetTimeoutError(
+                    f"Get timed out: {len(missing) - len(ready)} of {len(oids)} objects were "
+                    f"not ready after {timeout} s.")
+        return [client.value_of(o) for o in oids]
+    if hasattr(object_refs, "__await__") and not isinstance(object_refs, ObjectRef):
+        raise TypeError("get() does not take coroutines or futures; await them instead.")
+    raise TypeError(
+        f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}: "
+        f"{object_refs!r}")
+
+
+def wait(
+    object_refs: list[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Wait until ``num_returns`` of the refs are ready or ``timeout`` passes.
+
+    Returns ``(ready, not_ready)``, each in the order of ``object_refs``.
+    """
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, list | tuple):
+        raise TypeError(
+            f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    for ref in object_refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"wait() expects a list of ObjectRefs, but got a {type(ref).__name__}")
+    if len(set(object_refs)) != len(object_refs):
+        raise ValueError("wait() requires a list of unique ObjectRefs; this one has duplicates")
+    if not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    if num_returns > len(object_refs):
+        raise ValueError(
+            f"num_returns ({num_returns}) cannot exceed the number of refs ({len(object_refs)})")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or non-negative, got {timeout}")
+    client = _connected_client()
+    ready_ids = set(client.wait_for([r._id for r in object_refs], num_returns, timeout))
+    ready, not_ready = [], []
+    for ref in object_refs:
+        if ref._id in ready_ids and len(ready) < num_returns:
+            ready.append(ref)
+        else:
+            not_ready.append(ref)
+    return ready, not_ready
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref``.
+
+    A queued task never runs; a running one gets KeyboardInterrupt (``force=True`` kills its
+    worker instead). ``get`` on its result then raises TaskCancelledError.
+    """
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    client = _connected_client()
+    client.send(p.CancelTask(object_ref._id[:24], force))
+
+
+def remote(*args, **kwargs):
+    """Make a function into a remote function (``@remote`` or ``@remote(num_cpus=...)``)."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@remote takes keyword options only, e.g. @remote(num_cpus=2)")
+    return lambda target: _make_remote(target, kwargs)
+
+
+def _make_remote(target, options: dict):
+    if isinstance(target, type):
+        raise NotImplementedError(
+            f"@remote on class {target.__name__}: actors are not available in this rayling "
+            f"build yet.")
+    if not callable(target):
+        raise TypeError(f"@remote needs a function or class, got {type(target).__name__}")
+    return RemoteFunction(target, options)
+
+
+def method(*args, **kwargs):
+    """Options for an actor method (``@rayling.method(num_returns=2)``)."""
+    def decorate(fn):
+        fn.__rayling_method_options__ = kwargs
+        return fn
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+def nodes() -> list[dict]:
+    """One dict per node: NodeID, Alive, NodeManagerAddress, Resources, ..."""
+    return _client_or_auto_init().query("nodes")
+
+
+def cluster_resources() -> dict[str, float]:
+    return _client_or_auto_init().query("cluster_resources")
+
+
+def available_resources() -> dict[str, float]:
+    return _client_or_auto_init().query("available_resources")
+
+
+def get_gpu_ids() -> list[int]:
+    """GPU indices assigned to the current task (empty on the driver)."""
+    from ._private.worker import context
+
+    return list(context.gpu_ids)
+
+
+def _object_store_stats() -> dict:
+    """Daemon-side counters (store bytes, objects, workers); for tests and benchmarks."""
+    return _connected_client().query("stats")

@@ -1,0 +1,1 @@
+"""Experimental rayling APIs (named as in Ray)."""
