@@ -86,6 +86,8 @@ class GpuAllocator:
             return []
         whole = -(-units // UNIT)
         ids = [i for i, free in enumerate(self.capacity) if free == UNIT][:whole]
+        if len(ids) < whole:
+            return []
         for i in ids:
             self.capacity[i] = 0
         return ids

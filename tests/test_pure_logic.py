@@ -1,0 +1,191 @@
+"""Unit tests of the decision logic that has no sockets or processes in it."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import given, strategies as st
+
+from rayling._private import protocol as p
+from rayling._private.log_dedup import LogDeduplicator
+from rayling._private.object_table import ObjectTable
+from rayling._private.resources import UNIT, GpuAllocator, ResourcePool, to_units
+
+
+# -- resources ------------------------------------------------------------------------
+def test_fractional_cpus_add_up_exactly():
+    pool = ResourcePool({"CPU": 1})
+    tenth = to_units({"CPU": 0.1})
+    for _ in range(10):
+        assert pool.fits_now(tenth)
+        pool.acquire(tenth)
+    assert not pool.fits_now(tenth)
+    for _ in range(10):
+        pool.release(tenth)
+    assert pool.free == pool.total
+
+
+def test_fits_ever_and_missing():
+    pool = ResourcePool({"CPU": 2, "GPU": 1})
+    request = to_units({"CPU": 1, "GPU": 2, "TPU": 1})
+    assert not pool.fits_ever(request)
+    assert pool.missing(request) == {"GPU": 1.0, "TPU": 1.0}
+
+
+def test_negative_request_rejected():
+    with pytest.raises(ValueError, match="negative"):
+        to_units({"CPU": -1})
+
+
+@given(st.lists(st.sampled_from([0.1, 0.25, 0.5, 1.0]), max_size=30))
+def test_acquire_release_roundtrip(amounts):
+    pool = ResourcePool({"CPU": 4})
+    taken = []
+    for a in amounts:
+        req = to_units({"CPU": a})
+        if pool.fits_now(req):
+            pool.acquire(req)
+            taken.append(req)
+    assert pool.free["CPU"] >= 0
+    for req in taken:
+        pool.release(req)
+    assert pool.free == pool.total
+
+
+def test_gpu_allocator_whole_and_fractional():
+    gpus = GpuAllocator(2)
+    assert gpus.allocate(UNIT) == [0]
+    assert gpus.allocate(UNIT // 2) == [1]
+    assert gpus.allocate(UNIT // 2) == [1]
+    assert gpus.allocate(UNIT // 2) == []
+    gpus.free([0], UNIT)
+    assert gpus.allocate(2 * UNIT) == []
+    assert gpus.allocate(UNIT) == [0]
+
+
+# -- object table ---------------------------------------------------------------------
+def _table():
+    freed = []
+    return ObjectTable(lambda oid, data: freed.append(oid)), freed
+
+
+def test_object_freed_when_last_holder_drops():
+    table, freed = _table()
+    table.put(b"a", p.ObjectData(inline=b"x"), "driver")
+    table.add_holders([b"a"], "worker")
+    table.remove_holders([b"a"], "driver")
+    assert freed == []
+    table.remove_holders([b"a"], "worker")
+    assert freed == [b"a"]
+    assert b"a" not in table
+
+
+def test_pinned_object_outlives_holders():
+    table, freed = _table()
+    table.put(b"a", p.ObjectData(inline=b"x"), "driver")
+    table.pin(b"a")
+    table.remove_holders([b"a"], "driver")
+    assert freed == []
+    table.unpin(b"a")
+    assert freed == [b"a"]
+
+
+def test_contained_refs_live_as_long_as_container():
+    table, freed = _table()
+    table.put(b"inner", p.ObjectData(inline=b"1"), "driver")
+    table.put(b"outer", p.ObjectData(inline=b"2", contained=[b"inner"]), "driver")
+    table.remove_holders([b"inner"], "driver")
+    assert freed == []
+    table.remove_holders([b"outer"], "driver")
+    assert freed == [b"outer", b"inner"]
+
+
+def test_result_of_dropped_pending_task_is_freed_on_arrival():
+    table, freed = _table()
+    table.expect(b"r", "driver")
+    table.remove_holders([b"r"], "driver")
+    assert freed == []
+    assert table.set_ready(b"r", p.ObjectData(inline=b"v")) == []
+    assert freed == [b"r"]
+
+
+def test_subscribers_are_returned_once_ready():
+    table, _ = _table()
+    table.expect(b"r", "driver")
+    assert table.subscribe(b"r", "worker") is None
+    data = p.ObjectData(inline=b"v")
+    assert table.set_ready(b"r", data) == ["worker"]
+    assert table.subscribe(b"r", "other") is data
+
+
+def test_dropping_a_process_releases_everything_it_held():
+    table, freed = _table()
+    for oid in (b"a", b"b"):
+        table.put(oid, p.ObjectData(inline=b"x"), "worker")
+    table.drop_holder("worker")
+    assert sorted(freed) == [b"a", b"b"]
+
+
+# -- log folding ----------------------------------------------------------------------
+def test_identical_lines_fold_within_window():
+    d = LogDeduplicator(window=5)
+    assert d.add("(f pid=1)", "done", 0.0) == ["(f pid=1) done"]
+    assert d.add("(f pid=2)", "done", 1.0) == []
+    assert d.add("(f pid=3)", "done", 2.0) == []
+    assert d.next_deadline() == 5.0
+    assert d.flush(4.9) == []
+    assert d.flush(5.0) == ["(f pid=3) done [repeated 2x across cluster]"]
+
+
+def test_dedup_disabled_prints_everything():
+    d = LogDeduplicator(enabled=False)
+    assert d.add("(f pid=1)", "x", 0) == ["(f pid=1) x"]
+    assert d.add("(f pid=2)", "x", 0) == ["(f pid=2) x"]
+
+
+def test_single_line_has_no_summary():
+    d = LogDeduplicator(window=1)
+    d.add("(f pid=1)", "only", 0)
+    assert d.flush(10) == []
+
+
+# -- framing --------------------------------------------------------------------------
+def test_frames_split_across_reads():
+    frame = p.encode_frame([p.GetObjects([b"a" * 28]), p.Blocked()])
+    reader = p.FrameReader()
+    out = []
+    for i in range(len(frame)):
+        out += reader.feed(frame[i:i + 1])
+    assert out == [p.GetObjects([b"a" * 28]), p.Blocked()]
+
+
+def test_oversize_frame_rejected():
+    reader = p.FrameReader(max_frame=100)
+    with pytest.raises(p.ProtocolError, match="exceeds"):
+        reader.feed((1000).to_bytes(4, "little") + b"x" * 10)
+
+
+def test_garbage_frame_rejected():
+    reader = p.FrameReader()
+    with pytest.raises(p.ProtocolError, match="malformed"):
+        reader.feed((3).to_bytes(4, "little") + b"\xc1\xc1\xc1")
+
+
+def test_wrong_field_type_rejected():
+    import msgspec
+
+    body = msgspec.msgpack.encode([[12, "not a list"]])
+    with pytest.raises(p.ProtocolError):
+        p.FrameReader().feed(len(body).to_bytes(4, "little") + body)
+
+
+def test_exceptions_pickle_roundtrip():
+    from rayling import exceptions as exc
+
+    err = exc.RayTaskError("f", "Traceback...", ValueError("boom"), 42)
+    again = pickle.loads(pickle.dumps(err))
+    assert again.function_name == "f" and again.pid == 42
+    dual = again.as_instanceof_cause()
+    assert isinstance(dual, ValueError) and isinstance(dual, exc.RayTaskError)
+    assert "Traceback" in str(dual)
