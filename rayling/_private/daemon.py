@@ -30,7 +30,7 @@ def _start_template(config: dict) -> tuple[subprocess.Popen, socket.socket]:
     """Start the warm template first thing, so its imports overlap the daemon's."""
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rayling._private.template", str(theirs.fileno())],
+        [sys.executable, "-S", "-m", "rayling._private.template", str(theirs.fileno())],
         pass_fds=(theirs.fileno(),),
         env={**os.environ, "RAYLING_SOCKET": config["socket_path"]},
         stdout=subprocess.DEVNULL,

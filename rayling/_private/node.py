@@ -81,11 +81,13 @@ class LocalNode:
         }
         env = dict(os.environ)
         env["RAYLING_TOKEN"] = token
-        env["PYTHONPATH"] = os.pathsep.join(_driver_paths() + [env.get("PYTHONPATH", "")])
+        # The daemon, template and workers start with -S (no site processing, which can cost
+        # tens of milliseconds) and see exactly the driver's import path instead.
+        env["PYTHONPATH"] = os.pathsep.join(_driver_paths())
         stderr_path = os.path.join(session_dir, "logs", "daemon.err")
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "rayling._private.daemon", json.dumps(config)],
+                [sys.executable, "-S", "-m", "rayling._private.daemon", json.dumps(config)],
                 stdout=subprocess.PIPE, stderr=stderr, env=env, start_new_session=True,
             )
         node = cls(session, session_dir, socket_path, token, process)
@@ -132,7 +134,7 @@ class LocalNode:
 
 
 def _driver_paths() -> list[str]:
-    """The driver's script directory and cwd, so workers import the user's modules."""
+    """The driver's script directory, cwd and import path, so workers import what it can."""
     paths = []
     main = sys.modules.get("__main__")
     main_file = getattr(main, "__file__", None)
@@ -140,7 +142,7 @@ def _driver_paths() -> list[str]:
         paths.append(os.path.dirname(os.path.abspath(main_file)))
     paths.append(os.getcwd())
     for entry in sys.path:
-        if (entry and entry not in paths and os.path.isdir(entry)
-                and not entry.startswith((sys.prefix, sys.base_prefix))):
+        entry = os.path.abspath(entry) if entry else os.getcwd()
+        if entry not in paths:
             paths.append(entry)
     return paths

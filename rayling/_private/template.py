@@ -37,12 +37,30 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from . import worker  # the heavy imports every worker needs
 
-    try:
-        import numpy  # noqa: F401 - preloaded so workers share its pages
-    except ImportError:
-        pass
     socket_path = os.environ["RAYLING_SOCKET"]
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+
+    def fork_workers(count: int) -> None:
+        for _ in range(count):
+            if os.fork() == 0:
+                control.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                set_parent_death_signal()
+                worker.main(socket_path)
+                os._exit(0)
+
+    # Workers asked for at start-up are forked before NumPy is imported, so the first
+    # task does not wait for it; later workers share the preloaded NumPy pages.
+    control.setblocking(False)
+    try:
+        fork_workers(len(control.recv(256)))
+    except BlockingIOError:
+        pass
+    control.setblocking(True)
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
     gc.freeze()
     while True:
         try:
@@ -51,13 +69,7 @@ def main() -> None:
             continue
         if not data:
             os._exit(0)
-        for _ in range(len(data)):
-            if os.fork() == 0:
-                control.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                set_parent_death_signal()
-                worker.main(socket_path)
-                os._exit(0)
+        fork_workers(len(data))
 
 
 if __name__ == "__main__":
