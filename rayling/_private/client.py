@@ -7,7 +7,7 @@
       │  pending RefUpdate/Logs +      Reply -> waiting request    wait; batches them
       │  the message, one sendall      ExecuteTask -> task queue   into one frame
       ▼                                Logs -> printed (driver)
-    blocks on a Condition until the values it needs are in ``objects``
+    blocks on a _Waiter until the values it needs are in ``objects``
 
 Reference counting: each ObjectRef increments ``counts`` when made; its ``__del__`` only
 puts the id on a SimpleQueue (safe from any thread, even inside the garbage collector).
@@ -42,6 +42,16 @@ class DaemonConnectionError(exc.RaySystemError):
     """The connection to the node daemon is gone."""
 
 
+class _Waiter:
+    """One blocked get/wait: woken when ``needed`` more of its objects have arrived."""
+
+    __slots__ = ("needed", "event")
+
+    def __init__(self, needed: int) -> None:
+        self.needed = needed
+        self.event = threading.Event()
+
+
 class CoreClient:
     def __init__(self, socket_path: str, token: str, kind: str) -> None:
         self.kind = kind
@@ -61,7 +71,7 @@ class CoreClient:
 
         self._send_lock = threading.Lock()
         self._state = threading.Lock()
-        self._arrived = threading.Condition(self._state)
+        self._waiters: dict[bytes, list[_Waiter]] = {}  # get/wait calls blocked on ids
         self.counts: dict[bytes, int] = {}
         self.objects: dict[bytes, p.ObjectData] = {}
         self.own_pending: set[bytes] = set()
@@ -208,11 +218,16 @@ class CoreClient:
         kind = type(msg)
         if kind is p.ObjectReady:
             oid = msg.object_id
-            with self._arrived:
+            with self._state:
                 if oid in self.counts:
                     self.objects[oid] = msg.data
                     self.own_pending.discard(oid)
-                    self._arrived.notify_all()
+                    waiting = self._waiters.pop(oid, None)
+                    if waiting:
+                        for waiter in waiting:
+                            waiter.needed -= 1
+                            if waiter.needed <= 0:
+                                waiter.event.set()
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.Reply or kind is p.ShmReserved:
@@ -234,8 +249,10 @@ class CoreClient:
 
     def _connection_lost(self) -> None:
         self.closed = True
-        with self._arrived:
-            self._arrived.notify_all()
+        with self._state:
+            for waiting in self._waiters.values():
+                for waiter in waiting:
+                    waiter.event.set()
         for slot in list(self._replies.values()):
             slot[0].set()
         self._refq.put(None)
@@ -308,34 +325,33 @@ class CoreClient:
     def wait_for(self, oids: list[bytes], num_ready: int, timeout: float | None) -> list[bytes]:
         """Block until ``num_ready`` of ``oids`` have arrived (or timeout); return those."""
         objects = self.objects
-        ready = [o for o in oids if o in objects]
-        if len(ready) >= num_ready:
-            return ready
         with self._state:
-            to_subscribe = [o for o in oids if o not in objects and o not in self.own_pending]
-        if to_subscribe:
-            self.send(p.GetObjects(to_subscribe))
-        deadline = None if timeout is None else time.monotonic() + timeout
-        blocked = False
-        if self.is_worker and timeout != 0:
-            self.send(p.Blocked())
-            blocked = True
+            missing = [o for o in oids if o not in objects]
+            needed = num_ready - (len(oids) - len(missing))
+            if needed <= 0:
+                return [o for o in oids if o in objects]
+            waiter = _Waiter(needed)
+            for oid in missing:
+                self._waiters.setdefault(oid, []).append(waiter)
+            to_subscribe = [o for o in missing if o not in self.own_pending]
+        blocked = self.is_worker and timeout != 0
         try:
-            with self._arrived:
-                while True:
-                    ready = [o for o in oids if o in objects]
-                    if len(ready) >= num_ready or self.closed:
-                        break
-                    if deadline is None:
-                        self._arrived.wait()
-                    else:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        self._arrived.wait(remaining)
+            if to_subscribe or blocked:
+                self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
+                          *([p.Blocked()] if blocked else []))
+            if not self.closed:
+                waiter.event.wait(timeout)
         finally:
-            if blocked:
+            with self._state:
+                for oid in missing:
+                    waiting = self._waiters.get(oid)
+                    if waiting and waiter in waiting:
+                        waiting.remove(waiter)
+                        if not waiting:
+                            del self._waiters[oid]
+            if blocked and not self.closed:
                 self.send(p.Unblocked())
+        ready = [o for o in oids if o in objects]
         if self.closed and len(ready) < num_ready:
             raise DaemonConnectionError(
                 "lost the connection to the rayling node daemon while waiting for objects")
