@@ -73,3 +73,38 @@ def test_shutdown_removes_session_and_processes():
     assert not os.path.exists(session_dir)
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
+
+
+def test_killed_driver_leaves_nothing_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from .conftest import wait_until
+
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import sys, numpy as np, rayling as ray\n"
+        "ctx = ray.init(num_cpus=2)\n"
+        "keep = ray.put(np.ones(10_000_000))\n"
+        "@ray.remote\n"
+        "def f(): return 1\n"
+        "ray.get([f.remote() for _ in range(4)])\n"
+        "print(ctx.session_dir, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    driver = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    session_dir = driver.stdout.readline().strip()
+    session = os.path.basename(session_dir).split("_")[1]
+    started = psutil.Process(driver.pid).children(recursive=True)
+    assert len(started) >= 3  # daemon, template, workers
+    assert any(f.startswith(f"rl{session}_") for f in os.listdir("/dev/shm"))
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    _, alive = psutil.wait_procs(started, timeout=15)
+    assert not alive, f"still running after the driver was killed: {alive}"
+    wait_until(lambda: not os.path.exists(session_dir), what="the session directory to go")
+    assert not any(f.startswith(f"rl{session}_") for f in os.listdir("/dev/shm"))

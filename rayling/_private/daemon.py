@@ -197,6 +197,12 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         except FileNotFoundError:
             pass
         log.info("daemon stopped")
+        if config.get("exit_with_driver"):
+            # A cluster that lives and dies with its driver leaves no files behind, even
+            # when the driver was killed before it could clean up.
+            import shutil
+
+            shutil.rmtree(config["session_dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":
