@@ -13,7 +13,8 @@ import threading
 from typing import Any
 
 from . import exceptions as exc
-from ._private import client as client_mod, protocol as p
+from ._private import client as client_mod
+from ._private import protocol as p
 from ._private.log_printer import LogPrinter
 from ._private.node import LocalNode, default_num_cpus, default_store_capacity
 from .object_ref import ObjectRef
@@ -222,7 +223,8 @@ def get(object_refs, *, timeout: float | None = None):
         client = _connected_client()
         oid = object_refs._id
         if oid not in client.objects and not client.wait_for([oid], 1, timeout):
-            raise exc.GetTimeoutError(f"Get timed out: {object_refs} was not ready after {timeout} s.")
+            raise exc.GetTimeoutError(
+                f"Get timed out: {object_refs} was not ready after {timeout} s.")
         return client.value_of(oid)
     if isinstance(object_refs, list | tuple):
         for ref in object_refs:

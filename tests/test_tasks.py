@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -150,7 +149,7 @@ def test_num_returns(shared_cluster):
 
     @ray.remote(num_returns=3)
     def gen():
-        for i in range(3):
+        for i in range(3):  # noqa: UP028 - written as in the seed tutorial
             yield i
 
     assert ray.get(list(gen.remote())) == [0, 1, 2]

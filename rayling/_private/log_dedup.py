@@ -43,7 +43,8 @@ class LogDeduplicator:
         out = []
         if not self._seen:
             return out
-        for text in [t for t, s in self._seen.items() if everything or now - s.first_seen >= self.window]:
+        due = [t for t, s in self._seen.items() if everything or now - s.first_seen >= self.window]
+        for text in due:
             seen = self._seen.pop(text)
             if seen.repeats:
                 out.append(f"{seen.prefix} {text} [repeated {seen.repeats}x across cluster]")

@@ -31,7 +31,8 @@ from collections import deque
 import cloudpickle
 
 from .. import exceptions as exc
-from . import ids, protocol as p, shm
+from . import ids, shm
+from . import protocol as p
 from .object_table import ObjectTable
 from .resources import UNIT, GpuAllocator, ResourcePool, from_units, to_units
 

@@ -21,7 +21,9 @@ import traceback
 from typing import Any
 
 from .. import exceptions as exc
-from . import client as client_mod, ids, protocol as p, serialization
+from . import client as client_mod
+from . import ids, serialization
+from . import protocol as p
 from .task_args import unpack_args
 
 
