@@ -304,7 +304,10 @@ class CoreClient:
         reply = self.request(lambda rid: p.ReserveShm(rid, oid, size))
         if reply.error:
             raise exc.ObjectStoreFullError(reply.error)
-        mem = shm.create(reply.name, size)
+        if reply.preallocated:
+            mem = shm.open_for_write(reply.name, size)
+        else:
+            mem = shm.create(reply.name, size)
         try:
             ser.write_to(mem)
         finally:

@@ -53,7 +53,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
     import signal
 
     from . import ids, shm
-    from .node_manager import NodeManager
+    from .node_manager import SPARE_IDLE, NodeManager
     from .protocol import MAX_FRAME, FrameReader, Hello, ProtocolError, encode_frame
 
     logging.basicConfig(
@@ -83,6 +83,30 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             except ProcessLookupError:
                 pass
 
+    class BackgroundSegments:
+        """Frees and preallocates shared memory in one background thread, in order."""
+
+        def __init__(self) -> None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="rayling-shm")
+
+        def unlink(self, name: str) -> None:
+            self.pool.submit(shm.unlink, name)
+
+        def preallocate(self, name: str, size: int, done) -> None:
+            def work() -> None:
+                try:
+                    shm.preallocate(name, size)
+                    ok = True
+                except OSError:
+                    ok = False
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(done, name, size, ok)
+
+            self.pool.submit(work)
+
+    segments = BackgroundSegments()
     manager = NodeManager(
         node_id=ids.random_unique_id(),
         node_ip=config.get("node_ip", "127.0.0.1"),
@@ -92,6 +116,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         resources=config["resources"],
         store_capacity=int(config["object_store_memory"]),
         spawner=WorkerSpawner(),
+        segments=segments,
     )
 
     def stop() -> None:
@@ -169,6 +194,12 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def tick() -> None:
+            manager.drop_idle_spare(loop.time())
+            loop.call_later(SPARE_IDLE, tick)
+
+        loop.call_later(SPARE_IDLE, tick)
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         await stopped
@@ -191,6 +222,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         template.wait()
         psutil.wait_procs(workers, timeout=5)
         manager.release_all_segments()
+        segments.pool.shutdown(wait=True)
         shm.unlink_session(config["session"])
         try:
             os.unlink(config["socket_path"])

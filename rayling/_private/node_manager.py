@@ -2,7 +2,8 @@
 
 This module has no sockets and starts no processes. The daemon shell (daemon.py) hands
 it decoded messages with the connection they came from, and it answers by calling
-``conn.send(message)`` and the ``spawner``'s ``spawn_worker()`` / ``kill(pid)``.
+``conn.send(message)``, the ``spawner``'s ``spawn_worker()`` / ``kill(pid)`` and the
+``segments``' ``unlink(name)`` / ``preallocate(name, size, done)``.
 Tests drive it with fake connections.
 
 Life of a task::
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 
 import cloudpickle
@@ -38,6 +40,9 @@ from .resources import UNIT, GpuAllocator, ResourcePool, from_units, to_units
 
 log = logging.getLogger("rayling.daemon")
 
+SPARE_MIN = 8 * 1024 * 1024  # objects from this size ...
+SPARE_MAX = 128 * 1024 * 1024  # ... to this size get a preallocated segment ready
+SPARE_IDLE = 5.0  # seconds an unused spare segment is kept
 WAITING, READY, RUNNING, DONE = "waiting", "ready", "running", "done"
 
 
@@ -72,6 +77,22 @@ class WorkerRecord:
         self.known_functions: set[bytes] = set()
 
 
+class DirectSegments:
+    """Unlinks and preallocates segments at once, in the caller's thread (the daemon uses
+    a background thread instead so large frees and allocations do not stall it)."""
+
+    def unlink(self, name: str) -> None:
+        shm.unlink(name)
+
+    def preallocate(self, name: str, size: int, done) -> None:
+        try:
+            shm.preallocate(name, size)
+            ok = True
+        except OSError:
+            ok = False
+        done(name, size, ok)
+
+
 class NodeManager:
     def __init__(
         self,
@@ -84,6 +105,7 @@ class NodeManager:
         resources: dict[str, float],
         store_capacity: int,
         spawner,
+        segments=None,
         max_workers: int | None = None,
     ) -> None:
         self.node_id = node_id
@@ -111,6 +133,10 @@ class NodeManager:
         self._shm_counter = 0
         self._reservations: dict[object, dict[str, int]] = {}  # conn -> {name: size}
         self._shm_sizes: dict[str, int] = {}
+        self.segments = segments or DirectSegments()
+        self._spare: tuple[str, int] | None = None  # a preallocated segment: (name, size)
+        self._spare_pending = False
+        self._spare_since = 0.0
         self._warned_infeasible: set[tuple] = set()
         self.stopping = False
 
@@ -212,19 +238,67 @@ class NodeManager:
         self._object_ready(msg.object_id, self.objects.put(msg.object_id, data, conn), data)
 
     def _on_reserve(self, conn, msg: p.ReserveShm) -> None:
-        if self.store_used + msg.size > self.store_capacity:
-            conn.send(p.ShmReserved(msg.req_id, None, (
-                f"Cannot store an object of {msg.size:,} bytes: the object store has "
-                f"{self.store_capacity - self.store_used:,} of {self.store_capacity:,} bytes "
-                f"free ({self.store_used:,} in use by live objects). Drop refs you no longer "
-                f"need or start with a larger object_store_memory.")))
-            return
+        size = msg.size
+        spare = self._spare
+        preallocated = spare is not None and spare[1] == size
+        if preallocated:
+            name = spare[0]  # its bytes are already counted in store_used
+            self._spare = None
+        else:
+            if spare is not None and self.store_used + size > self.store_capacity:
+                self._drop_spare()
+            if self.store_used + size > self.store_capacity:
+                used = self.store_used
+                conn.send(p.ShmReserved(msg.req_id, None, (
+                    f"Cannot store an object of {size:,} bytes: the object store has "
+                    f"{self.store_capacity - used:,} of {self.store_capacity:,} bytes free "
+                    f"({used:,} in use by live objects). Drop refs you no longer need or "
+                    f"start with a larger object_store_memory.")))
+                return
+            name = self._new_segment_name()
+            self.store_used += size
+        self._shm_sizes[name] = size
+        self._reservations.setdefault(conn, {})[name] = size
+        conn.send(p.ShmReserved(msg.req_id, name, preallocated=preallocated))
+        self._prepare_spare(size)
+
+    def _new_segment_name(self) -> str:
         self._shm_counter += 1
-        name = shm.segment_name(self.session, self._shm_counter)
-        self.store_used += msg.size
-        self._shm_sizes[name] = msg.size
-        self._reservations.setdefault(conn, {})[name] = msg.size
-        conn.send(p.ShmReserved(msg.req_id, name))
+        return shm.segment_name(self.session, self._shm_counter)
+
+    def _prepare_spare(self, size: int) -> None:
+        """Allocate, in the background, a segment of the size just asked for.
+
+        Zeroing fresh pages is most of the cost of writing a large object; a loop that puts
+        objects of one size finds the next segment ready and only copies its data.
+        """
+        if (self._spare is not None or self._spare_pending or not SPARE_MIN <= size <= SPARE_MAX
+                or size > self.store_capacity // 8
+                or self.store_used + size > self.store_capacity or self.stopping):
+            return
+        self._spare_pending = True
+        self.store_used += size
+        self.segments.preallocate(self._new_segment_name(), size, self.on_preallocated)
+
+    def on_preallocated(self, name: str, size: int, ok: bool) -> None:
+        self._spare_pending = False
+        if ok and not self.stopping:
+            self._spare = (name, size)
+            self._spare_since = time.monotonic()
+        else:
+            self.store_used -= size
+            self.segments.unlink(name)
+
+    def drop_idle_spare(self, now: float) -> None:
+        """Give back a spare segment nobody used for SPARE_IDLE seconds (called periodically)."""
+        if self._spare is not None and now - self._spare_since >= SPARE_IDLE:
+            self._drop_spare()
+
+    def _drop_spare(self) -> None:
+        name, size = self._spare
+        self._spare = None
+        self.store_used -= size
+        self.segments.unlink(name)
 
     def _on_get(self, conn, msg: p.GetObjects) -> None:
         subscribe = self.objects.subscribe
@@ -462,11 +536,13 @@ class NodeManager:
         if forget:
             self._shm_sizes.pop(name, None)
         self.store_used -= size
-        shm.unlink(name)
+        self.segments.unlink(name)
 
     def release_all_segments(self) -> None:
+        if self._spare is not None:
+            self._drop_spare()
         for name in list(self._shm_sizes):
-            shm.unlink(name)
+            self.segments.unlink(name)
         self._shm_sizes.clear()
         self.store_used = 0
 
@@ -481,7 +557,7 @@ class NodeManager:
             return {k: v for k, v in free.items() if v > 0}
         if what == "stats":
             return {
-                "store_used": self.store_used,
+                "store_used": self.store_used - (self._spare[1] if self._spare else 0),
                 "store_capacity": self.store_capacity,
                 "segments": len(self._shm_sizes),
                 "workers": len(self.workers),

@@ -119,6 +119,7 @@ class ShmReserved(_Msg, tag=11):
     req_id: int
     name: str | None
     error: str | None = None
+    preallocated: bool = False  # the segment exists with its pages allocated: just map it
 
 
 class GetObjects(_Msg, tag=12):

@@ -24,14 +24,36 @@ def segment_name(session: str, number: int) -> str:
     return f"/rl{session}_{number:x}"
 
 
+def _allocate(fd: int, size: int) -> None:
+    os.ftruncate(fd, max(size, 1))
+    if hasattr(os, "posix_fallocate"):
+        # Allocating every page in one call is faster than faulting them in one by one.
+        os.posix_fallocate(fd, 0, max(size, 1))
+
+
 def create(name: str, size: int) -> mmap.mmap:
     """Create segment ``name`` of ``size`` bytes and map it for writing."""
     fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
     try:
-        os.ftruncate(fd, max(size, 1))
-        if hasattr(os, "posix_fallocate"):
-            # Allocating every page in one call is faster than faulting them in one by one.
-            os.posix_fallocate(fd, 0, max(size, 1))
+        _allocate(fd, size)
+        return mmap.mmap(fd, max(size, 1), flags=mmap.MAP_SHARED)
+    finally:
+        os.close(fd)
+
+
+def preallocate(name: str, size: int) -> None:
+    """Create segment ``name`` with all its pages allocated, for a writer to fill later."""
+    fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        _allocate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def open_for_write(name: str, size: int) -> mmap.mmap:
+    """Map a preallocated segment for writing."""
+    fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
+    try:
         return mmap.mmap(fd, max(size, 1), flags=mmap.MAP_SHARED)
     finally:
         os.close(fd)
