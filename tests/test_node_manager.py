@@ -1,0 +1,194 @@
+"""The daemon's decisions, driven directly with fake connections (no sockets, no processes)."""
+
+from __future__ import annotations
+
+import pickle
+
+from rayling import exceptions as exc
+from rayling._private import ids, protocol as p
+from rayling._private.node_manager import NodeManager
+
+TOKEN = "secret"
+
+
+class FakeConn:
+    def __init__(self) -> None:
+        self.sent: list = []
+        self.kind = None
+        self.pid = None
+
+    def send(self, msg) -> None:
+        self.sent.append(msg)
+
+    def take(self, kind=None) -> list:
+        out = [m for m in self.sent if kind is None or isinstance(m, kind)]
+        self.sent = [m for m in self.sent if m not in out]
+        return out
+
+
+class FakeSpawner:
+    def __init__(self) -> None:
+        self.spawned = 0
+        self.killed: list[int] = []
+
+    def spawn_worker(self) -> None:
+        self.spawned += 1
+
+    def kill(self, pid: int) -> None:
+        self.killed.append(pid)
+
+
+class RecordingSegments:
+    def __init__(self) -> None:
+        self.unlinked: list[str] = []
+        self.pending: list = []
+
+    def unlink(self, name: str) -> None:
+        self.unlinked.append(name)
+
+    def preallocate(self, name: str, size: int, done) -> None:
+        self.pending.append((name, size, done))
+
+
+def make_manager(cpus=2, capacity=10**9, **resources):
+    spawner = FakeSpawner()
+    segments = RecordingSegments()
+    manager = NodeManager(
+        node_id=b"n" * 28, node_ip="127.0.0.1", session="abcd1234", session_dir="/tmp/x",
+        token=TOKEN, resources={"CPU": cpus, **resources}, store_capacity=capacity,
+        spawner=spawner, segments=segments,
+    )
+    return manager, spawner, segments
+
+
+def connect(manager, kind, pid=1):
+    conn = FakeConn()
+    assert manager.on_hello(conn, p.Hello(kind, pid, b"w" * 28, TOKEN))
+    conn.take(p.Welcome)
+    return conn
+
+
+def submit(manager, driver, name="f", resources=None, deps=(), max_retries=3):
+    task_id = ids.new_task_id(b"jjjj")
+    manager.handle(driver, p.RegisterFunction(b"fid", b"code", name))
+    manager.handle(driver, p.SubmitTask(task_id, b"fid", name, b"args", list(deps), [], 1,
+                                        resources or {"CPU": 1.0}, max_retries))
+    return task_id
+
+
+def test_wrong_token_is_rejected():
+    manager, _, _ = make_manager()
+    conn = FakeConn()
+    assert not manager.on_hello(conn, p.Hello("driver", 1, b"w" * 28, "wrong"))
+    assert isinstance(conn.sent[0], p.Rejected)
+
+
+def test_task_runs_on_idle_worker_and_result_reaches_submitter():
+    manager, _, _ = make_manager()
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker", pid=10)
+    task_id = submit(manager, driver)
+    (execute,) = worker.take(p.ExecuteTask)
+    assert execute.function == b"code" and execute.task_id == task_id
+    assert manager.pool.free["CPU"] == 10_000
+    result = p.ObjectData(inline=b"42")
+    manager.handle(worker, p.TaskDone(task_id, [result]))
+    (ready,) = driver.take(p.ObjectReady)
+    assert ready.object_id == ids.object_id_for_return(task_id, 0) and ready.data == result
+    assert manager.pool.free["CPU"] == 20_000
+    # The function's code is sent to a worker only once.
+    submit(manager, driver)
+    assert worker.take(p.ExecuteTask)[0].function is None
+
+
+def test_no_more_tasks_than_cpus_and_a_worker_is_requested():
+    manager, spawner, _ = make_manager(cpus=2)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker")
+    for _ in range(3):
+        submit(manager, driver)
+    assert len(worker.take(p.ExecuteTask)) == 1
+    assert spawner.spawned == 1  # a CPU is free but no worker is idle
+    second = connect(manager, "worker", pid=2)
+    assert len(second.take(p.ExecuteTask)) == 1
+    third = connect(manager, "worker", pid=3)
+    assert third.take(p.ExecuteTask) == []  # both CPUs are taken
+
+
+def test_dependencies_hold_a_task_back():
+    manager, _, _ = make_manager()
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker")
+    first = submit(manager, driver)
+    (run_first,) = worker.take(p.ExecuteTask)
+    dep = ids.object_id_for_return(first, 0)
+    second = submit(manager, driver, deps=[dep])
+    other = connect(manager, "worker", pid=2)
+    assert other.take(p.ExecuteTask) == []
+    manager.handle(worker, p.TaskDone(first, [p.ObjectData(inline=b"1")]))
+    (run_second,) = worker.take(p.ExecuteTask) + other.take(p.ExecuteTask)
+    assert run_second.task_id == second and run_second.deps[0].inline == b"1"
+
+
+def test_infeasible_request_warns_once_naming_task_and_resource():
+    manager, _, _ = make_manager()
+    driver = connect(manager, "driver")
+    submit(manager, driver, name="big", resources={"CPU": 1.0, "GPU": 1.0})
+    submit(manager, driver, name="big", resources={"CPU": 1.0, "GPU": 1.0})
+    (warning,) = driver.take(p.Warning)
+    assert "big" in warning.text and "GPU: 1 more" in warning.text
+
+
+def test_dead_worker_task_is_retried_then_fails():
+    manager, _, _ = make_manager()
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker", pid=7)
+    task_id = submit(manager, driver, max_retries=1)
+    worker.take(p.ExecuteTask)
+    manager.on_disconnect(worker)
+    second = connect(manager, "worker", pid=8)
+    assert second.take(p.ExecuteTask)[0].task_id == task_id  # retried
+    manager.on_disconnect(second)
+    (ready,) = driver.take(p.ObjectReady)
+    error = pickle.loads(ready.data.inline)
+    assert ready.data.error and isinstance(error, exc.WorkerCrashedError)
+    assert "pid 8" in str(error) and "f" in str(error)
+    assert manager.pool.free["CPU"] == 20_000
+
+
+def test_blocked_worker_lends_its_cpu():
+    manager, _, _ = make_manager(cpus=1)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker")
+    submit(manager, driver)
+    worker.take(p.ExecuteTask)
+    submit(manager, driver)
+    manager.handle(worker, p.Blocked())
+    other = connect(manager, "worker", pid=2)
+    assert len(other.take(p.ExecuteTask)) == 1
+    manager.handle(worker, p.Unblocked())
+    assert manager.pool.free["CPU"] == -10_000  # briefly oversubscribed, as in Ray
+
+
+def test_store_capacity_and_spare_segment():
+    mb = 1024 * 1024
+    manager, _, segments = make_manager(capacity=400 * mb)
+    driver = connect(manager, "driver")
+    manager.handle(driver, p.ReserveShm(1, b"o" * 28, 40 * mb))
+    (reply,) = driver.take(p.ShmReserved)
+    assert reply.name and not reply.preallocated
+    (name, size, done) = segments.pending.pop()
+    done(name, size, True)
+    manager.handle(driver, p.ReserveShm(2, b"q" * 28, 40 * mb))
+    (again,) = driver.take(p.ShmReserved)
+    assert again.preallocated and again.name == name
+    manager.handle(driver, p.ReserveShm(3, b"r" * 28, 500 * mb))
+    (full,) = driver.take(p.ShmReserved)
+    assert full.name is None and "524,288,000 bytes" in full.error
+    manager.on_disconnect(driver)  # unsealed reservations are given back
+    (name, size, done) = segments.pending.pop()
+    done(name, size, True)
+    assert manager.store_used == 40 * mb  # only the new spare
+    assert manager.query("stats")["store_used"] == 0
+    manager.drop_idle_spare(now=float("inf"))
+    assert manager.store_used == 0 and name in segments.unlinked
