@@ -44,13 +44,27 @@ class DaemonConnectionError(exc.RaySystemError):
 
 
 class _Waiter:
-    """One blocked get/wait: woken when ``needed`` more of its objects have arrived."""
+    """One blocked get/wait: woken when ``needed`` more of its objects have arrived.
 
-    __slots__ = ("needed", "event")
+    A held lock is the cheapest one-shot wake-up: ``wait`` acquires it again, ``wake``
+    releases it (once).
+    """
+
+    __slots__ = ("needed", "_lock")
 
     def __init__(self, needed: int) -> None:
         self.needed = needed
-        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def wait(self, timeout: float | None) -> None:
+        self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
+
+    def wake(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already woken
+            pass
 
 
 class CoreClient:
@@ -77,7 +91,9 @@ class CoreClient:
         self.objects: dict[bytes, p.ObjectData] = {}
         self.own_pending: set[bytes] = set()
         self._mapped: dict[bytes, Any] = {}
-        self._refq: SimpleQueue = SimpleQueue()
+        self._refq: SimpleQueue = SimpleQueue()  # dropped ids (None: nothing, just wake)
+        self._wake_r, self._wake_w = os.pipe()  # wakes the flusher
+        self._flush_armed = False  # a wake-up is already on its way to the flusher
         self._adds: list[bytes] = []
         self._log_lines: list[p.LogLine] = []
         self._registered_functions: set[bytes] = set()
@@ -166,11 +182,10 @@ class CoreClient:
 
     def _flush_loop(self) -> None:
         """Batch ref drops and log lines that no other send carries, a few ms at a time."""
-        refq = self._refq
         while not self.closed:
-            first = refq.get()
-            refq.put(first)  # let the drain see it (order among drops does not matter)
+            os.read(self._wake_r, 4096)
             time.sleep(0.002)  # gather a batch
+            self._flush_armed = False
             try:
                 with self._send_lock:
                     batch = self._drain_pending()
@@ -180,7 +195,14 @@ class CoreClient:
                 return
 
     def wake_flusher(self) -> None:
-        self._refq.put(None)
+        """Make sure the flusher runs soon. Safe anywhere, even inside __del__: a pipe
+        write takes no Python lock."""
+        if not self._flush_armed:
+            self._flush_armed = True
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:  # closed at shutdown
+                pass
 
     # -- reference counting -----------------------------------------------------------
     def incref(self, oid: bytes, born: bool) -> None:
@@ -189,10 +211,12 @@ class CoreClient:
             self.counts[oid] = count + 1
             if count == 0 and not born:
                 self._adds.append(oid)
-                self._refq.put(None)
+                self.wake_flusher()
 
     def decref(self, oid: bytes) -> None:
         self._refq.put(oid)
+        if not self._flush_armed:
+            self.wake_flusher()
 
     # -- receiving --------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -227,8 +251,8 @@ class CoreClient:
                     if waiting:
                         for waiter in waiting:
                             waiter.needed -= 1
-                            if waiter.needed <= 0:
-                                waiter.event.set()
+                            if waiter.needed == 0:
+                                waiter.wake()
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.Reply or kind is p.ShmReserved:
@@ -253,10 +277,10 @@ class CoreClient:
         with self._state:
             for waiting in self._waiters.values():
                 for waiter in waiting:
-                    waiter.event.set()
+                    waiter.wake()
         for slot in list(self._replies.values()):
             slot[0].set()
-        self._refq.put(None)
+        self._stop_flusher()
         if self.is_worker:
             os._exit(1)  # the daemon is gone: a worker has nothing left to do
 
@@ -344,7 +368,7 @@ class CoreClient:
                 self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
                           *([p.Blocked()] if blocked else []))
             if not self.closed:
-                waiter.event.wait(timeout)
+                waiter.wait(timeout)
         finally:
             with self._state:
                 for oid in missing:
@@ -408,6 +432,15 @@ class CoreClient:
         except OSError:
             pass
         self._sock.close()
-        self._refq.put(None)
+        self._stop_flusher()
         if threading.current_thread() is not self._reader_thread:
             self._reader_thread.join(timeout=5)
+        self._flusher_thread.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _stop_flusher(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")  # it sees ``closed`` and returns
+        except OSError:
+            pass
