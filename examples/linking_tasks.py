@@ -6,6 +6,7 @@ Seed code with `import rayling as ray`.
 
 import rayling as ray
 
+
 @ray.remote
 def one():
     return 1

@@ -6,6 +6,7 @@ Seed code with `import rayling as ray`; expressions the seed shows at the REPL a
 
 import rayling as ray
 
+
 @ray.remote
 def threeNumbers():
     return 10, 20, 30

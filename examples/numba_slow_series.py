@@ -7,8 +7,9 @@ is labelled.
 
 from time import time
 
-import rayling as ray
 from numba import jit
+
+import rayling as ray
 
 ray.init(configure_logging=False)
 

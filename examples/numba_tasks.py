@@ -5,8 +5,9 @@ Seed code with `import rayling as ray`. The seed's two snippets are separate ses
 `ray.shutdown()` separates them.
 """
 
-import rayling as ray
 from numba import jit
+
+import rayling as ray
 
 ray.init(num_cpus=4, configure_logging=False)
 

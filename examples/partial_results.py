@@ -12,6 +12,7 @@ from time import sleep
 
 import rayling as ray
 
+
 @ray.remote
 def increment():
     duration = random.randint(1,100) # random integer from [1,100]

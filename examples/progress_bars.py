@@ -14,6 +14,7 @@ ray.init(num_cpus=4, configure_logging=False)
 
 from rayling.experimental.tqdm_ray import tqdm
 
+
 @ray.remote
 def busy(name):
     if "2" in name: sleep(0.2)

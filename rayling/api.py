@@ -13,8 +13,7 @@ import threading
 from typing import Any
 
 from . import exceptions as exc
-from ._private import client as client_mod
-from ._private import protocol as p
+from ._private import client as client_mod, protocol as p
 from ._private.log_printer import LogPrinter
 from ._private.node import LocalNode, default_num_cpus, default_store_capacity
 from .object_ref import ObjectRef

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ._private import ids, serialization
-from ._private import protocol as p
+from ._private import ids, protocol as p, serialization
 from ._private.task_args import pack_args
 from .object_ref import ObjectRef
 

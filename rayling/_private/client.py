@@ -32,8 +32,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from .. import exceptions as exc
-from . import ids, serialization, shm
-from . import protocol as p
+from . import ids, protocol as p, serialization, shm
 from .protocol import FrameReader, encode_frame
 
 current: CoreClient | None = None  # this process's client, once connected

@@ -33,8 +33,7 @@ from collections import deque
 import cloudpickle
 
 from .. import exceptions as exc
-from . import ids, shm
-from . import protocol as p
+from . import ids, protocol as p, shm
 from .object_table import ObjectTable
 from .resources import UNIT, GpuAllocator, ResourcePool, from_units, to_units
 

@@ -21,9 +21,7 @@ import traceback
 from typing import Any
 
 from .. import exceptions as exc
-from . import client as client_mod
-from . import ids, serialization
-from . import protocol as p
+from . import client as client_mod, ids, protocol as p, serialization
 from .task_args import unpack_args
 
 
