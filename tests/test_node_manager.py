@@ -192,3 +192,16 @@ def test_store_capacity_and_spare_segment():
     assert manager.query("stats")["store_used"] == 0
     manager.drop_idle_spare(now=float("inf"))
     assert manager.store_used == 0 and name in segments.unlinked
+
+
+def test_extra_idle_workers_are_reaped_but_the_base_pool_stays():
+    import time
+
+    manager, spawner, _ = make_manager(cpus=1)
+    connect(manager, "driver")
+    for pid in (1, 2, 3):
+        connect(manager, "worker", pid=pid)
+    manager.reap_idle_workers(time.monotonic())  # not idle long enough yet
+    assert spawner.killed == []
+    manager.reap_idle_workers(time.monotonic() + 60)
+    assert len(spawner.killed) == 2  # one worker per CPU is kept

@@ -197,6 +197,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
 
         def tick() -> None:
             manager.drop_idle_spare(loop.time())
+            manager.reap_idle_workers(loop.time())
             loop.call_later(SPARE_IDLE, tick)
 
         loop.call_later(SPARE_IDLE, tick)

@@ -42,6 +42,7 @@ log = logging.getLogger("rayling.daemon")
 SPARE_MIN = 8 * 1024 * 1024  # objects from this size ...
 SPARE_MAX = 128 * 1024 * 1024  # ... to this size get a preallocated segment ready
 SPARE_IDLE = 5.0  # seconds an unused spare segment is kept
+WORKER_IDLE_TIMEOUT = 10.0  # seconds an idle worker beyond the CPU count is kept
 WAITING, READY, RUNNING, DONE = "waiting", "ready", "running", "done"
 
 
@@ -66,7 +67,7 @@ class TaskRecord:
 
 
 class WorkerRecord:
-    __slots__ = ("conn", "pid", "worker_id", "task", "known_functions")
+    __slots__ = ("conn", "pid", "worker_id", "task", "known_functions", "idle_since")
 
     def __init__(self, conn, pid: int, worker_id: bytes) -> None:
         self.conn = conn
@@ -74,6 +75,7 @@ class WorkerRecord:
         self.worker_id = worker_id
         self.task: TaskRecord | None = None
         self.known_functions: set[bytes] = set()
+        self.idle_since = 0.0
 
 
 class DirectSegments:
@@ -124,6 +126,7 @@ class NodeManager:
         self.idle: list[WorkerRecord] = []
         self.starting = 0  # workers asked for that have not said Hello yet
         cpus = max(1, int(resources.get("CPU", 1)))
+        self.base_workers = cpus  # workers kept even when idle
         self.max_workers = max_workers or max(32, 8 * cpus)
         self.drivers: set = set()
         self.job_id = ids.new_job_id()
@@ -153,7 +156,7 @@ class NodeManager:
             worker = WorkerRecord(conn, hello.pid, hello.worker_id)
             self.workers[conn] = worker
             conn.send(self._welcome(self.job_id))
-            self.idle.append(worker)
+            self._make_idle(worker)
             self.dispatch()
         elif hello.kind == "driver":
             self.drivers.add(conn)
@@ -351,7 +354,7 @@ class NodeManager:
             if data.shm is not None:
                 self._seal_reservation(conn, data.shm)
         self._finish_task(task, msg.results)
-        self.idle.append(worker)
+        self._make_idle(worker)
         self.dispatch()
 
     def _on_logs(self, conn, msg: p.Logs) -> None:
@@ -433,6 +436,22 @@ class NodeManager:
             spec.task_id, spec.task_id[-ids.JOB_ID_LEN:], spec.fid, function, spec.name,
             spec.args, [get(oid) for oid in spec.deps], spec.num_returns, task.gpu_ids,
         ))
+
+    def _make_idle(self, worker: WorkerRecord) -> None:
+        worker.idle_since = time.monotonic()
+        self.idle.append(worker)
+
+    def reap_idle_workers(self, now: float) -> None:
+        """Stop workers beyond the node's CPU count that sat idle WORKER_IDLE_TIMEOUT
+        seconds (they were started while tasks were blocked in get). Called periodically."""
+        excess = len(self.workers) - self.base_workers
+        for worker in list(self.idle):
+            if excess <= 0:
+                break
+            if now - worker.idle_since >= WORKER_IDLE_TIMEOUT:
+                self.idle.remove(worker)
+                self.spawner.kill(worker.pid)
+                excess -= 1
 
     def _release_task_resources(self, task: TaskRecord) -> None:
         request = task.request
