@@ -108,7 +108,7 @@ class RemoteFunction:
         refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "little"), _born=True)
                 for i in range(num_returns)]
         client.own_pending.update(r._id for r in refs)
-        client.send(*client.register_function(fid, blob, self._name), p.SubmitTask(
+        client.send_soon(*client.register_function(fid, blob, self._name), p.SubmitTask(
             task_id, fid, name, args_blob, deps, contained, num_returns, request,
             options["max_retries"], bool(options.get("retry_exceptions", False)),
         ))

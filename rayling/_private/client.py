@@ -36,6 +36,7 @@ from . import ids, protocol as p, serialization, shm
 from .protocol import FrameReader, encode_frame
 
 current: CoreClient | None = None  # this process's client, once connected
+OUTBOX_MAX = 256  # queued messages that trigger an immediate send
 
 
 class DaemonConnectionError(exc.RaySystemError):
@@ -90,6 +91,7 @@ class CoreClient:
         self.objects: dict[bytes, p.ObjectData] = {}
         self.own_pending: set[bytes] = set()
         self._mapped: dict[bytes, Any] = {}
+        self._outbox: list = []  # messages queued by send_soon
         self._refq: SimpleQueue = SimpleQueue()  # dropped ids (None: nothing, just wake)
         self._wake_r, self._wake_w = os.pipe()  # wakes the flusher
         self._flush_armed = False  # a wake-up is already on its way to the flusher
@@ -128,10 +130,31 @@ class CoreClient:
 
     # -- sending ----------------------------------------------------------------------
     def send(self, *messages) -> None:
-        """Send ``messages`` (after any pending ref updates and log lines) in one frame."""
+        """Send ``messages`` now, after everything queued before them, in one frame."""
         with self._send_lock:
-            batch = self._drain_pending()
+            batch = self._outbox
+            self._outbox = []
+            batch += self._drain_pending()
             batch.extend(messages)
+            if batch:
+                self._write(batch)
+
+    def send_soon(self, *messages) -> None:
+        """Queue ``messages`` to go with the next send, or within a few milliseconds.
+
+        Task submissions and puts use this, so a loop submitting many tasks costs one
+        system call per batch; anything that waits for an answer sends at once, which
+        flushes the queue first. Queued messages always go before ref drops made after
+        them, so a ref passed to a queued task is never released before the task pins it.
+        """
+        with self._send_lock:
+            self._outbox.extend(messages)
+            if len(self._outbox) < OUTBOX_MAX:
+                self.wake_flusher()
+                return
+            batch = self._outbox
+            self._outbox = []
+            batch += self._drain_pending()
             self._write(batch)
 
     def _write(self, batch: list) -> None:
@@ -186,10 +209,7 @@ class CoreClient:
             time.sleep(0.002)  # gather a batch
             self._flush_armed = False
             try:
-                with self._send_lock:
-                    batch = self._drain_pending()
-                    if batch:
-                        self._write(batch)
+                self.send()
             except DaemonConnectionError:
                 return
 
@@ -345,7 +365,7 @@ class CoreClient:
         ref = ObjectRef(oid, _born=True)
         with self._state:
             self.objects[oid] = data
-        self.send(p.PutObject(oid, data))
+        self.send_soon(p.PutObject(oid, data))
         del ser
         return ref
 
@@ -363,9 +383,9 @@ class CoreClient:
             to_subscribe = [o for o in missing if o not in self.own_pending]
         blocked = self.is_worker and timeout != 0
         try:
-            if to_subscribe or blocked:
-                self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
-                          *([p.Blocked()] if blocked else []))
+            # Always send: this also flushes queued submissions we may be waiting for.
+            self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
+                      *([p.Blocked()] if blocked else []))
             if not self.closed:
                 waiter.wait(timeout)
         finally:
