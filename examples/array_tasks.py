@@ -3,7 +3,8 @@ Adding two np arrays").
 
 Seed code with `import rayling as ray`. The seed reads `data/file_1.txt` and
 `data/file_2.txt`, which it does not include; here two 10x10 integer arrays are written to a
-temporary `data/` directory first. `add_array` is kept as in the seed (it returns
+temporary directory (made the working directory before `ray.init()`, as the seed's notebook
+directory is) first. `add_array` is kept as in the seed (it returns
 `arr1 + arr1`, not `arr1 + arr2`).
 """
 
@@ -15,14 +16,14 @@ from numpy import loadtxt
 
 import rayling as ray
 
-ray.init(num_cpus=2)
-
 tmp = tempfile.TemporaryDirectory()
 os.chdir(tmp.name)
 os.makedirs("data")
 rng = np.random.default_rng(0)
 np.savetxt("data/file_1.txt", rng.integers(0, 100, size=(10, 10)), fmt="%d", delimiter=",")
 np.savetxt("data/file_2.txt", rng.integers(0, 100, size=(10, 10)), fmt="%d", delimiter=",")
+
+ray.init(num_cpus=2)
 
 @ray.remote
 def read_array(fn: str) -> np.array:

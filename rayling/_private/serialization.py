@@ -86,8 +86,13 @@ def current_ref_collector() -> list | None:
     return getattr(_local, "refs", None)
 
 
+_PLAIN_TYPES = frozenset({int, float, bool, str, bytes, type(None)})
+
+
 def serialize(value: Any, what: str = "value") -> Serialized:
     """Pickle ``value``; ``what`` names it in the error raised when that fails."""
+    if type(value) in _PLAIN_TYPES:  # fast path: nothing inside can need cloudpickle
+        return Serialized(pickle.dumps(value, protocol=5), [], [])
     buffers: list = []
 
     def keep_out_of_band(pb: pickle.PickleBuffer) -> bool:
