@@ -8,13 +8,11 @@ demo and the Bokeh plots (helpers from files the seed does not include), and
 seed's `pi_calc.py`, is defined here.
 """
 
-import statistics
-import time
+import math, statistics, time
 
 import numpy as np
 
 import rayling as ray
-
 
 def str_large_n(n, padding=None):
     s = f"{n:,}"
@@ -41,7 +39,7 @@ maxN = Ns[-1]
 fmt = '{:10.5f} seconds: pi ~ {:7.6f}, stddev = {:5.4f}, error = {:5.4f}%'
 
 def try_it(n, trials):
-    print(f'trials = {trials:3d}, N = {str_large_n(n, padding=12):s}: ', end='')   # str_large_n imported above.
+    print('trials = {:3d}, N = {:s}: '.format(trials, str_large_n(n, padding=12)), end='')   # str_large_n imported above.
     start = time.time()
     pis = [estimate_pi(n) for _ in range(trials)]
     approx_pi = statistics.mean(pis)
@@ -64,7 +62,7 @@ refs = [ray_estimate_pi.remote(n) for n in [100, 1000, 10000]]
 print(ray.get(refs))
 
 def ray_try_it(n, trials):
-    print(f'trials = {trials:3d}, N = {str_large_n(n, padding=12):s}: ', end='')   # str_large_n imported above.
+    print('trials = {:3d}, N = {:s}: '.format(trials, str_large_n(n, padding=12)), end='')   # str_large_n imported above.
     start = time.time()
     refs = [ray_estimate_pi.remote(n) for _ in range(trials)]
     pis = ray.get(refs)

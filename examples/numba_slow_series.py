@@ -7,9 +7,8 @@ is labelled.
 
 from time import time
 
-from numba import jit
-
 import rayling as ray
+from numba import jit
 
 ray.init(configure_logging=False)
 

@@ -5,9 +5,8 @@ Seed code with `import rayling as ray`. The seed's two snippets are separate ses
 `ray.shutdown()` separates them.
 """
 
-from numba import jit
-
 import rayling as ray
+from numba import jit
 
 ray.init(num_cpus=4, configure_logging=False)
 

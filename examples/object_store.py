@@ -16,7 +16,6 @@ def calc(i, data):
     return([np.mean(data), np.std(data)])
 
 import numpy as np
-
 rng = np.random.default_rng()
 ## an 8 MB object
 y = rng.normal(0, 1, size=(1000000))

@@ -16,7 +16,7 @@ ray.init(num_cpus=4, configure_logging=False)
 def slow(n: int):
     total = 0
     for i in range(1,n+1):
-        if "9" not in str(i):
+        if not "9" in str(i):
             total += 1.0 / i
     return total
 
@@ -45,7 +45,7 @@ ray.init(num_cpus=4, configure_logging=False)
 def slow(interval):
     total = 0
     for i in range(interval[0],interval[1]+1):
-        if "9" not in str(i):
+        if not "9" in str(i):
             total += 1.0 / i
     return total
 
