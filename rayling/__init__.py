@@ -9,15 +9,18 @@
     print(ray.get([square.remote(i) for i in range(4)]))
 """
 
-from . import exceptions
+from . import actor, exceptions, util
+from .actor import ActorClass, ActorHandle
 from .api import (
     available_resources,
     cancel,
     cluster_resources,
     get,
+    get_actor,
     get_gpu_ids,
     init,
     is_initialized,
+    kill,
     method,
     nodes,
     put,
@@ -31,7 +34,13 @@ from .runtime_context import get_runtime_context
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorClass",
+    "ActorHandle",
     "ObjectRef",
+    "actor",
+    "get_actor",
+    "kill",
+    "util",
     "available_resources",
     "cancel",
     "cluster_resources",

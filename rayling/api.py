@@ -17,7 +17,7 @@ from ._private import client as client_mod, protocol as p
 from ._private.log_printer import LogPrinter
 from ._private.node import LocalNode, default_num_cpus, default_store_capacity
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction
+from .remote_function import RemoteFunction, validate_options
 
 log = logging.getLogger("rayling")
 
@@ -25,6 +25,7 @@ _lock = threading.RLock()
 _node: LocalNode | None = None
 _printer: LogPrinter | None = None
 _atexit_registered = False
+_current_namespace: str | None = None
 
 
 class RayContext(dict):
@@ -81,7 +82,7 @@ def init(
     Arguments mirror ``ray.init``. Options rayling does not use (dashboard, runtime_env,
     job_config, namespace) are accepted so scripts run unchanged.
     """
-    global _node, _printer, _atexit_registered
+    global _node, _printer, _atexit_registered, _current_namespace
     for key in kwargs:
         if not key.startswith("_"):
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
@@ -119,6 +120,7 @@ def init(
             if name in ("CPU", "GPU"):
                 raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
             node_resources[name] = float(amount)
+        _current_namespace = namespace
         capacity = object_store_memory or default_store_capacity()
         node = LocalNode.start(node_resources, int(capacity), system_config=_system_config)
         try:
@@ -309,11 +311,15 @@ def remote(*args, **kwargs):
     return lambda target: _make_remote(target, kwargs)
 
 
+def _namespace() -> str | None:
+    return _current_namespace
+
+
 def _make_remote(target, options: dict):
     if isinstance(target, type):
-        raise NotImplementedError(
-            f"@remote on class {target.__name__}: actors are not available in this rayling "
-            f"build yet.")
+        from .actor import ActorClass
+
+        return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@remote needs a function or class, got {type(target).__name__}")
     return RemoteFunction(target, options)
@@ -321,6 +327,10 @@ def _make_remote(target, options: dict):
 
 def method(*args, **kwargs):
     """Options for an actor method (``@rayling.method(num_returns=2)``)."""
+    from .actor import _METHOD_OPTIONS
+
+    validate_options(kwargs, _METHOD_OPTIONS, "@method")
+
     def decorate(fn):
         fn.__rayling_method_options__ = kwargs
         return fn
@@ -328,6 +338,30 @@ def method(*args, **kwargs):
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])
     return decorate
+
+
+def kill(actor, *, no_restart: bool = True) -> None:
+    """End an actor now: its process is killed, pending calls fail with ActorDiedError.
+    With ``no_restart=False`` it restarts if its ``max_restarts`` allows."""
+    from .actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+    _connected_client().send(p.KillActor(actor._actor_id, no_restart))
+
+
+def get_actor(name: str, namespace: str | None = None):
+    """The handle of the live actor named ``name`` (raises ValueError if there is none)."""
+    from .actor import _handle_from_info
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor() needs an actor name, got {name!r}")
+    ns = namespace if namespace is not None else (_namespace() or "")
+    info = _client_or_auto_init().query("get_actor", [name, ns])
+    if info is None:
+        raise ValueError(f"Failed to look up actor with name '{name}' in namespace "
+                         f"'{ns}'. It was never created, or it has died.")
+    return _handle_from_info(info)
 
 
 def nodes() -> list[dict]:

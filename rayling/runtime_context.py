@@ -29,8 +29,10 @@ class RuntimeContext:
         return context.task_id.hex() if context.task_id else None
 
     def get_actor_id(self) -> str | None:
-        """The current actor's id; None in a task or the driver."""
-        return None
+        """The current actor's id (32 hex characters); None in a task or the driver."""
+        from ._private.worker import context
+
+        return context.actor_id.hex() if context.actor_id else None
 
     def get_task_name(self) -> str | None:
         from ._private.worker import context
@@ -47,7 +49,18 @@ class RuntimeContext:
 
     @property
     def current_actor(self):
-        raise RuntimeError("current_actor is only available inside an actor")
+        """A handle to the actor this code runs in."""
+        from ._private import ids
+        from ._private.worker import context
+        from .actor import ActorHandle, _method_table
+        from .object_ref import ObjectRef
+
+        if context.actor_id is None:
+            raise RuntimeError("current_actor is only available inside an actor")
+        executor_actor = _current_instance()
+        cls = type(executor_actor)
+        return ActorHandle(context.actor_id, cls.__name__, _method_table(cls), ObjectRef(
+            ids.object_id_for_return(context.actor_creation_task, 0)))
 
     @property
     def namespace(self) -> str:
@@ -65,6 +78,12 @@ class RuntimeContext:
     def gcs_address(self) -> str:
         client = client_mod.current
         return client.node_ip if client else ""
+
+
+def _current_instance():
+    from ._private import worker
+
+    return worker.executor.actor if worker.executor else None
 
 
 _context = RuntimeContext()

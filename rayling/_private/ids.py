@@ -41,6 +41,11 @@ def new_job_id() -> bytes:
     return os.urandom(JOB_ID_LEN)
 
 
+def new_actor_id(job_id: bytes) -> bytes:
+    """An actor id: 12 random bytes + the job id."""
+    return os.urandom(ACTOR_ID_LEN - JOB_ID_LEN) + job_id
+
+
 def new_task_id(job_id: bytes) -> bytes:
     """A task id: 12 prefix bytes + 8 counter bytes + the job id."""
     return _prefix + next(_counter).to_bytes(8, "little") + job_id

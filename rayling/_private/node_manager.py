@@ -34,6 +34,7 @@ import cloudpickle
 
 from .. import exceptions as exc
 from . import ids, protocol as p, shm
+from .actor_manager import ActorManagerMixin
 from .object_table import ObjectTable
 from .resources import UNIT, GpuAllocator, ResourcePool, from_units, to_units
 
@@ -49,7 +50,7 @@ WAITING, READY, RUNNING, DONE = "waiting", "ready", "running", "done"
 class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
-        "state", "worker", "gpu_ids", "cancelled", "lent_cpu",
+        "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
@@ -64,10 +65,11 @@ class TaskRecord:
         self.gpu_ids: list[int] = []
         self.cancelled = False
         self.lent_cpu = 0  # CPU units given back while the task blocks in get/wait
+        self.pinned = True  # its arguments are pinned by this task (not by an actor)
 
 
 class WorkerRecord:
-    __slots__ = ("conn", "pid", "worker_id", "task", "known_functions", "idle_since")
+    __slots__ = ("conn", "pid", "worker_id", "task", "known_functions", "idle_since", "actor")
 
     def __init__(self, conn, pid: int, worker_id: bytes) -> None:
         self.conn = conn
@@ -76,6 +78,7 @@ class WorkerRecord:
         self.task: TaskRecord | None = None
         self.known_functions: set[bytes] = set()
         self.idle_since = 0.0
+        self.actor = None  # the ActorRecord this worker hosts, if any
 
 
 class DirectSegments:
@@ -94,7 +97,7 @@ class DirectSegments:
         done(name, size, ok)
 
 
-class NodeManager:
+class NodeManager(ActorManagerMixin):
     def __init__(
         self,
         *,
@@ -140,6 +143,8 @@ class NodeManager:
         self._spare_pending = False
         self._spare_since = 0.0
         self._warned_infeasible: set[tuple] = set()
+        self._constructor_errors: dict[bytes, p.ObjectData | None] = {}
+        self._init_actors()
         self.stopping = False
 
     # -- connections ------------------------------------------------------------------
@@ -181,7 +186,14 @@ class NodeManager:
             if worker in self.idle:
                 self.idle.remove(worker)
             task = worker.task
-            if task is not None:
+            if worker.actor is not None:
+                if task is not None:  # died in the constructor
+                    worker.task = None
+                    self._release_task_resources(task)
+                    self.tasks.pop(task.spec.task_id, None)
+                    task.state = DONE
+                self._actor_worker_died(worker.actor, worker)
+            elif task is not None:
                 worker.task = None
                 self._worker_died_running(task, worker)
         self.drivers.discard(conn)
@@ -208,17 +220,28 @@ class NodeManager:
         self.functions.setdefault(msg.fid, (msg.blob, msg.name))
 
     def _on_submit(self, conn, spec: p.SubmitTask) -> None:
+        self._admit_task(spec, conn)
+
+    def _admit_task(self, spec: p.SubmitTask, submitter, pin_args: bool = True,
+                    expect_returns: bool = True) -> None:
         request = to_units(spec.resources)
-        task = TaskRecord(spec, conn, request)
+        task = TaskRecord(spec, submitter, request)
+        task.pinned = pin_args
         self.tasks[spec.task_id] = task
         objects = self.objects
-        for i in range(spec.num_returns):
-            objects.expect(ids.object_id_for_return(spec.task_id, i), conn)
-        for oid in spec.deps:
-            objects.pin(oid)
-        for oid in spec.contained:
-            objects.pin(oid)
-        if not self.pool.fits_ever(request):
+        if expect_returns:
+            for i in range(spec.num_returns):
+                objects.expect(ids.object_id_for_return(spec.task_id, i), submitter)
+        if pin_args:
+            for oid in spec.deps:
+                objects.pin(oid)
+            for oid in spec.contained:
+                objects.pin(oid)
+        if spec.actor_id is not None and spec.method != "__init__":
+            self._queue_actor_call(task)
+            if task.state == DONE:
+                return
+        elif not self.pool.fits_ever(request):
             self._warn_infeasible(task)
         for oid in spec.deps:
             entry = objects.entries.get(oid)
@@ -231,7 +254,8 @@ class NodeManager:
                 self.dep_waiters.setdefault(oid, []).append(task)
         if task.waiting_on == 0:
             self._make_ready(task)
-            self.dispatch()
+            if spec.actor_id is None or spec.method == "__init__":
+                self.dispatch()
 
     def _on_put(self, conn, msg: p.PutObject) -> None:
         data = msg.data
@@ -319,9 +343,9 @@ class NodeManager:
         task.cancelled = True
         if task.state == RUNNING:
             worker = task.worker
-            if msg.force:
+            if msg.force and worker.actor is None:
                 self.spawner.kill(worker.pid)
-            else:
+            else:  # an actor call is interrupted, never its whole actor
                 worker.conn.send(p.CancelTask(msg.task_id, False))
         else:
             self._fail_task(task, exc.TaskCancelledError(msg.task_id.hex()))
@@ -345,14 +369,22 @@ class NodeManager:
 
     def _on_task_done(self, conn, msg: p.TaskDone) -> None:
         worker = self.workers.get(conn)
-        if worker is None or worker.task is None or worker.task.spec.task_id != msg.task_id:
-            raise p.ProtocolError("TaskDone for a task this worker is not running")
-        task = worker.task
-        worker.task = None
-        self._release_task_resources(task)
+        if worker is None:
+            raise p.ProtocolError("TaskDone from a connection that is not a worker")
         for data in msg.results:
             if data.shm is not None:
                 self._seal_reservation(conn, data.shm)
+        task = worker.task
+        if task is None or task.spec.task_id != msg.task_id:
+            if worker.actor is None:
+                raise p.ProtocolError("TaskDone for a task this worker is not running")
+            self._actor_call_done(worker.actor, msg)
+            return
+        worker.task = None
+        if worker.actor is not None:
+            self._creation_done(task, worker, msg.results)
+            return
+        self._release_task_resources(task)
         self._finish_task(task, msg.results)
         self._make_idle(worker)
         self.dispatch()
@@ -385,11 +417,16 @@ class NodeManager:
         p.Logs: _on_logs,
         p.Query: _on_query,
         p.Shutdown: _on_shutdown,
+        p.CreateActor: ActorManagerMixin._on_create_actor,
+        p.KillActor: ActorManagerMixin._on_kill_actor,
     }
 
     # -- scheduling -------------------------------------------------------------------
     def _make_ready(self, task: TaskRecord) -> None:
         task.state = READY
+        if task.spec.actor_id is not None and task.spec.method != "__init__":
+            self._pump_actor(self.actors[task.spec.actor_id])
+            return
         queue = self.ready.get(task.shape)
         if queue is None:
             queue = self.ready[task.shape] = deque()
@@ -406,6 +443,8 @@ class NodeManager:
                     queue.popleft()
                     continue
                 if not pool.fits_now(task.request):
+                    if self.actors:
+                        self._warn_held_by_actors(task)
                     break
                 if not self.idle:
                     want_workers += 1
@@ -427,14 +466,25 @@ class NodeManager:
         task.state = RUNNING
         task.worker = worker
         worker.task = task
+        actor = None
+        if spec.actor_id is not None:  # the creation task: this worker now hosts the actor
+            actor = self.actors[spec.actor_id]
+            actor.worker = worker
+            worker.actor = actor
+        self._send_execute(task, worker, actor)
+
+    def _send_execute(self, task: TaskRecord, worker: WorkerRecord, actor=None) -> None:
+        spec = task.spec
         function = None
-        if spec.fid not in worker.known_functions:
+        if spec.fid and spec.fid not in worker.known_functions:
             function = self.functions[spec.fid][0]
             worker.known_functions.add(spec.fid)
         get = self.objects.get
         worker.conn.send(p.ExecuteTask(
             spec.task_id, spec.task_id[-ids.JOB_ID_LEN:], spec.fid, function, spec.name,
             spec.args, [get(oid) for oid in spec.deps], spec.num_returns, task.gpu_ids,
+            spec.actor_id, spec.method,
+            actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
         ))
 
     def _make_idle(self, worker: WorkerRecord) -> None:
@@ -444,7 +494,7 @@ class NodeManager:
     def reap_idle_workers(self, now: float) -> None:
         """Stop workers beyond the node's CPU count that sat idle WORKER_IDLE_TIMEOUT
         seconds (they were started while tasks were blocked in get). Called periodically."""
-        excess = len(self.workers) - self.base_workers
+        excess = sum(1 for w in self.workers.values() if w.actor is None) - self.base_workers
         for worker in list(self.idle):
             if excess <= 0:
                 break
@@ -466,7 +516,7 @@ class NodeManager:
 
     def _warn_infeasible(self, task: TaskRecord) -> None:
         key = (task.spec.fid, task.shape)
-        if key in self._warned_infeasible:
+        if key in self._warned_infeasible or task.submitter is None:
             return
         self._warned_infeasible.add(key)
         missing = ", ".join(f"{k}: {v:g} more" for k, v in self.pool.missing(task.request).items())
@@ -491,10 +541,11 @@ class NodeManager:
             oid = ids.object_id_for_return(spec.task_id, i)
             subscribers = self.objects.set_ready(oid, data)
             self._object_ready(oid, subscribers, data, also=task.submitter)
-        for oid in spec.deps:
-            self.objects.unpin(oid)
-        for oid in spec.contained:
-            self.objects.unpin(oid)
+        if task.pinned:
+            for oid in spec.deps:
+                self.objects.unpin(oid)
+            for oid in spec.contained:
+                self.objects.unpin(oid)
 
     def _object_ready(self, oid: bytes, subscribers: list, data: p.ObjectData, also=None) -> None:
         """Tell waiters (and the owner, if it still holds a ref) that ``oid`` exists."""
@@ -545,6 +596,9 @@ class NodeManager:
             reservations.pop(name, None)
 
     def _free_object_data(self, oid: bytes, data: p.ObjectData) -> None:
+        actor = self.actor_by_creation.pop(oid, None)
+        if actor is not None:
+            self._creation_object_freed(actor)
         if data.shm is not None:
             size = self._shm_sizes.pop(data.shm, None)
             if size is not None:
@@ -573,6 +627,12 @@ class NodeManager:
         if what == "available_resources":
             free = self.pool.free_float()
             return {k: v for k, v in free.items() if v > 0}
+        if what == "get_actor":
+            name, namespace = arg
+            actor = self.actors.get(self.named_actors.get((namespace, name), b""))
+            return actor.info() if actor is not None and actor.state != "dead" else None
+        if what == "actors":
+            return [a.info() for a in self.actors.values()]
         if what == "stats":
             return {
                 "store_used": self.store_used - (self._spare[1] if self._spare else 0),

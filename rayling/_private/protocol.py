@@ -9,7 +9,7 @@ Who sends what:
 
     driver/worker -> daemon   Hello, RefUpdate, RegisterFunction, SubmitTask, PutObject,
                               ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
-                              TaskDone, Logs, Query, Shutdown
+                              TaskDone, Logs, Query, Shutdown, CreateActor, KillActor
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
                               Reply, Warning, Logs, Rejected
 """
@@ -85,6 +85,8 @@ class SubmitTask(_Msg, tag=6):
     resources: dict[str, float]
     max_retries: int
     retry_exceptions: bool = False
+    actor_id: bytes | None = None  # set for an actor method call
+    method: str = ""
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -97,11 +99,16 @@ class ExecuteTask(_Msg, tag=7):
     deps: list[ObjectData]
     num_returns: int
     gpu_ids: list[int]
+    actor_id: bytes | None = None  # set when the worker hosts an actor
+    method: str = ""  # "__init__" creates the actor; otherwise the method to call
+    max_concurrency: int = 1
+    is_async: bool = False
 
 
 class TaskDone(_Msg, tag=8):
     task_id: bytes
     results: list[ObjectData]
+    actor_exit: bool = False  # the actor called exit_actor(): end it, do not restart
 
 
 class PutObject(_Msg, tag=9):
@@ -177,6 +184,36 @@ class Shutdown(_Msg, tag=21):
     pass
 
 
+class CreateActor(_Msg, tag=22):
+    """Start an actor. Its creation task's return 0 is the object that keeps it alive:
+    every handle holds a ref to it, and when the last one goes the actor ends."""
+
+    req_id: int  # 0: no answer wanted; otherwise a Reply says which actor (named actors)
+    actor_id: bytes
+    task_id: bytes
+    fid: bytes  # the class, sent earlier with RegisterFunction
+    class_name: str
+    args: bytes
+    deps: list[bytes]
+    contained: list[bytes]
+    place: dict[str, float]  # resources that must be free to place the actor
+    hold: dict[str, float]  # resources it holds for its whole life
+    max_restarts: int
+    max_task_retries: int
+    max_concurrency: int
+    is_async: bool
+    methods: bytes  # the handle's method table (pickled), for get_actor
+    name: str = ""
+    namespace: str = ""
+    detached: bool = False
+    get_if_exists: bool = False
+
+
+class KillActor(_Msg, tag=23):
+    actor_id: bytes
+    no_restart: bool
+
+
 Message = (
     Hello
     | Welcome
@@ -199,6 +236,8 @@ Message = (
     | Reply
     | Warning
     | Shutdown
+    | CreateActor
+    | KillActor
 )
 
 _encoder = msgspec.msgpack.Encoder()

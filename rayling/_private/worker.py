@@ -18,6 +18,8 @@ import signal
 import sys
 import threading
 import traceback
+from asyncio import CancelledError as AsyncCancelledError
+from concurrent.futures import CancelledError
 from typing import Any
 
 from .. import exceptions as exc
@@ -32,9 +34,13 @@ class TaskContext:
     job_id: bytes | None = None
     name: str = ""
     gpu_ids: list[int] = []
+    actor_id: bytes | None = None  # set for the life of an actor's worker
+    actor_creation_task: bytes | None = None
+    actor_call_name: str = ""
 
 
 context = TaskContext()
+executor: Executor | None = None  # this worker's executor, once it runs
 
 
 class _FunctionLoadError:
@@ -78,13 +84,24 @@ class TaskOutput(io.TextIOBase):
         return False
 
 
+class ActorExit(BaseException):
+    """Raised by exit_actor() to end the actor after the current call."""
+
+
 class Executor:
+    """Runs tasks, or, once a creation task has run here, the calls of one actor."""
+
     def __init__(self, client) -> None:
         self.client = client
         self.functions: dict[bytes, Any] = {}
         self._lock = threading.Lock()
         self._running: bytes | None = None
         self._main_thread = threading.main_thread().ident
+        self._cancelled: set[bytes] = set()  # calls cancelled before they started
+        self._async_calls: dict[bytes, Any] = {}  # running async actor calls
+        self.actor: Any = None
+        self._threads = None  # ThreadPoolExecutor of a threaded actor
+        self._loop = None  # event loop of an async actor
         client.on_cancel = self.cancel
 
     def cancel(self, task_id: bytes) -> None:
@@ -92,13 +109,24 @@ class Executor:
         with self._lock:
             if self._running == task_id:
                 signal.pthread_kill(self._main_thread, signal.SIGINT)
+                return
+            future = self._async_calls.get(task_id)
+            if future is not None:
+                future.cancel()
+                return
+            self._cancelled.add(task_id)  # a pipelined call that has not started yet
 
     def run_forever(self) -> None:
         tasks = self.client.tasks
         while True:
             try:
                 msg = tasks.get()
-                self.execute(msg)
+                if self._threads is not None:
+                    self._threads.submit(self.execute, msg)
+                elif self._loop is not None:
+                    self._start_async(msg)
+                else:
+                    self.execute(msg)
             except KeyboardInterrupt:
                 continue  # a cancel that arrived just as its task finished
 
@@ -114,51 +142,71 @@ class Executor:
             self.functions[msg.fid] = fn
         return fn
 
+    def _callable(self, msg: p.ExecuteTask):
+        if msg.actor_id is not None and msg.method != "__init__":
+            return getattr(self.actor, msg.method)
+        fn = self._load(msg)
+        if isinstance(fn, _FunctionLoadError):
+            raise exc.RayTaskError(
+                msg.name, f"Failed to load the function on the worker:\n{fn.tb}", fn.error,
+                os.getpid())
+        return fn
+
+    def _enter(self, msg: p.ExecuteTask) -> None:
+        context.task_id = msg.task_id
+        context.job_id = msg.job_id
+        context.name = msg.name
+        context.gpu_ids = msg.gpu_ids
+        if msg.gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, msg.gpu_ids))
+
+    def _store_results(self, msg: p.ExecuteTask, result: Any, keep: list) -> list:
+        values = _split_returns(result, msg.num_returns, msg.name)
+        results = []
+        for i, value in enumerate(values):
+            oid = ids.object_id_for_return(msg.task_id, i)
+            data, ser = self.client.store(oid, value, f"return value of {msg.name}")
+            keep.append(ser)
+            results.append(data)
+        return results
+
     def execute(self, msg: p.ExecuteTask) -> None:
-        client = self.client
         keep: list = []
+        actor_exit = False
+        on_main = threading.get_ident() == self._main_thread
         try:
             try:
-                fn = self._load(msg)
-                if isinstance(fn, _FunctionLoadError):
-                    raise exc.RayTaskError(
-                        msg.name,
-                        f"Failed to load the function on the worker:\n{fn.tb}",
-                        fn.error,
-                        os.getpid(),
-                    )
-                args, kwargs = unpack_args(client, msg.args, msg.deps)
-                context.task_id = msg.task_id
-                context.job_id = msg.job_id
-                context.name = msg.name
-                context.gpu_ids = msg.gpu_ids
-                if msg.gpu_ids:
-                    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, msg.gpu_ids))
-                with self._lock:
-                    self._running = msg.task_id
+                if msg.task_id in self._cancelled:
+                    self._cancelled.discard(msg.task_id)
+                    raise KeyboardInterrupt
+                fn = self._callable(msg)
+                args, kwargs = unpack_args(self.client, msg.args, msg.deps)
+                self._enter(msg)
+                if msg.method == "__init__":
+                    context.actor_id = msg.actor_id
+                    context.actor_creation_task = msg.task_id
+                if on_main:
+                    with self._lock:
+                        self._running = msg.task_id
                 try:
                     result = fn(*args, **kwargs)
                 finally:
-                    with self._lock:
-                        self._running = None
+                    if on_main:
+                        with self._lock:
+                            self._running = None
                 del args, kwargs
-                values = _split_returns(result, msg.num_returns, msg.name)
-                results = []
-                for i, value in enumerate(values):
-                    oid = ids.object_id_for_return(msg.task_id, i)
-                    data, ser = client.store(oid, value, f"return value of {msg.name}")
-                    keep.append(ser)
-                    results.append(data)
-            except KeyboardInterrupt:
-                results = _error_results(
-                    exc.TaskCancelledError(msg.task_id.hex()), msg.num_returns)
-            except exc.RayTaskError as e:  # a failed dependency or nested task: pass it on
-                results = _error_results(e, msg.num_returns)
+                if msg.method == "__init__":
+                    self._become_actor(msg, result)
+                    result = None
+                results = self._store_results(msg, result, keep)
+            except ActorExit:
+                actor_exit = True
+                results = _error_results(exc.ActorDiedError(
+                    f"The actor exited: {msg.name} called exit_actor()."), msg.num_returns)
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
-                results = _error_results(
-                    exc.RayTaskError(msg.name, _format_tb(e), e, os.getpid()), msg.num_returns)
+                results = self._error_results(msg, e)
             _flush_output()
-            client.send(p.TaskDone(msg.task_id, results))
+            self.client.send(p.TaskDone(msg.task_id, results, actor_exit))
         finally:
             context.task_id = None
             context.name = ""
@@ -166,6 +214,68 @@ class Executor:
             if msg.gpu_ids:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             del keep
+
+    def _error_results(self, msg: p.ExecuteTask, e: BaseException) -> list:
+        if isinstance(e, KeyboardInterrupt | CancelledError | AsyncCancelledError):
+            return _error_results(exc.TaskCancelledError(msg.task_id.hex()), msg.num_returns)
+        if isinstance(e, exc.RayTaskError):  # a failed dependency or nested task: pass it on
+            return _error_results(e, msg.num_returns)
+        return _error_results(
+            exc.RayTaskError(msg.name, _format_tb(e), e, os.getpid()), msg.num_returns)
+
+    # -- actors -----------------------------------------------------------------------
+    def _become_actor(self, msg: p.ExecuteTask, instance: Any) -> None:
+        """The creation task built ``instance``: keep it, and set up the concurrency the
+        actor asked for (threads, or an event loop for async actors)."""
+        self.actor = instance
+        if msg.is_async:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+            self._async_limit = asyncio.Semaphore(msg.max_concurrency)
+            threading.Thread(target=self._loop.run_forever, name="rayling-actor-loop",
+                             daemon=True).start()
+        elif msg.max_concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(msg.max_concurrency,
+                                               thread_name_prefix="rayling-actor")
+
+    def _start_async(self, msg: p.ExecuteTask) -> None:
+        import asyncio
+
+        future = asyncio.run_coroutine_threadsafe(self._execute_async(msg), self._loop)
+        with self._lock:
+            if msg.task_id in self._cancelled:
+                self._cancelled.discard(msg.task_id)
+                future.cancel()
+            else:
+                self._async_calls[msg.task_id] = future
+        future.add_done_callback(lambda _f: self._async_calls.pop(msg.task_id, None))
+
+    async def _execute_async(self, msg: p.ExecuteTask) -> None:
+        import inspect
+
+        keep: list = []
+        actor_exit = False
+        try:
+            async with self._async_limit:
+                fn = self._callable(msg)
+                args, kwargs = unpack_args(self.client, msg.args, msg.deps)
+                context.actor_call_name = msg.name
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                del args, kwargs
+                results = self._store_results(msg, result, keep)
+        except ActorExit:
+            actor_exit = True
+            results = _error_results(exc.ActorDiedError(
+                f"The actor exited: {msg.name} called exit_actor()."), msg.num_returns)
+        except BaseException as e:  # noqa: BLE001 - stored as the call's result
+            results = self._error_results(msg, e)
+        _flush_output()
+        self.client.send(p.TaskDone(msg.task_id, results, actor_exit))
 
 
 def _split_returns(result: Any, num_returns: int, name: str) -> list:
@@ -231,4 +341,6 @@ def main(socket_path: str) -> None:
     os.close(fd)
     sys.stdout = TaskOutput(client, is_err=False)
     sys.stderr = TaskOutput(client, is_err=True)
-    Executor(client).run_forever()
+    global executor
+    executor = Executor(client)
+    executor.run_forever()

@@ -1,0 +1,251 @@
+"""Actors: ``@remote`` classes whose instance lives in one dedicated worker process.
+
+``Cls.remote(*args)`` returns an ActorHandle at once; ``handle.method.remote(*args)``
+returns ObjectRefs. Calls from one caller run in the order they were made. A handle can be
+passed to tasks and other actors; when the last handle anywhere is gone, the actor ends
+(unless it is named or detached).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ._private import ids, protocol as p, serialization
+from ._private.task_args import pack_args
+from .object_ref import ObjectRef
+from .remote_function import resource_request, validate_options
+
+_ACTOR_OPTIONS = {
+    "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
+    "max_concurrency", "name", "namespace", "lifetime", "get_if_exists", "runtime_env",
+    "scheduling_strategy", "max_pending_calls", "accelerator_type", "label_selector",
+    "concurrency_groups", "enable_task_events", "_metadata", "object_store_memory",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+}
+_METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
+                   "concurrency_group", "enable_task_events", "_metadata"}
+
+
+def _method_table(cls: type) -> dict[str, dict]:
+    """Public methods of ``cls`` with their options (num_returns) and whether async."""
+    table = {}
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("__") and name != "__call__":
+            continue
+        if not (inspect.isfunction(member) or inspect.ismethod(member)):
+            continue
+        options = dict(getattr(member, "__rayling_method_options__", {}))
+        table[name] = {
+            "num_returns": options.get("num_returns", 1),
+            "is_async": inspect.iscoroutinefunction(member)
+            or inspect.isasyncgenfunction(member),
+            "max_task_retries": options.get("max_task_retries"),
+        }
+    return table
+
+
+class ActorClass:
+    """What ``@remote`` makes of a class."""
+
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+        validate_options(options, _ACTOR_OPTIONS, f"actor class {cls.__name__}")
+        self._cls = cls
+        self._options = options
+        self._methods = _method_table(cls)
+        self._prepared: tuple | None = None
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"Actor class {self._cls.__name__} cannot be instantiated directly. Use "
+            f"{self._cls.__name__}.remote(...) to create an actor.")
+
+    def __reduce__(self):
+        return (ActorClass, (self._cls, self._options))
+
+    def options(self, **options) -> _BoundActorClass:
+        validate_options(options, _ACTOR_OPTIONS, f"actor class {self._cls.__name__}")
+        return _BoundActorClass(self, {**self._options, **options})
+
+    def remote(self, *args, **kwargs) -> ActorHandle:
+        return self._create(args, kwargs, self._options)
+
+    def bind(self, *args, **kwargs):  # pragma: no cover - Ray DAG API
+        raise NotImplementedError("Ray's DAG API (bind) is not supported by rayling")
+
+    def _create(self, args: tuple, kwargs: dict, options: dict) -> ActorHandle:
+        from . import api
+
+        client = api._client_or_auto_init()
+        if self._prepared is None:
+            blob = serialization.dumps_function(self._cls)
+            import hashlib
+
+            self._prepared = (hashlib.blake2b(blob, digest_size=16).digest(), blob)
+        fid, blob = self._prepared
+        hold = resource_request({**options, "num_cpus": options.get("num_cpus", 0)})
+        place = hold if "num_cpus" in options else {**hold, "CPU": max(hold.get("CPU", 0), 1)}
+        is_async = any(m["is_async"] for m in self._methods.values())
+        max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
+        name = options.get("name") or ""
+        namespace = options.get("namespace") or api._namespace() or ""
+        if options.get("lifetime") not in (None, "detached", "non_detached"):
+            raise ValueError(f"lifetime must be 'detached' or 'non_detached', got "
+                             f"{options['lifetime']!r}")
+        if options.get("get_if_exists") and not name:
+            raise ValueError("get_if_exists=True needs a name for the actor")
+        actor_id = ids.new_actor_id(client.job_id)
+        task_id = ids.new_task_id(client.job_id)
+        args_blob, deps, contained, keep = pack_args(
+            client, self._cls.__init__, f"{self._cls.__name__}.__init__", args, kwargs)
+        actor_retries = options.get("max_task_retries", 0)
+        methods = {name: {**info, "max_task_retries": actor_retries
+                          if info["max_task_retries"] is None else info["max_task_retries"]}
+                   for name, info in self._methods.items()}
+        methods_blob = serialization.serialize((self._cls.__name__, methods)).pickled
+        creation_ref = ObjectRef(ids.object_id_for_return(task_id, 0), _born=True)
+        msg = lambda req_id: p.CreateActor(  # noqa: E731
+            req_id, actor_id, task_id, fid, self._cls.__name__, args_blob, deps, contained,
+            place, hold, options.get("max_restarts", 0), options.get("max_task_retries", 0),
+            max_concurrency, is_async, methods_blob, name, namespace,
+            options.get("lifetime") == "detached", bool(options.get("get_if_exists")),
+        )
+        register = client.register_function(fid, blob, self._cls.__name__)
+        if name:
+            if register:
+                client.send(*register)
+            reply = client.request(msg)
+            if reply.error:
+                raise ValueError(reply.error)
+            if reply.value["existing"]:
+                return _handle_from_info(reply.value)
+        else:
+            client.send_soon(*register, msg(0))
+        del keep
+        return ActorHandle(actor_id, self._cls.__name__, methods, creation_ref)
+
+
+class _BoundActorClass:
+    def __init__(self, actor_class: ActorClass, options: dict[str, Any]) -> None:
+        self._actor_class = actor_class
+        self._options = options
+
+    def remote(self, *args, **kwargs) -> ActorHandle:
+        return self._actor_class._create(args, kwargs, self._options)
+
+    def options(self, **options) -> _BoundActorClass:
+        validate_options(options, _ACTOR_OPTIONS, "actor class")
+        return _BoundActorClass(self._actor_class, {**self._options, **options})
+
+
+class ActorHandle:
+    """A reference to an actor; ``handle.method.remote(...)`` calls a method."""
+
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, dict],
+                 creation_ref: ObjectRef) -> None:
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._creation_ref = creation_ref  # keeps the actor alive while handles exist
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        methods = self.__dict__.get("_methods")
+        if methods is None or name.startswith("__"):
+            raise AttributeError(name)
+        info = methods.get(name)
+        if info is None:
+            raise AttributeError(
+                f"'{self._class_name}' actor has no method '{name}'. Its methods are: "
+                f"{', '.join(sorted(methods)) or '(none)'}.")
+        return ActorMethod(self, name, info["num_returns"], info.get("max_task_retries"))
+
+    def __reduce__(self):
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods,
+                              self._creation_ref))
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    @property
+    def _ray_actor_id(self):
+        return self._actor_id.hex()
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int,
+                 max_task_retries: int | None = None) -> None:
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+        self._max_task_retries = max_task_retries
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of running "
+            f"'actor.{self._name}()', try 'actor.{self._name}.remote()'.")
+
+    def options(self, **options) -> _BoundActorMethod:
+        validate_options(options, _METHOD_OPTIONS, f"actor method {self._name}")
+        return _BoundActorMethod(self, options)
+
+    def remote(self, *args, **kwargs):
+        return self._submit(args, kwargs, self._num_returns, None)
+
+    def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None):
+        from . import api
+
+        client = api._client_or_auto_init()
+        handle = self._handle
+        task_id = ids.new_task_id(client.job_id)
+        call_name = name or f"{handle._class_name}.{self._name}"
+        args_blob, deps, contained, keep = pack_args(client, None, call_name, args, kwargs)
+        refs = [ObjectRef(ids.object_id_for_return(task_id, i), _born=True)
+                for i in range(num_returns)]
+        client.own_pending.update(r._id for r in refs)
+        retries = self._max_task_retries if self._max_task_retries is not None else 0
+        client.send_soon(p.SubmitTask(
+            task_id, b"", call_name, args_blob, deps, contained, num_returns, {}, retries,
+            False, handle._actor_id, self._name,
+        ))
+        del keep
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs
+
+
+class _BoundActorMethod:
+    def __init__(self, method: ActorMethod, options: dict[str, Any]) -> None:
+        self._method = method
+        self._options = options
+
+    def remote(self, *args, **kwargs):
+        return self._method._submit(
+            args, kwargs, self._options.get("num_returns", self._method._num_returns),
+            self._options.get("name"))
+
+
+def _handle_from_info(info: dict) -> ActorHandle:
+    class_name, methods = serialization.deserialize_inline(info["methods"])
+    creation_ref = ObjectRef(ids.object_id_for_return(info["creation_task"], 0))
+    return ActorHandle(info["actor_id"], class_name, methods, creation_ref)
+
+
+def exit_actor() -> None:
+    """End the current actor after this call (from inside one of its methods)."""
+    from ._private.worker import ActorExit, context
+
+    if context.actor_id is None:
+        raise TypeError("exit_actor() can only be called inside an actor")
+    raise ActorExit()
