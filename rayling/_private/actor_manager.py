@@ -128,6 +128,7 @@ class ActorManagerMixin:
             actor.cause = "its constructor raised an exception"
             self._actor_dead(actor, constructor_error=data)
             self.spawner.kill(worker.pid)
+            self.dispatch()
             return
         self.pool.acquire(actor.hold)
         actor.state = ALIVE
@@ -135,6 +136,7 @@ class ActorManagerMixin:
             subscribers = self.objects.set_ready(actor.creation_oid, data)
             self._object_ready(actor.creation_oid, subscribers, data)
         self._pump_actor(actor)
+        self.dispatch()  # the placement resources are free again
 
     # -- calls ------------------------------------------------------------------------
     def _queue_actor_call(self, task) -> None:

@@ -1,0 +1,49 @@
+"""Resources held by actors, on clusters of their own."""
+
+from __future__ import annotations
+
+import pytest
+
+import rayling as ray
+
+from .conftest import wait_until
+from .test_actors import Counter
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_resources_held_by_actors():
+    ray.init(num_cpus=2)
+    try:
+        free = [Counter.remote() for _ in range(3)]  # default: placed with 1 CPU, hold 0
+        ray.get([a.incr.remote() for a in free])
+        assert ray.available_resources().get("CPU") == 2
+        holders = [Counter.options(num_cpus=1).remote() for _ in range(2)]
+        ray.get([a.incr.remote() for a in holders])
+        assert ray.available_resources().get("CPU", 0) == 0
+        ray.kill(holders[0])
+        wait_until(lambda: ray.available_resources().get("CPU") == 1,
+                   what="the killed actor's CPU to be free")
+    finally:
+        ray.shutdown()
+
+
+def test_task_waiting_on_actor_held_cpus_warns(capfd):
+    ray.init(num_cpus=1)
+    try:
+        holder = Counter.options(num_cpus=1).remote()
+        ray.get(holder.incr.remote())
+
+        @ray.remote
+        def needs_cpu():
+            return 1
+
+        ref = needs_cpu.remote()
+        seen = []
+        wait_until(lambda: seen.append(capfd.readouterr().err) or "Counter" in "".join(seen),
+                   what="a warning naming the actor that holds the CPU")
+        assert "needs_cpu" in "".join(seen)
+        ray.kill(holder)
+        assert ray.get(ref, timeout=30) == 1
+    finally:
+        ray.shutdown()
