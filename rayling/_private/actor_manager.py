@@ -219,7 +219,8 @@ class ActorManagerMixin:
         else:
             self._actor_dead(actor)
 
-    def _actor_dead(self, actor: ActorRecord, constructor_error: p.ObjectData | None = None) -> None:
+    def _actor_dead(self, actor: ActorRecord,
+                    constructor_error: p.ObjectData | None = None) -> None:
         actor.state = DEAD
         while actor.queue:
             task = actor.queue.popleft()
