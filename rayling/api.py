@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import os
 import threading
 from typing import Any
@@ -264,13 +265,15 @@ def wait(
 
     Returns ``(ready, not_ready)``, each in the order of ``object_refs``.
     """
-    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, list | tuple):
+    if not isinstance(object_refs, list | tuple):
         raise TypeError(
             f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
-    for ref in object_refs:
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"wait() expects a list of ObjectRefs, but got a {type(ref).__name__}")
-    if len(set(object_refs)) != len(object_refs):
+    kinds = set(map(type, object_refs))
+    if kinds - {ObjectRef}:
+        bad = next(k for k in kinds if k is not ObjectRef)
+        raise TypeError(f"wait() expects a list of ObjectRefs, but got a {bad.__name__}")
+    oids = list(map(_ref_id, object_refs))
+    if len(set(oids)) != len(oids):
         raise ValueError("wait() requires a list of unique ObjectRefs; this one has duplicates")
     if not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
@@ -280,14 +283,35 @@ def wait(
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be None or non-negative, got {timeout}")
     client = _connected_client()
-    ready_ids = set(client.wait_for([r._id for r in object_refs], num_returns, timeout))
-    ready, not_ready = [], []
-    for ref in object_refs:
-        if ref._id in ready_ids and len(ready) < num_returns:
-            ready.append(ref)
-        else:
-            not_ready.append(ref)
+    found = _first_ready(client.objects, oids, num_returns)
+    if len(found) < num_returns:
+        client.wait_for(oids, num_returns, timeout)
+        found = _first_ready(client.objects, oids, num_returns)
+    # Slices keep this linear in C even for thousands of refs.
+    refs = list(object_refs)
+    ready = [refs[i] for i in found]
+    not_ready: list = []
+    start = 0
+    for i in found:
+        not_ready += refs[start:i]
+        start = i + 1
+    not_ready += refs[start:]
     return ready, not_ready
+
+
+_ref_id = operator.attrgetter("_id")
+
+
+def _first_ready(objects: dict, oids: list[bytes], count: int) -> list[int]:
+    """Indices of the first ``count`` ids (in order) whose objects have arrived."""
+    found = []
+    if count:
+        for i, oid in enumerate(oids):
+            if oid in objects:
+                found.append(i)
+                if len(found) == count:
+                    break
+    return found
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
