@@ -205,3 +205,68 @@ def test_extra_idle_workers_are_reaped_but_the_base_pool_stays():
     assert spawner.killed == []
     manager.reap_idle_workers(time.monotonic() + 60)
     assert len(spawner.killed) == 2  # one worker per CPU is kept
+
+
+def create_actor(manager, driver, hold=None, max_restarts=0, name=""):
+    actor_id = ids.new_actor_id(b"jjjj")
+    task_id = ids.new_task_id(b"jjjj")
+    manager.handle(driver, p.RegisterFunction(b"cls", b"class-code", "Cls"))
+    manager.handle(driver, p.CreateActor(
+        0, actor_id, task_id, b"cls", "Cls", b"args", [], [], {"CPU": 1.0}, hold or {},
+        max_restarts, 0, 1, False, b"", name))
+    return actor_id
+
+
+def call(manager, driver, actor_id, method="m"):
+    task_id = ids.new_task_id(b"jjjj")
+    manager.handle(driver, p.SubmitTask(task_id, b"", f"Cls.{method}", b"args", [], [], 1, {},
+                                        0, False, actor_id, method))
+    return task_id
+
+
+def test_actor_calls_are_pipelined_in_order_and_restart_after_death():
+    manager, spawner, _ = make_manager(cpus=1)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker", pid=5)
+    actor_id = create_actor(manager, driver, max_restarts=1)
+    (init,) = worker.take(p.ExecuteTask)
+    assert init.method == "__init__" and init.function == b"class-code"
+    first, second = call(manager, driver, actor_id), call(manager, driver, actor_id)
+    assert worker.take(p.ExecuteTask) == []  # not before the constructor finished
+    manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
+    assert [m.task_id for m in worker.take(p.ExecuteTask)] == [first, second]
+    assert manager.pool.free["CPU"] == 10_000  # placed with 1 CPU, holds none
+    manager.handle(worker, p.TaskDone(first, [p.ObjectData(inline=b"1")]))
+    manager.on_disconnect(worker)  # dies while running `second`
+    (failed,) = driver.take(p.ObjectReady)[-1:]
+    assert failed.object_id == ids.object_id_for_return(second, 0) and failed.data.error
+    replacement = connect(manager, "worker", pid=6)
+    (again,) = replacement.take(p.ExecuteTask)
+    assert again.method == "__init__"  # restarted
+    manager.handle(replacement, p.TaskDone(again.task_id, [p.ObjectData(inline=b"N")]))
+    third = call(manager, driver, actor_id)
+    assert replacement.take(p.ExecuteTask)[0].task_id == third
+    manager.on_disconnect(replacement)  # no restarts left
+    later = call(manager, driver, actor_id)
+    (dead,) = [m for m in driver.take(p.ObjectReady)
+               if m.object_id == ids.object_id_for_return(later, 0)]
+    error = pickle.loads(dead.data.inline)
+    assert isinstance(error, exc.ActorDiedError) and "died unexpectedly" in str(error)
+
+
+def test_actor_holding_cpu_and_named_actor_conflict():
+    manager, _, _ = make_manager(cpus=1)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker")
+    create_actor(manager, driver, hold={"CPU": 1.0}, name="solo")
+    (init,) = worker.take(p.ExecuteTask)
+    manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
+    assert manager.pool.free["CPU"] == 0
+    manager.handle(driver, p.CreateActor(
+        7, ids.new_actor_id(b"jjjj"), ids.new_task_id(b"jjjj"), b"cls", "Cls", b"", [], [],
+        {"CPU": 1.0}, {}, 0, 0, 1, False, b"", "solo"))
+    (reply,) = driver.take(p.Reply)
+    assert reply.req_id == 7 and "already exists" in reply.error
+    submit(manager, driver, name="starved")
+    (warning,) = driver.take(p.Warning)
+    assert "starved" in warning.text and "Cls" in warning.text
