@@ -401,6 +401,11 @@ def available_resources() -> dict[str, float]:
     return _client_or_auto_init().query("available_resources")
 
 
+def get_dashboard_url() -> str:
+    """The dashboard's address. rayling has no dashboard yet, so this is empty."""
+    return ""
+
+
 def get_gpu_ids() -> list[int]:
     """GPU indices assigned to the current task (empty on the driver)."""
     from ._private.worker import context
