@@ -94,6 +94,7 @@ class CoreClient:
         self._outbox: list = []  # messages queued by send_soon
         self._refq: SimpleQueue = SimpleQueue()  # dropped ids (None: nothing, just wake)
         self._wake_r, self._wake_w = os.pipe()  # wakes the flusher
+        os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
         self._flush_armed = False  # a wake-up is already on its way to the flusher
         self._adds: list[bytes] = []
         self._log_lines: list[p.LogLine] = []
@@ -101,7 +102,7 @@ class CoreClient:
         self._replies: dict[int, list] = {}
         self._req_ids = itertools.count(1)
         self.closed = False
-        self.tasks: SimpleQueue = SimpleQueue()  # ExecuteTask / CancelTask, for workers
+        self.tasks: SimpleQueue = SimpleQueue()  # ExecuteTask messages, for workers
         self.on_cancel = None  # set by the worker executor
         self.on_logs = None  # set by the driver to print worker output
         self.on_warning = None
@@ -212,6 +213,9 @@ class CoreClient:
                 self.send()
             except DaemonConnectionError:
                 return
+            except Exception as e:  # keep flushing; a lost batch is reported, not fatal
+                print(f"(rayling) Warning: could not send queued messages: {e!r}",
+                      file=sys.stderr)
 
     def wake_flusher(self) -> None:
         """Make sure the flusher runs soon. Safe anywhere, even inside __del__: a pipe
