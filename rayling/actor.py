@@ -14,7 +14,7 @@ from typing import Any
 from ._private import ids, protocol as p, serialization
 from ._private.task_args import pack_args
 from .object_ref import ObjectRef
-from .remote_function import resource_request, validate_options
+from .remote_function import resource_request, submit_task, validate_options
 
 _ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
@@ -204,25 +204,11 @@ class ActorMethod:
     def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None):
         from . import api
 
-        client = api._client_or_auto_init()
         handle = self._handle
-        task_id = ids.new_task_id(client.job_id)
-        call_name = name or f"{handle._class_name}.{self._name}"
-        args_blob, deps, contained, keep = pack_args(client, None, call_name, args, kwargs)
-        refs = [ObjectRef(ids.object_id_for_return(task_id, i), _born=True)
-                for i in range(num_returns)]
-        client.own_pending.update(r._id for r in refs)
-        retries = self._max_task_retries if self._max_task_retries is not None else 0
-        client.send_soon(p.SubmitTask(
-            task_id, b"", call_name, args_blob, deps, contained, num_returns, {}, retries,
-            False, handle._actor_id, self._name,
-        ))
-        del keep
-        if num_returns == 1:
-            return refs[0]
-        if num_returns == 0:
-            return None
-        return refs
+        return submit_task(
+            api._client_or_auto_init(), None, name or f"{handle._class_name}.{self._name}",
+            args, kwargs, num_returns, max_retries=self._max_task_retries or 0,
+            actor_id=handle._actor_id, method=self._name)
 
 
 class _BoundActorMethod:

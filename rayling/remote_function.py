@@ -102,22 +102,33 @@ class RemoteFunction:
         client = api._client_or_auto_init()
         fid, blob = self._prepared or self._prepare()
         name = options.get("name") or self._name
-        num_returns = options["num_returns"]
-        task_id = ids.new_task_id(client.job_id)
-        args_blob, deps, contained, keep = pack_args(client, self._function, name, args, kwargs)
-        refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "little"), _born=True)
-                for i in range(num_returns)]
-        client.own_pending.update(r._id for r in refs)
-        client.send_soon(*client.register_function(fid, blob, self._name), p.SubmitTask(
-            task_id, fid, name, args_blob, deps, contained, num_returns, request,
-            options["max_retries"], bool(options.get("retry_exceptions", False)),
-        ))
-        del keep
-        if num_returns == 1:
-            return refs[0]
-        if num_returns == 0:
-            return None
-        return refs
+        return submit_task(
+            client, self._function, name, args, kwargs, options["num_returns"],
+            fid=fid, request=request, max_retries=options["max_retries"],
+            retry_exceptions=bool(options.get("retry_exceptions", False)),
+            register=client.register_function(fid, blob, self._name))
+
+
+def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
+                fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
+                retry_exceptions: bool = False, actor_id: bytes | None = None,
+                method: str = "", register: list = ()):
+    """Queue one task (or actor call) and return its ref, refs, or None (num_returns=0)."""
+    task_id = ids.new_task_id(client.job_id)
+    args_blob, deps, contained, keep = pack_args(client, fn, name, args, kwargs)
+    refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "little"), _born=True)
+            for i in range(num_returns)]
+    client.own_pending.update(r._id for r in refs)
+    client.send_soon(*register, p.SubmitTask(
+        task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
+        max_retries, retry_exceptions, actor_id, method,
+    ))
+    del keep  # the refs inside the arguments may go once the submission is queued
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
 
 
 class _BoundOptions:

@@ -201,8 +201,7 @@ class Executor:
                 results = self._store_results(msg, result, keep)
             except ActorExit:
                 actor_exit = True
-                results = _error_results(exc.ActorDiedError(
-                    f"The actor exited: {msg.name} called exit_actor()."), msg.num_returns)
+                results = _exit_results(msg)
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 results = self._error_results(msg, e)
             _flush_output()
@@ -270,12 +269,16 @@ class Executor:
                 results = self._store_results(msg, result, keep)
         except ActorExit:
             actor_exit = True
-            results = _error_results(exc.ActorDiedError(
-                f"The actor exited: {msg.name} called exit_actor()."), msg.num_returns)
+            results = _exit_results(msg)
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
             results = self._error_results(msg, e)
         _flush_output()
         self.client.send(p.TaskDone(msg.task_id, results, actor_exit))
+
+
+def _exit_results(msg: p.ExecuteTask) -> list:
+    return _error_results(exc.ActorDiedError(
+        f"The actor exited: {msg.name} called exit_actor()."), msg.num_returns)
 
 
 def _split_returns(result: Any, num_returns: int, name: str) -> list:
