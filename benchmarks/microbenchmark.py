@@ -1,7 +1,10 @@
 """Ray's microbenchmark workloads, run on rayling and on Ray side by side.
 
 The workload names mirror `ray microbenchmark`. Every workload is written once against the
-name `ray`, which is `import ray` or `import rayling as ray` depending on --impl.
+name `ray`, which is `import ray` or `import rayling as ray` depending on --impl. Actor
+methods and tasks return a small int. "in flight" workloads submit 1000 calls, then get them
+all. The 1:n and n:n rows use one actor per CPU given to init() (--num-cpus): in 1:n the
+driver calls them in turn; in n:n each of as many caller tasks calls its own actor.
 
     python benchmarks/microbenchmark.py                  # rayling, then Ray if installed
     python benchmarks/microbenchmark.py --impl rayling   # one implementation only
@@ -19,6 +22,7 @@ NumPy or psutil; the idle footprint is also taken in a fresh process. GB and MB 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -56,12 +60,32 @@ def trivial() -> int:
     return 0
 
 
+class Target:
+    """The actor the actor workloads call."""
+
+    def f(self) -> int:
+        return 0
+
+
+def call_round_robin(ray, actors: list) -> None:
+    """IN_FLIGHT calls spread over `actors` in turn, all submitted before any is waited for."""
+    ray.get([actors[i % len(actors)].f.remote() for i in range(IN_FLIGHT)])
+
+
+def call_own_actor(library: str, actor) -> None:
+    """A caller task of "n:n actor calls async": IN_FLIGHT calls to its own actor."""
+    call_round_robin(importlib.import_module(library), [actor])
+
+
 @dataclass
 class Bench:
-    """What a workload gets: the library, a remote no-op function, and its time budget."""
+    """What a workload gets: the library, a remote no-op function, a remote actor class with a
+    no-op method, the CPUs the library was started with, and its time budget."""
 
     ray: object
     task: object
+    actor: object
+    num_cpus: int
     duration: float
 
 
@@ -124,10 +148,47 @@ def get_large_object(b: Bench) -> float:
 
 
 def wait_1k_refs(b: Bench) -> float:
-    """Waits per second for all of 1000 refs whose tasks have already finished."""
-    refs = [b.task.remote() for _ in range(IN_FLIGHT)]
-    b.ray.get(refs)
-    return best_rate(lambda: b.ray.wait(refs, num_returns=len(refs)), b.duration)
+    """Rounds per second of: submit 1000 tasks, then wait for one ref at a time until none is
+    left."""
+
+    def submit_and_wait_one_by_one():
+        not_ready = [b.task.remote() for _ in range(IN_FLIGHT)]
+        while not_ready:
+            _ready, not_ready = b.ray.wait(not_ready)
+
+    return best_rate(submit_and_wait_one_by_one, b.duration)
+
+
+def actor_calls_sync(b: Bench) -> float:
+    actor = b.actor.remote()
+    return best_rate(lambda: b.ray.get(actor.f.remote()), b.duration)
+
+
+def actor_calls_async(b: Bench) -> float:
+    actors = [b.actor.remote()]
+    return best_rate(lambda: call_round_robin(b.ray, actors), b.duration, IN_FLIGHT)
+
+
+def actor_calls_concurrent(b: Bench) -> float:
+    actors = [b.actor.options(max_concurrency=16).remote()]
+    return best_rate(lambda: call_round_robin(b.ray, actors), b.duration, IN_FLIGHT)
+
+
+def actor_calls_one_to_n(b: Bench) -> float:
+    """The driver calls one actor per CPU in turn."""
+    actors = [b.actor.remote() for _ in range(b.num_cpus)]
+    return best_rate(lambda: call_round_robin(b.ray, actors), b.duration, IN_FLIGHT)
+
+
+def actor_calls_n_to_n(b: Bench) -> float:
+    """One caller task per CPU, each calling its own actor; calls per second in all."""
+    actors = [b.actor.remote() for _ in range(b.num_cpus)]
+    caller = b.ray.remote(call_own_actor)
+
+    def call_from_every_caller():
+        b.ray.get([caller.remote(b.ray.__name__, actor) for actor in actors])
+
+    return best_rate(call_from_every_caller, b.duration, IN_FLIGHT * len(actors))
 
 
 WORKLOADS: dict[str, Callable[[Bench], float]] = {
@@ -138,6 +199,11 @@ WORKLOADS: dict[str, Callable[[Bench], float]] = {
     "single client put gigabytes (GB/s)": put_gigabytes,
     "single client get large object (s)": get_large_object,
     "single client wait 1k refs (/s)": wait_1k_refs,
+    "1:1 actor calls sync (/s)": actor_calls_sync,
+    "1:1 actor calls async (/s)": actor_calls_async,
+    "1:1 actor calls concurrent (/s)": actor_calls_concurrent,
+    "1:n actor calls async (/s)": actor_calls_one_to_n,
+    "n:n actor calls async (/s)": actor_calls_n_to_n,
 }
 
 
@@ -246,7 +312,8 @@ def run_impl(impl: str, num_cpus: int, quick: bool) -> dict[str, float]:
     ray = load(impl)
     ray.init(num_cpus=num_cpus)
     try:
-        bench = Bench(ray, ray.remote(trivial), DURATION / 5 if quick else DURATION)
+        bench = Bench(ray, ray.remote(trivial), ray.remote(Target), num_cpus,
+                      DURATION / 5 if quick else DURATION)
         for name, workload in WORKLOADS.items():
             results[name] = workload(bench)
             report(impl, name, results[name])
@@ -279,8 +346,9 @@ def format_value(value: float) -> str:
 
 
 # Rows where lower is better, by name suffix: the words for "rayling is better / worse".
-LOWER_IS_BETTER = {"(s)": ("faster", "slower"), "(MB)": ("less", "more"),
-                   "processes": ("fewer", "more")}
+# poisson.py uses this table code too; its per-iteration rows are in ms.
+LOWER_IS_BETTER = {"(s)": ("faster", "slower"), "(ms)": ("faster", "slower"),
+                   "(MB)": ("less", "more"), "processes": ("fewer", "more")}
 
 
 def ratio(name: str, rayling: float, ray: float) -> str:
