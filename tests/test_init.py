@@ -108,3 +108,49 @@ def test_killed_driver_leaves_nothing_behind(tmp_path):
     assert not alive, f"still running after the driver was killed: {alive}"
     wait_until(lambda: not os.path.exists(session_dir), what="the session directory to go")
     assert not any(f.startswith(f"rl{session}_") for f in os.listdir("/dev/shm"))
+
+
+def test_daemon_death_fails_waiters_instead_of_hanging():
+    import signal
+
+    import psutil
+
+    from rayling import exceptions as exc
+
+    from .conftest import wait_until
+
+    ray.init(num_cpus=1)
+    try:
+        @ray.remote
+        def forever():
+            import time
+
+            time.sleep(600)
+
+        ref = forever.remote()
+        daemon = next(p for p in psutil.Process().children()
+                      if "rayling._private.daemon" in " ".join(p.cmdline()))
+        workers = daemon.children(recursive=True)
+        daemon.send_signal(signal.SIGKILL)
+        with pytest.raises(exc.RaySystemError, match="daemon"):
+            ray.get(ref, timeout=30)
+        wait_until(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE
+                                   for w in workers), what="workers to exit")
+    finally:
+        ray.shutdown()
+
+
+def test_await_and_future_on_refs():
+    import asyncio
+
+    ray.init(num_cpus=1)
+    try:
+        ref = square.remote(6)
+        assert ref.future().result(timeout=30) == 36
+
+        async def main():
+            return await square.remote(7)
+
+        assert asyncio.run(main()) == 49
+    finally:
+        ray.shutdown()
