@@ -47,3 +47,26 @@ def test_task_waiting_on_actor_held_cpus_warns(capfd):
         assert ray.get(ref, timeout=30) == 1
     finally:
         ray.shutdown()
+
+
+def test_gpu_actor_keeps_its_gpu_for_every_call():
+    import os
+
+    ray.init(num_cpus=2, num_gpus=2)
+    try:
+        @ray.remote(num_gpus=1)
+        class GpuUser:
+            def gpus(self):
+                return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+        users = [GpuUser.remote() for _ in range(2)]
+        seen = ray.get([u.gpus.remote() for u in users] + [u.gpus.remote() for u in users])
+        assert sorted(ids[0] for ids, _ in seen[:2]) == [0, 1]
+        assert seen[:2] == seen[2:]  # the same GPU on every call
+        assert all(env == str(ids[0]) for ids, env in seen)
+        assert ray.available_resources().get("GPU", 0) == 0
+        ray.kill(users[0])
+        wait_until(lambda: ray.available_resources().get("GPU") == 1,
+                   what="the killed actor's GPU to be free")
+    finally:
+        ray.shutdown()

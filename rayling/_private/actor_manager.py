@@ -35,7 +35,7 @@ PENDING, ALIVE, RESTARTING, DEAD = "pending", "alive", "restarting", "dead"
 class ActorRecord:
     __slots__ = (
         "spec", "state", "worker", "queue", "inflight", "restarts_left", "cause",
-        "hold", "handles_gone", "creation_oid", "lent_hold",
+        "hold", "handles_gone", "creation_oid", "gpu_ids",
     )
 
     def __init__(self, spec: p.CreateActor) -> None:
@@ -49,7 +49,7 @@ class ActorRecord:
         self.hold = to_units(spec.hold)
         self.handles_gone = False
         self.creation_oid = ids.object_id_for_return(spec.task_id, 0)
-        self.lent_hold = False
+        self.gpu_ids: list[int] = []  # GPUs the actor keeps for its life
 
     @property
     def name(self) -> str:
@@ -114,6 +114,8 @@ class ActorManagerMixin:
 
     def _creation_done(self, task, worker, results: list[p.ObjectData]) -> None:
         actor = self.actors[task.spec.actor_id]
+        if actor.hold.get("GPU"):  # the GPUs the constructor ran with stay the actor's
+            actor.gpu_ids, task.gpu_ids = task.gpu_ids, []
         self._release_task_resources(task)
         self.tasks.pop(task.spec.task_id, None)
         task.state = "done"
@@ -189,10 +191,10 @@ class ActorManagerMixin:
     # -- death ------------------------------------------------------------------------
     def _actor_worker_died(self, actor: ActorRecord, worker) -> None:
         if actor.state == ALIVE:
-            if actor.lent_hold:
-                actor.lent_hold = False
-            else:
-                self.pool.release(actor.hold)
+            self.pool.release(actor.hold)
+        if actor.gpu_ids:
+            self.gpus.free(actor.gpu_ids, actor.hold.get("GPU", 0))
+            actor.gpu_ids = []
         actor.worker = None
         if not actor.cause:
             actor.cause = (f"its worker process (pid {worker.pid}) died unexpectedly (it was "

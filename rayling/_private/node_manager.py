@@ -482,7 +482,8 @@ class NodeManager(ActorManagerMixin):
         get = self.objects.get
         worker.conn.send(p.ExecuteTask(
             spec.task_id, spec.task_id[-ids.JOB_ID_LEN:], spec.fid, function, spec.name,
-            spec.args, [get(oid) for oid in spec.deps], spec.num_returns, task.gpu_ids,
+            spec.args, [get(oid) for oid in spec.deps], spec.num_returns,
+            actor.gpu_ids if actor and actor.gpu_ids else task.gpu_ids,
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
         ))

@@ -209,9 +209,10 @@ class Executor:
         finally:
             context.task_id = None
             context.name = ""
-            context.gpu_ids = []
-            if msg.gpu_ids:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            if self.actor is None:  # an actor keeps its GPUs between calls
+                context.gpu_ids = []
+                if msg.gpu_ids:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             del keep
 
     def _error_results(self, msg: p.ExecuteTask, e: BaseException) -> list:
