@@ -70,3 +70,22 @@ def test_gpu_actor_keeps_its_gpu_for_every_call():
                    what="the killed actor's GPU to be free")
     finally:
         ray.shutdown()
+
+
+def test_actor_holding_the_only_cpu_can_wait_for_a_task():
+    ray.init(num_cpus=1)
+    try:
+        @ray.remote
+        def child(x):
+            return x * 2
+
+        @ray.remote(num_cpus=1)
+        class Parent:
+            def run(self, x):
+                return ray.get(child.remote(x))
+
+        parent = Parent.remote()
+        assert ray.get(parent.run.remote(21), timeout=30) == 42
+        assert ray.available_resources().get("CPU", 0) == 0  # held again afterwards
+    finally:
+        ray.shutdown()

@@ -35,7 +35,7 @@ PENDING, ALIVE, RESTARTING, DEAD = "pending", "alive", "restarting", "dead"
 class ActorRecord:
     __slots__ = (
         "spec", "state", "worker", "queue", "inflight", "restarts_left", "cause",
-        "hold", "handles_gone", "creation_oid", "gpu_ids",
+        "hold", "handles_gone", "creation_oid", "gpu_ids", "blocked", "lent_cpu",
     )
 
     def __init__(self, spec: p.CreateActor) -> None:
@@ -50,6 +50,8 @@ class ActorRecord:
         self.handles_gone = False
         self.creation_oid = ids.object_id_for_return(spec.task_id, 0)
         self.gpu_ids: list[int] = []  # GPUs the actor keeps for its life
+        self.blocked = 0  # its calls now waiting in get/wait
+        self.lent_cpu = 0  # held CPU units lent to others while every call waits
 
     @property
     def name(self) -> str:
@@ -192,6 +194,9 @@ class ActorManagerMixin:
     def _actor_worker_died(self, actor: ActorRecord, worker) -> None:
         if actor.state == ALIVE:
             self.pool.release(actor.hold)
+            if actor.lent_cpu:
+                self.pool.acquire({"CPU": actor.lent_cpu})
+        actor.blocked = actor.lent_cpu = 0
         if actor.gpu_ids:
             self.gpus.free(actor.gpu_ids, actor.hold.get("GPU", 0))
             actor.gpu_ids = []
@@ -290,6 +295,21 @@ class ActorManagerMixin:
             self._pump_actor(actor)
 
     # -- resources --------------------------------------------------------------------
+    def _actor_blocked(self, actor: ActorRecord, delta: int) -> None:
+        """An actor waiting in get/wait lends the CPUs it holds, as a blocked task does,
+        so the tasks it waits for can run."""
+        actor.blocked = max(0, actor.blocked + delta)
+        cpu = actor.hold.get("CPU", 0)
+        if actor.state != ALIVE or not cpu:
+            return
+        if actor.blocked and not actor.lent_cpu:
+            actor.lent_cpu = cpu
+            self.pool.release({"CPU": cpu})
+            self.dispatch()
+        elif not actor.blocked and actor.lent_cpu:
+            self.pool.acquire({"CPU": actor.lent_cpu})
+            actor.lent_cpu = 0
+
     def _warn_held_by_actors(self, task) -> None:
         """A task waits for resources that only actors hold: say so instead of hanging."""
         if task.shape in self._warned_held:

@@ -352,6 +352,9 @@ class NodeManager(ActorManagerMixin):
 
     def _on_blocked(self, conn, msg) -> None:
         worker = self.workers.get(conn)
+        if worker is not None and worker.task is None and worker.actor is not None:
+            self._actor_blocked(worker.actor, +1)
+            return
         task = worker.task if worker else None
         if task is not None and not task.lent_cpu:
             cpu = task.request.get("CPU", 0)
@@ -362,6 +365,9 @@ class NodeManager(ActorManagerMixin):
 
     def _on_unblocked(self, conn, msg) -> None:
         worker = self.workers.get(conn)
+        if worker is not None and worker.task is None and worker.actor is not None:
+            self._actor_blocked(worker.actor, -1)
+            return
         task = worker.task if worker else None
         if task is not None and task.lent_cpu:
             self.pool.acquire({"CPU": task.lent_cpu})
