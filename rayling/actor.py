@@ -14,7 +14,7 @@ from typing import Any
 from ._private import ids, protocol as p, serialization
 from ._private.task_args import pack_args
 from .object_ref import ObjectRef
-from .remote_function import resource_request, submit_task, validate_options
+from .remote_function import resource_request, validate_options
 
 _ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
@@ -205,10 +205,57 @@ class ActorMethod:
         from . import api
 
         handle = self._handle
-        return submit_task(
-            api._client_or_auto_init(), None, name or f"{handle._class_name}.{self._name}",
-            args, kwargs, num_returns, max_retries=self._max_task_retries or 0,
-            actor_id=handle._actor_id, method=self._name)
+        return submit_actor_call(
+            api._client_or_auto_init(), handle._actor_id, self._name,
+            name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
+            self._max_task_retries or 0)
+
+
+_FETCH = p.ObjectData()  # a dependency the actor's worker fetches itself
+
+
+def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tuple,
+                      kwargs: dict, num_returns: int, max_retries: int):
+    """Queue one actor method call: straight to the actor's worker when its address is
+    known, otherwise through the daemon. Returns its ref, refs, or None."""
+    task_id = ids.new_task_id(client.job_id)
+    args_blob, deps, contained, keep = pack_args(client, None, name, args, kwargs)
+    count = max(num_returns, 1)  # a call with no returns still reports that it finished
+    refs = [ObjectRef(ids.object_id_for_return(task_id, i), _born=True) for i in range(count)]
+    client.own_pending.update(r._id for r in refs)
+    route = client.actor_route(actor_id)
+    # The first result stays referenced until it arrives, so the caller always learns
+    # when the call is done (that is when it may switch between paths).
+    client.note_actor_call(actor_id, refs[0]._id, route is not None, hidden=refs[0])
+
+    def register(direct_worker: bytes | None) -> p.SubmitTask:
+        return p.SubmitTask(
+            task_id, b"", name, args_blob, deps, contained, count, {}, max_retries, False,
+            actor_id, method, direct_worker)
+
+    if route is not None:
+        objects = client.objects
+        dep_data = [objects.get(oid, _FETCH) for oid in deps]
+        if _FETCH in dep_data:
+            # The worker will ask the daemon for these: send what made them first.
+            client.send()
+        path, worker_id = route
+        call = p.ExecuteTask(
+            task_id, client.job_id, b"", None, name, args_blob, dep_data, count, [],
+            actor_id, method, dep_ids=deps, owner_path=client.listen_path)
+        if client.peers.send(path, [call]):
+            client.send_later(register(worker_id))  # bookkeeping only: nobody waits on it
+        else:
+            client.direct_call_failed(actor_id, path)
+            client.send_soon(register(None))
+    else:
+        client.send_soon(register(None))
+    del keep
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
 
 
 class _BoundActorMethod:

@@ -16,6 +16,7 @@ class FakeConn:
         self.sent: list = []
         self.kind = None
         self.pid = None
+        self.listen_path = ""
 
     def send(self, msg) -> None:
         self.sent.append(msg)

@@ -36,6 +36,7 @@ class ActorRecord:
     __slots__ = (
         "spec", "state", "worker", "queue", "inflight", "restarts_left", "cause",
         "hold", "handles_gone", "creation_oid", "gpu_ids", "blocked", "lent_cpu",
+        "address_waiters",
     )
 
     def __init__(self, spec: p.CreateActor) -> None:
@@ -52,6 +53,7 @@ class ActorRecord:
         self.gpu_ids: list[int] = []  # GPUs the actor keeps for its life
         self.blocked = 0  # its calls now waiting in get/wait
         self.lent_cpu = 0  # held CPU units lent to others while every call waits
+        self.address_waiters: list = []  # (conn, req_id) asking where the worker listens
 
     @property
     def name(self) -> str:
@@ -75,6 +77,7 @@ class ActorManagerMixin:
         self.actors: dict[bytes, ActorRecord] = {}
         self.named_actors: dict[tuple[str, str], bytes] = {}
         self.actor_by_creation: dict[bytes, ActorRecord] = {}
+        self._parked: dict[bytes, p.TaskDone] = {}  # direct calls done before announced
         self._warned_held: set[tuple] = set()
 
     # -- creation ---------------------------------------------------------------------
@@ -136,6 +139,7 @@ class ActorManagerMixin:
             return
         self.pool.acquire(actor.hold)
         actor.state = ALIVE
+        self._answer_address_waiters(actor)
         if self.objects.get(actor.creation_oid) is None:
             subscribers = self.objects.set_ready(actor.creation_oid, data)
             self._object_ready(actor.creation_oid, subscribers, data)
@@ -144,6 +148,28 @@ class ActorManagerMixin:
 
     # -- calls ------------------------------------------------------------------------
     def _queue_actor_call(self, task) -> None:
+        spec = task.spec
+        if spec.direct_worker is not None:
+            parked = self._parked.pop(spec.task_id, None)
+            if parked is not None:  # the worker finished it before we heard of it
+                self._finish_task(task, parked.results, tell_submitter=not parked.direct)
+                return
+            actor = self.actors.get(spec.actor_id)
+            if (actor is not None and actor.state == ALIVE
+                    and actor.worker.worker_id == spec.direct_worker):
+                task.state = "running"  # the caller sent it to the worker itself
+                task.worker = actor.worker
+                actor.inflight[spec.task_id] = task
+                return
+            # It reached a worker that has died since: like a call running at its death,
+            # it runs again only if max_task_retries allows.
+            if actor is None or actor.state == DEAD or task.retries_left == 0:
+                self._fail_task(task, self._actor_died_error(actor, spec.name)
+                                if actor is not None else exc.ActorDiedError(
+                                    f"{spec.name} was sent to an actor that no longer exists."))
+                return
+            if task.retries_left > 0:
+                task.retries_left -= 1
         actor = self.actors.get(task.spec.actor_id)
         if actor is None:
             self._fail_task(task, exc.ActorDiedError(
@@ -180,10 +206,13 @@ class ActorManagerMixin:
                 self._actor_dead(actor)
 
     def _actor_call_done(self, actor: ActorRecord, msg: p.TaskDone) -> None:
-        task = actor.inflight.pop(msg.task_id, None)
+        task = actor.inflight.pop(msg.task_id, None) or self.tasks.get(msg.task_id)
         if task is None:
-            raise p.ProtocolError("TaskDone for a call this actor is not running")
-        self._finish_task(task, msg.results)
+            if msg.direct:  # its caller's SubmitTask is still on the way
+                self._parked[msg.task_id] = msg
+        elif task.state != "done":
+            task.state = "done"  # (if it was queued again after a restart, skip it)
+            self._finish_task(task, msg.results, tell_submitter=not msg.direct)
         if msg.actor_exit:
             actor.restarts_left = 0
             actor.cause = "it called exit_actor()"
@@ -229,6 +258,7 @@ class ActorManagerMixin:
     def _actor_dead(self, actor: ActorRecord,
                     constructor_error: p.ObjectData | None = None) -> None:
         actor.state = DEAD
+        self._answer_address_waiters(actor)
         while actor.queue:
             task = actor.queue.popleft()
             if task.state != "done":
@@ -256,8 +286,9 @@ class ActorManagerMixin:
                 cause = pickle.loads(constructor_error.inline)
             except Exception:  # the cause cannot be rebuilt here; its text is enough
                 cause = None
+        why = actor.cause or "its worker process died while the call was on its way to it"
         text = (f"The actor {actor.name} (id {actor.spec.actor_id.hex()}) is dead because "
-                f"{actor.cause}, so {call} cannot run.")
+                f"{why}, so {call} cannot run.")
         if cause is not None:
             text += f"\nThe constructor failed with:\n{cause}"
         error = exc.ActorDiedError(text)
@@ -293,6 +324,27 @@ class ActorManagerMixin:
             self._actor_dead(actor)
         else:
             self._pump_actor(actor)
+
+    # -- direct calls -----------------------------------------------------------------
+    def _answer_actor_address(self, conn, req_id: int, actor_id: bytes) -> None:
+        """Where the actor's worker listens; asked before the actor is up, answered then."""
+        actor = self.actors.get(actor_id)
+        if actor is not None and actor.state in (PENDING, RESTARTING):
+            actor.address_waiters.append((conn, req_id))
+        else:
+            conn.send(p.Reply(req_id, self._actor_address(actor)))
+
+    def _answer_address_waiters(self, actor: ActorRecord) -> None:
+        address = self._actor_address(actor)
+        for conn, req_id in actor.address_waiters:
+            conn.send(p.Reply(req_id, address))
+        actor.address_waiters = []
+
+    @staticmethod
+    def _actor_address(actor: ActorRecord | None) -> dict | None:
+        if actor is None or actor.state != ALIVE or not actor.worker.conn.listen_path:
+            return None
+        return {"path": actor.worker.conn.listen_path, "worker_id": actor.worker.worker_id}
 
     # -- resources --------------------------------------------------------------------
     def _actor_blocked(self, actor: ActorRecord, delta: int) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import selectors
 import socket
 import sys
 import threading
@@ -32,7 +33,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from .. import exceptions as exc
-from . import ids, protocol as p, serialization, shm
+from . import ids, peers, protocol as p, serialization, shm
 from .protocol import FrameReader, encode_frame
 
 current: CoreClient | None = None  # this process's client, once connected
@@ -72,11 +73,15 @@ class CoreClient:
         self.kind = kind
         self.is_worker = kind == "worker"
         self.worker_id = ids.random_unique_id()
+        self._token = token
+        self._listener, self.listen_path = peers.listen(os.path.dirname(socket_path))
+        self.peers = peers.PeerSender(token, self.worker_id)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(socket_path)
         self._sock = sock
         self._reader = FrameReader()
-        sock.sendall(encode_frame([p.Hello(kind, os.getpid(), self.worker_id, token)]))
+        sock.sendall(encode_frame([p.Hello(
+            kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path)]))
         welcome = self._read_welcome()
         self.node_id: bytes = welcome.node_id
         self.job_id: bytes = welcome.job_id
@@ -91,9 +96,11 @@ class CoreClient:
         self.objects: dict[bytes, p.ObjectData] = {}
         self.own_pending: set[bytes] = set()
         self._mapped: dict[bytes, Any] = {}
-        self._outbox: list = []  # messages queued by send_soon
+        self._outbox: list = []  # messages queued by send_soon / send_later
+        self._outbox_urgent = False  # it holds something a waiter may be waiting for
         self._refq: SimpleQueue = SimpleQueue()  # dropped ids (None: nothing, just wake)
         self._wake_r, self._wake_w = os.pipe()  # wakes the flusher
+        self._stop_r, self._stop_w = socket.socketpair()  # stops the reader
         os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
         self._flush_armed = False  # a wake-up is already on its way to the flusher
         self._adds: list[bytes] = []
@@ -106,6 +113,13 @@ class CoreClient:
         self.on_cancel = None  # set by the worker executor
         self.on_logs = None  # set by the driver to print worker output
         self.on_warning = None
+        # Actor calls: where each actor's worker listens, and calls whose results are due.
+        self._actor_routes: dict[bytes, tuple[str, bytes]] = {}  # actor -> (path, worker)
+        self._route_asked: set[bytes] = set()
+        self._via_daemon: dict[bytes, set[bytes]] = {}  # actor -> results due via daemon
+        self._direct: dict[bytes, set[bytes]] = {}  # actor -> results due from its worker
+        self._call_actor: dict[bytes, bytes] = {}  # result id -> actor
+        self._hidden: dict[bytes, Any] = {}  # refs kept for calls with num_returns=0
 
         self._reader_thread = threading.Thread(
             target=self._read_loop, name="rayling-reader", daemon=True)
@@ -135,6 +149,7 @@ class CoreClient:
         with self._send_lock:
             batch = self._outbox
             self._outbox = []
+            self._outbox_urgent = False
             batch += self._drain_pending()
             batch.extend(messages)
             if batch:
@@ -150,13 +165,23 @@ class CoreClient:
         """
         with self._send_lock:
             self._outbox.extend(messages)
+            self._outbox_urgent = True
             if len(self._outbox) < OUTBOX_MAX:
                 self.wake_flusher()
                 return
             batch = self._outbox
             self._outbox = []
+            self._outbox_urgent = False
             batch += self._drain_pending()
             self._write(batch)
+
+    def send_later(self, *messages) -> None:
+        """Queue bookkeeping ``messages`` that nobody waits for (the daemon's record of a
+        direct actor call): they go with the next send or within a few milliseconds, and a
+        waiting get/wait does not send them early."""
+        with self._send_lock:
+            self._outbox.extend(messages)
+        self.wake_flusher()
 
     def _write(self, batch: list) -> None:
         if self.closed:
@@ -243,8 +268,15 @@ class CoreClient:
 
     # -- receiving --------------------------------------------------------------------
     def _read_loop(self) -> None:
-        sock = self._sock
-        reader = self._reader
+        """Read the daemon's socket and peers' direct messages until the daemon goes."""
+        daemon_sock = self._sock
+        daemon_reader = self._reader
+        listener = self._listener
+        token = self._token
+        selector = selectors.DefaultSelector()
+        selector.register(daemon_sock, selectors.EVENT_READ, None)
+        selector.register(listener, selectors.EVENT_READ, None)
+        selector.register(self._stop_r, selectors.EVENT_READ, None)
         buf = bytearray(256 * 1024)
         view = memoryview(buf)
         handle = self._handle
@@ -252,14 +284,39 @@ class CoreClient:
             for msg in self._early:
                 handle(msg)
             while True:
-                n = sock.recv_into(buf)
-                if not n:
-                    break
-                for msg in reader.feed(view[:n]):
-                    handle(msg)
-        except (OSError, p.ProtocolError):
+                for key, _ in selector.select():
+                    sock = key.fileobj
+                    if sock is self._stop_r:
+                        return
+                    if sock is listener:
+                        peer, _ = sock.accept()
+                        selector.register(peer, selectors.EVENT_READ, peers.IncomingPeer())
+                        continue
+                    try:
+                        n = sock.recv_into(buf)
+                    except OSError:
+                        n = 0
+                    if sock is daemon_sock:
+                        if not n:
+                            return
+                        for msg in daemon_reader.feed(view[:n]):
+                            handle(msg)
+                        continue
+                    try:
+                        if not n:
+                            raise p.ProtocolError("peer closed the connection")
+                        for msg in key.data.feed(view[:n], token):
+                            handle(msg)
+                    except p.ProtocolError:
+                        selector.unregister(sock)
+                        sock.close()
+        except (OSError, ValueError, p.ProtocolError):
             pass
         finally:
+            for key in list(selector.get_map().values()):
+                if key.fileobj not in (daemon_sock, listener, self._stop_r):
+                    key.fileobj.close()
+            selector.close()
             self._connection_lost()
 
     def _handle(self, msg) -> None:
@@ -276,11 +333,18 @@ class CoreClient:
                             waiter.needed -= 1
                             if waiter.needed == 0:
                                 waiter.wake()
+                actor = self._call_actor.pop(oid, None)
+                if actor is not None:
+                    self._via_daemon.get(actor, set()).discard(oid)
+                    self._direct.get(actor, set()).discard(oid)
+                    self._hidden.pop(oid, None)
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.Reply or kind is p.ShmReserved:
             slot = self._replies.pop(msg.req_id, None)
-            if slot is not None:
+            if callable(slot):
+                slot(msg)
+            elif slot is not None:
                 slot[1] = msg
                 slot[0].set()
         elif kind is p.CancelTask:
@@ -302,7 +366,8 @@ class CoreClient:
                 for waiter in waiting:
                     waiter.wake()
         for slot in list(self._replies.values()):
-            slot[0].set()
+            if not callable(slot):
+                slot[0].set()
         self._stop_flusher()
         if self.is_worker:
             os._exit(1)  # the daemon is gone: a worker has nothing left to do
@@ -322,6 +387,56 @@ class CoreClient:
         if slot[1] is None:
             raise DaemonConnectionError("lost the connection to the node daemon")
         return slot[1]
+
+    def request_async(self, make_message, callback) -> None:
+        """Send ``make_message(req_id)``; the reader thread calls ``callback(reply)``."""
+        req_id = next(self._req_ids)
+        self._replies[req_id] = callback
+        self.send_soon(make_message(req_id))
+
+    # -- actor calls ------------------------------------------------------------------
+    def actor_route(self, actor_id: bytes) -> tuple[str, bytes] | None:
+        """Where to send a call to ``actor_id`` directly, or None to go via the daemon.
+
+        Calls switch between the two paths only when none of this caller's earlier calls
+        to the actor is still running, so they always run in the order they were made.
+        """
+        with self._state:
+            route = self._actor_routes.get(actor_id)
+            if route is not None and not self._via_daemon.get(actor_id):
+                return route
+            if route is None and actor_id not in self._route_asked:
+                self._route_asked.add(actor_id)
+                ask = True
+            else:
+                ask = False
+        if ask:
+            self.request_async(lambda rid: p.Query(rid, "actor_address", actor_id),
+                               lambda reply: self._got_route(actor_id, reply))
+        return None
+
+    def _got_route(self, actor_id: bytes, reply) -> None:
+        with self._state:
+            self._route_asked.discard(actor_id)
+            if reply.value and not self._direct.get(actor_id):
+                self._actor_routes[actor_id] = (reply.value["path"], reply.value["worker_id"])
+
+    def note_actor_call(self, actor_id: bytes, oid: bytes, direct: bool, hidden=None) -> None:
+        """Remember that the result ``oid`` of a call to ``actor_id`` is due."""
+        with self._state:
+            pending = self._direct if direct else self._via_daemon
+            pending.setdefault(actor_id, set()).add(oid)
+            self._call_actor[oid] = actor_id
+            if hidden is not None:
+                self._hidden[oid] = hidden
+
+    def direct_call_failed(self, actor_id: bytes, path: str) -> None:
+        """The actor's worker cannot be reached: its calls' results come via the daemon."""
+        self.peers.forget(path)
+        with self._state:
+            self._actor_routes.pop(actor_id, None)
+            moved = self._direct.pop(actor_id, set())
+            self._via_daemon.setdefault(actor_id, set()).update(moved)
 
     def query(self, what: str, arg=None):
         reply = self.request(lambda rid: p.Query(rid, what, arg))
@@ -387,9 +502,10 @@ class CoreClient:
             to_subscribe = [o for o in missing if o not in self.own_pending]
         blocked = self.is_worker and timeout != 0
         try:
-            # Always send: this also flushes queued submissions we may be waiting for.
-            self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
-                      *([p.Blocked()] if blocked else []))
+            # This also flushes queued submissions we may be waiting for.
+            if to_subscribe or blocked or self._outbox_urgent:
+                self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
+                          *([p.Blocked()] if blocked else []))
             if not self.closed:
                 waiter.wait(timeout)
         finally:
@@ -454,6 +570,7 @@ class CoreClient:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self._stop_w.send(b"x")
         self._sock.close()
         self._stop_flusher()
         if threading.current_thread() is not self._reader_thread:
@@ -461,6 +578,14 @@ class CoreClient:
         self._flusher_thread.join(timeout=5)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self._stop_r.close()
+        self._stop_w.close()
+        self.peers.close()
+        self._listener.close()
+        try:
+            os.unlink(self.listen_path)
+        except FileNotFoundError:
+            pass
 
     def _stop_flusher(self) -> None:
         try:

@@ -133,6 +133,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             self.authenticated = False
             self.kind = None
             self.pid = None
+            self.listen_path = ""
 
         def connection_made(self, transport) -> None:
             self.transport = transport

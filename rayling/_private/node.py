@@ -64,7 +64,7 @@ class LocalNode:
         system_config: dict | None = None,
     ) -> LocalNode:
         session = secrets.token_hex(4)
-        session_dir = tempfile.mkdtemp(prefix=f"rayling_{session}_")
+        session_dir = tempfile.mkdtemp(prefix=f"rayling_{session}_", dir=_short_temp_dir())
         os.makedirs(os.path.join(session_dir, "logs"))
         socket_path = os.path.join(session_dir, "daemon.sock")
         token = secrets.token_hex(16)
@@ -131,6 +131,13 @@ class LocalNode:
                 self.process.wait()
         shm.unlink_session(self.session)
         shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def _short_temp_dir() -> str:
+    """The temp directory, unless its path is so long that unix socket paths inside it
+    would pass the ~107-byte limit; then /tmp."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= 60 else "/tmp"
 
 
 def _driver_paths() -> list[str]:

@@ -156,6 +156,7 @@ class NodeManager(ActorManagerMixin):
             return False
         conn.kind = hello.kind
         conn.pid = hello.pid
+        conn.listen_path = hello.listen_path
         if hello.kind == "worker":
             self.starting = max(0, self.starting - 1)
             worker = WorkerRecord(conn, hello.pid, hello.worker_id)
@@ -239,7 +240,7 @@ class NodeManager(ActorManagerMixin):
                 objects.pin(oid)
         if spec.actor_id is not None and spec.method != "__init__":
             self._queue_actor_call(task)
-            if task.state == DONE:
+            if task.state in (DONE, RUNNING):  # failed at once, or sent directly
                 return
         elif not self.pool.fits_ever(request):
             self._warn_infeasible(task)
@@ -400,6 +401,9 @@ class NodeManager(ActorManagerMixin):
             driver.send(msg)
 
     def _on_query(self, conn, msg: p.Query) -> None:
+        if msg.what == "actor_address":
+            self._answer_actor_address(conn, msg.req_id, msg.arg)
+            return
         try:
             value = self.query(msg.what, msg.arg)
             conn.send(p.Reply(msg.req_id, value))
@@ -536,7 +540,8 @@ class NodeManager(ActorManagerMixin):
         task.submitter.send(p.Warning(text))
 
     # -- completion -------------------------------------------------------------------
-    def _finish_task(self, task: TaskRecord, results: list[p.ObjectData]) -> None:
+    def _finish_task(self, task: TaskRecord, results: list[p.ObjectData],
+                     tell_submitter: bool = True) -> None:
         spec = task.spec
         task.state = DONE
         self.tasks.pop(spec.task_id, None)
@@ -547,7 +552,8 @@ class NodeManager(ActorManagerMixin):
         for i, data in enumerate(results):
             oid = ids.object_id_for_return(spec.task_id, i)
             subscribers = self.objects.set_ready(oid, data)
-            self._object_ready(oid, subscribers, data, also=task.submitter)
+            self._object_ready(oid, subscribers, data,
+                               also=task.submitter if tell_submitter else None)
         if task.pinned:
             for oid in spec.deps:
                 self.objects.unpin(oid)

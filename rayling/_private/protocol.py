@@ -1,4 +1,5 @@
-"""Every message that crosses a rayling socket, declared once.
+"""Every message that crosses a rayling socket, declared once (peers.py says which ones
+travel directly between a caller and an actor's worker).
 
 A connection carries frames: a 4-byte little-endian length, then a msgpack array of
 messages (several messages per frame, so many small ones cost one system call).
@@ -47,6 +48,7 @@ class Hello(_Msg, tag=1):
     worker_id: bytes
     token: str
     job_id: bytes | None = None
+    listen_path: str = ""  # where this client accepts direct calls and results
 
 
 class Welcome(_Msg, tag=2):
@@ -87,6 +89,7 @@ class SubmitTask(_Msg, tag=6):
     retry_exceptions: bool = False
     actor_id: bytes | None = None  # set for an actor method call
     method: str = ""
+    direct_worker: bytes | None = None  # the call was sent straight to this actor worker
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -103,12 +106,15 @@ class ExecuteTask(_Msg, tag=7):
     method: str = ""  # "__init__" creates the actor; otherwise the method to call
     max_concurrency: int = 1
     is_async: bool = False
+    dep_ids: list[bytes] = []  # ids of deps; an empty ObjectData means "fetch it yourself"
+    owner_path: str = ""  # a direct call: send the results to this caller's socket
 
 
 class TaskDone(_Msg, tag=8):
     task_id: bytes
     results: list[ObjectData]
     actor_exit: bool = False  # the actor called exit_actor(): end it, do not restart
+    direct: bool = False  # the worker already gave the results to the caller
 
 
 class PutObject(_Msg, tag=9):

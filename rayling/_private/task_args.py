@@ -95,10 +95,11 @@ def _raise_naming_argument(fn, name: str, args: tuple, kwargs: dict) -> None:
             ) from e.__cause__
 
 
-def unpack_args(client, blob: bytes, deps: list) -> tuple[tuple, dict]:
+def unpack_args(client, blob: bytes, deps: list, dep_ids: list | None = None) -> tuple:
     args, kwargs = serialization.deserialize_inline(blob)
     if deps:
-        values = [client.value_from_data(d) for d in deps]
+        values = [_dep_value(client, d, dep_ids[i] if dep_ids else None)
+                  for i, d in enumerate(deps)]
 
         def sub(value: Any):
             return values[value.index] if type(value) is DepArg else value
@@ -106,3 +107,14 @@ def unpack_args(client, blob: bytes, deps: list) -> tuple[tuple, dict]:
         args = tuple(sub(a) for a in args)
         kwargs = {k: sub(v) for k, v in kwargs.items()}
     return args, kwargs
+
+
+def _dep_value(client, data, oid: bytes | None) -> Any:
+    """A dependency's value; one the caller did not have (a direct actor call) is fetched."""
+    if data.inline is not None or data.shm is not None or oid is None:
+        return client.value_from_data(data)
+    ref = ObjectRef(oid)  # holding a ref is what lets its value arrive here
+    client.wait_for([oid], 1, None)
+    value = client.value_of(oid)
+    del ref
+    return value

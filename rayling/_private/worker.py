@@ -180,7 +180,7 @@ class Executor:
                     self._cancelled.discard(msg.task_id)
                     raise KeyboardInterrupt
                 fn = self._callable(msg)
-                args, kwargs = unpack_args(self.client, msg.args, msg.deps)
+                args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
                 self._enter(msg)
                 if msg.method == "__init__":
                     context.actor_id = msg.actor_id
@@ -205,7 +205,7 @@ class Executor:
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 results = self._error_results(msg, e)
             _flush_output()
-            self.client.send(p.TaskDone(msg.task_id, results, actor_exit))
+            self._reply(msg, results, actor_exit)
         finally:
             context.task_id = None
             context.name = ""
@@ -214,6 +214,23 @@ class Executor:
                 if msg.gpu_ids:
                     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             del keep
+
+    def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool) -> None:
+        """Send the results: straight to the caller of a direct call (then tell the daemon,
+        which keeps the books), otherwise to the daemon, which passes them on."""
+        direct = bool(msg.owner_path) and self.client.peers.send(msg.owner_path, [
+            p.ObjectReady(ids.object_id_for_return(msg.task_id, i), data)
+            for i, data in enumerate(results)])
+        done = p.TaskDone(msg.task_id, results, actor_exit, direct)
+        if actor_exit:
+            # Run nothing more: calls already sent here fail as the actor's death says.
+            self.client.send(done)
+            _flush_output()
+            os._exit(0)
+        if direct:
+            self.client.send_later(done)  # the caller has the results; this is bookkeeping
+        else:
+            self.client.send(done)
 
     def _error_results(self, msg: p.ExecuteTask, e: BaseException) -> list:
         if isinstance(e, KeyboardInterrupt | CancelledError | AsyncCancelledError):
@@ -261,7 +278,7 @@ class Executor:
         try:
             async with self._async_limit:
                 fn = self._callable(msg)
-                args, kwargs = unpack_args(self.client, msg.args, msg.deps)
+                args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
                 context.actor_call_name = msg.name
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
@@ -274,7 +291,7 @@ class Executor:
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
             results = self._error_results(msg, e)
         _flush_output()
-        self.client.send(p.TaskDone(msg.task_id, results, actor_exit))
+        self._reply(msg, results, actor_exit)
 
 
 def _exit_results(msg: p.ExecuteTask) -> list:
