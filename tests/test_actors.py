@@ -365,3 +365,37 @@ def test_large_arrays_through_actors(shared_cluster):
     assert ray.get(storage.total.remote()) == 1_000_000
     out = ray.get(storage.get.remote())
     assert out.shape == (1_000_000,) and not out.flags.writeable
+
+
+def test_calls_go_direct_and_stay_in_order_across_the_switch(shared_cluster):
+    from rayling._private import client as client_mod
+
+    counter = Counter.remote()
+    for i in range(300):  # the first calls go through the daemon, later ones direct
+        counter.append.remote(i)
+    assert ray.get(counter.get_log.remote()) == list(range(300))
+    ray.get(counter.incr.remote())
+    assert counter._actor_id in client_mod.current._actor_routes  # now calling it directly
+    for i in range(300, 400):
+        counter.append.remote(i)
+    assert ray.get(counter.get_log.remote()) == list(range(400))
+
+
+def test_direct_call_with_an_argument_still_being_computed(shared_cluster, tmp_path):
+    gate = tmp_path / "gate"
+
+    @ray.remote
+    def later(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return 5
+
+    counter = Counter.remote()
+    ray.get(counter.incr.remote())
+    ray.get(counter.incr.remote())  # the route is known by now
+    pending = later.remote(str(gate))
+    result = counter.incr.remote(pending)  # the actor's worker fetches the argument itself
+    ready, _ = ray.wait([result], timeout=0.2)
+    assert ready == []
+    gate.touch()
+    assert ray.get(result, timeout=30) == 7
