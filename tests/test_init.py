@@ -154,3 +154,26 @@ def test_await_and_future_on_refs():
         assert asyncio.run(main()) == 49
     finally:
         ray.shutdown()
+
+
+def test_refs_outliving_their_session_are_harmless():
+    import gc
+
+    from rayling._private import client as client_mod
+
+    ray.init(num_cpus=1)
+    old = [ray.put(i) for i in range(50)]
+    old_client = client_mod.current
+    ray.shutdown()
+    old_client._flush_armed = False  # as if no wake-up were pending when it closed
+    ray.init(num_cpus=1)
+    try:
+        for _ in range(3):
+            refs = [square.remote(i) for i in range(20)]
+            old.pop()  # dropping a ref of the old session must not touch the new one
+            gc.collect()
+            assert ray.get(refs, timeout=30) == [i * i for i in range(20)]
+        del old
+        assert ray.get(square.remote(3), timeout=30) == 9
+    finally:
+        ray.shutdown()

@@ -108,7 +108,8 @@ class CoreClient:
         self._registered_functions: set[bytes] = set()
         self._replies: dict[int, list] = {}
         self._req_ids = itertools.count(1)
-        self.closed = False
+        self.closed = False  # no more sending: the daemon is gone or close() was called
+        self._released = False  # close() has run
         self.tasks: SimpleQueue = SimpleQueue()  # ExecuteTask messages, for workers
         self.on_cancel = None  # set by the worker executor
         self.on_logs = None  # set by the driver to print worker output
@@ -245,7 +246,7 @@ class CoreClient:
     def wake_flusher(self) -> None:
         """Make sure the flusher runs soon. Safe anywhere, even inside __del__: a pipe
         write takes no Python lock."""
-        if not self._flush_armed:
+        if not self._flush_armed and not self.closed:
             self._flush_armed = True
             try:
                 os.write(self._wake_w, b"x")
@@ -559,12 +560,19 @@ class CoreClient:
 
     # -- shutdown ---------------------------------------------------------------------
     def close(self) -> None:
-        if self.closed:
+        """Flush, disconnect, stop both threads and release every file descriptor.
+
+        Also right after the daemon went away (``closed`` already set). ObjectRefs that
+        outlive their client check ``closed`` before touching its descriptors, whose
+        numbers the next client may reuse."""
+        if self._released:
             return
-        try:
-            self.send()
-        except exc.RayError:
-            pass
+        self._released = True
+        if not self.closed:
+            try:
+                self.send()
+            except exc.RayError:
+                pass
         self.closed = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
