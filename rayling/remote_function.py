@@ -111,9 +111,8 @@ class RemoteFunction:
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
-                retry_exceptions: bool = False, actor_id: bytes | None = None,
-                method: str = "", register: list = ()):
-    """Queue one task (or actor call) and return its ref, refs, or None (num_returns=0)."""
+                retry_exceptions: bool = False, register: list = ()):
+    """Queue one task and return its ref, refs, or None (num_returns=0)."""
     task_id = ids.new_task_id(client.job_id)
     args_blob, deps, contained, keep = pack_args(client, fn, name, args, kwargs)
     refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "little"), _born=True)
@@ -121,7 +120,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.own_pending.update(r._id for r in refs)
     client.send_soon(*register, p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
-        max_retries, retry_exceptions, actor_id, method,
+        max_retries, retry_exceptions,
     ))
     del keep  # the refs inside the arguments may go once the submission is queued
     if num_returns == 1:

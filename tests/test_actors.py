@@ -304,20 +304,25 @@ def test_actor_pool(shared_cluster):
 
     actors = [Counter.remote(), Counter.remote()]
     pool = ActorPool(actors)
-    assert list(pool.map(lambda a, v: a.incr.remote(v), [1, 2, 3, 4])) != []
-    assert sorted(pool.map_unordered(lambda a, v: a.pid.remote(), range(4))) != []
-    pool.submit(lambda a, v: a.incr.remote(v), 0)
-    assert pool.has_next() and not pool.has_free() or pool.has_free()
-    pool.get_next()
+    doubled = list(pool.map(lambda a, v: a.incr.remote(0), range(4)))
+    assert doubled == [0, 0, 0, 0]
+    pids = list(pool.map_unordered(lambda a, v: a.pid.remote(), range(6)))
+    assert len(pids) == 6 and len(set(pids)) == 2  # both actors did work
+    pool.submit(lambda a, v: a.incr.remote(v), 5)
+    assert pool.has_next() and pool.has_free()  # one actor busy, one free
+    assert pool.get_next() == 5 and not pool.has_next()
     idle = pool.pop_idle()
     assert idle is not None
     with pytest.raises(ValueError):
         pool.push(actors[0] if actors[0] is not idle else actors[1])
     pool.push(idle)
-    for v in range(3):
+    for v in range(3):  # more submissions than actors: one waits for a free actor
         pool.submit(lambda a, v: a.incr.remote(0), v)
+    assert not pool.has_free()
     results = [pool.get_next_unordered() for _ in range(3)]
     assert len(results) == 3 and not pool.has_next()
+    with pytest.raises(StopIteration):
+        pool.get_next()
 
 
 def test_queue(shared_cluster):

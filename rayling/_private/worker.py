@@ -36,7 +36,6 @@ class TaskContext:
     gpu_ids: list[int] = []
     actor_id: bytes | None = None  # set for the life of an actor's worker
     actor_creation_task: bytes | None = None
-    actor_call_name: str = ""
 
 
 context = TaskContext()
@@ -279,7 +278,6 @@ class Executor:
             async with self._async_limit:
                 fn = self._callable(msg)
                 args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
-                context.actor_call_name = msg.name
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
