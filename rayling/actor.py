@@ -12,6 +12,7 @@ import inspect
 from typing import Any
 
 from ._private import ids, protocol as p, serialization
+from ._private.strategies import strategy_string
 from ._private.task_args import pack_args
 from .object_ref import ObjectRef
 from .remote_function import resource_request, validate_options
@@ -113,6 +114,7 @@ class ActorClass:
             place, hold, options.get("max_restarts", 0), options.get("max_task_retries", 0),
             max_concurrency, is_async, methods_blob, name, namespace,
             options.get("lifetime") == "detached", bool(options.get("get_if_exists")),
+            strategy_string(options.get("scheduling_strategy")),
         )
         register = client.register_function(fid, blob, self._cls.__name__)
         if name:
@@ -235,14 +237,21 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
 
     if route is not None:
         objects = client.objects
-        dep_data = [objects.get(oid, _FETCH) for oid in deps]
+        path, worker_id, node_id = route
+        if node_id == client.node_id:
+            dep_data = [objects.get(oid, _FETCH) for oid in deps]
+        else:  # a large argument is copied to the actor's node by its daemon
+            dep_data = [_FETCH if d.shm is not None or d.where is not None else d
+                        for d in (objects.get(oid, _FETCH) for oid in deps)]
         if _FETCH in dep_data:
             # The worker will ask the daemon for these: send what made them first.
             client.send()
-        path, worker_id = route
         call = p.ExecuteTask(
             task_id, client.job_id, b"", None, name, args_blob, dep_data, count, [],
-            actor_id, method, dep_ids=deps, owner_path=client.listen_path)
+            actor_id, method, dep_ids=deps,
+            owner_path=client.listen_path if node_id == client.node_id else
+            "tcp:" + client.listen_tcp if client.listen_tcp else "",
+            owner_node=client.node_id)
         if client.peers.send(path, [call]):
             client.send_later(register(worker_id))  # bookkeeping only: nobody waits on it
         else:

@@ -78,8 +78,13 @@ def init(
     _temp_dir: str | None = None,
     **kwargs: Any,
 ) -> RayContext:
-    """Start a local cluster (one node daemon and a worker pool) and connect to it.
+    """Connect to a cluster, starting a local one (a node daemon and its worker pool)
+    when there is none to connect to.
 
+    ``address``: ``"HOST:PORT"`` of a head started with ``rayling start --head``;
+    ``"auto"``: the cluster of this Slurm job or this machine; ``"local"``: always start a
+    new local cluster. Without it, ``RAYLING_ADDRESS`` (or ``RAY_ADDRESS``) is used, then
+    a cluster ``rayling start`` runs on this machine, else a new local cluster starts.
     Arguments mirror ``ray.init``. Options rayling does not use (dashboard, runtime_env,
     job_config, namespace) are accepted so scripts run unchanged.
     """
@@ -95,13 +100,24 @@ def init(
                 "Maybe you called rayling.init twice by accident? This error can be suppressed "
                 "by passing in 'ignore_reinit_error=True' or by calling 'rayling.shutdown()' "
                 "prior to 'rayling.init()'.")
-        if address is None:
+        if not address:
             address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        if address not in (None, "", "local"):
-            raise ConnectionError(
-                f"Cannot connect to a running cluster at {address!r}: this rayling build runs "
-                f"local clusters only (init() with no address). Connecting to a multi-node "
-                f"cluster is not available yet.")
+        existing = _find_cluster(address)
+        if existing is not None:
+            if num_cpus is not None or num_gpus is not None or resources:
+                raise ValueError(
+                    "When connecting to an existing cluster, num_cpus, num_gpus and resources "
+                    "must not be provided: they are set by `rayling start` on each node.")
+            client = _connect(*existing, _node_ip_address)
+            _current_namespace = namespace
+            client_mod.current = client
+            if log_to_driver:
+                _printer = LogPrinter()
+                client.on_logs = _printer.handle
+            if not _atexit_registered:
+                atexit.register(shutdown)
+                _atexit_registered = True
+            return _context()
         if configure_logging:
             level = logging_level
             if isinstance(level, str):
@@ -140,6 +156,61 @@ def init(
         return _context()
 
 
+def _find_cluster(address: str | None) -> tuple[str, str] | None:
+    """(address, token) of the running cluster to connect to, or None to start one."""
+    from ._private import cluster_files
+
+    if address in (None, "", "auto"):
+        info = cluster_files.resolve_auto()
+        if info is None:
+            if address == "auto":
+                raise ConnectionError(
+                    "Could not find a running rayling cluster for address='auto': no Slurm "
+                    "job's cluster file and no `rayling start` on this machine. Start one with "
+                    "`rayling start --head`, or call init() without an address for a local "
+                    "cluster.")
+            return None
+        return info["address"], os.environ.get("RAYLING_TOKEN") or info["token"]
+    if address == "local":
+        return None
+    for prefix in ("ray://", "rayling://"):
+        if address.startswith(prefix):
+            address = address[len(prefix):]
+    if ":" not in address:
+        address += ":6379"
+    token = cluster_files.find_token(address)
+    if token is None:
+        host, _, port = address.rpartition(":")
+        token = cluster_files.find_token(f"{_resolve(host)}:{port}")
+    if token is None:
+        raise ConnectionError(
+            f"No token for the rayling cluster at {address}: every connection must prove "
+            f"the cluster's token. Set RAYLING_TOKEN (`rayling start --head` printed it), or "
+            f"share the home directory with the head, which writes it to "
+            f"~/.rayling/clusters/.")
+    return address, token
+
+
+def _resolve(host: str) -> str:
+    import socket
+
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
+
+
+def _connect(address: str, token: str, listen_ip: str | None) -> client_mod.CoreClient:
+    host, _, port = address.rpartition(":")
+    try:
+        return client_mod.CoreClient(f"tcp:{_resolve(host)}:{port}", token, "driver",
+                                     listen_ip=_resolve(listen_ip) if listen_ip else "")
+    except OSError as e:
+        raise ConnectionError(
+            f"Could not connect to the rayling cluster at {address}: {e}. Is `rayling start "
+            f"--head` running there, and is the port reachable from this machine?") from e
+
+
 def _detect_gpus() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
@@ -156,7 +227,7 @@ def _context() -> RayContext:
         "node_ip_address": client.node_ip,
         "session_dir": client.session_dir,
         "node_id": client.node_id.hex(),
-        "address": client.node_ip,
+        "address": client.address,
         "webui_url": "",
     })
 

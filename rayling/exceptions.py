@@ -101,6 +101,10 @@ class TaskCancelledError(RayError):
         return (TaskCancelledError, (self.task_id, str(self)))
 
 
+class TaskUnschedulableError(RayError):
+    """The task can never run: the node it must run on is gone."""
+
+
 class WorkerCrashedError(RayError):
     """The worker process running the task died."""
 
@@ -174,6 +178,7 @@ __all__ = [
     "RayTaskError",
     "GetTimeoutError",
     "TaskCancelledError",
+    "TaskUnschedulableError",
     "WorkerCrashedError",
     "ObjectStoreFullError",
     "ObjectLostError",

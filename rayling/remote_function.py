@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from ._private import ids, protocol as p, serialization
+from ._private.strategies import strategy_string
 from ._private.task_args import pack_args
 from .object_ref import ObjectRef
 
@@ -41,6 +42,8 @@ def validate_options(options: dict[str, Any], allowed: set[str], what: str) -> d
                         f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
                 if not isinstance(amount, int | float) or amount < 0:
                     raise ValueError(f"resource {name!r} must be a non-negative number")
+        if key == "scheduling_strategy":
+            strategy_string(value)  # raises for an unknown strategy
     return options
 
 
@@ -106,12 +109,13 @@ class RemoteFunction:
             client, self._function, name, args, kwargs, options["num_returns"],
             fid=fid, request=request, max_retries=options["max_retries"],
             retry_exceptions=bool(options.get("retry_exceptions", False)),
-            register=client.register_function(fid, blob, self._name))
+            register=client.register_function(fid, blob, self._name),
+            strategy=strategy_string(options.get("scheduling_strategy")))
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
-                retry_exceptions: bool = False, register: list = ()):
+                retry_exceptions: bool = False, register: list = (), strategy: str = ""):
     """Queue one task and return its ref, refs, or None (num_returns=0)."""
     task_id = ids.new_task_id(client.job_id)
     args_blob, deps, contained, keep = pack_args(client, fn, name, args, kwargs)
@@ -120,7 +124,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.own_pending.update(r._id for r in refs)
     client.send_soon(*register, p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
-        max_retries, retry_exceptions,
+        max_retries, retry_exceptions, strategy=strategy,
     ))
     del keep  # the refs inside the arguments may go once the submission is queued
     if num_returns == 1:

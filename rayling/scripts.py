@@ -12,6 +12,77 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--head", is_flag=True, help="Start the head node of a new cluster.")
+@click.option("--address", default=None, help="HOST:PORT of the head to join.")
+@click.option("--slurm", is_flag=True,
+              help="Form the cluster from Slurm's environment: task 0 is the head, the other "
+                   "tasks join it (implies --block).")
+@click.option("--port", type=int, default=None,
+              help="The head's TCP port (0: any free port; default 6379).")
+@click.option("--num-cpus", type=float, default=None, help="CPUs of this node.")
+@click.option("--num-gpus", type=float, default=None, help="GPUs of this node.")
+@click.option("--resources", "resources_json", default=None,
+              help='Custom resources as JSON, e.g. \'{"disk": 1}\'.')
+@click.option("--object-store-memory", type=int, default=None,
+              help="Bytes of shared memory for this node's object store.")
+@click.option("--node-ip-address", default=None,
+              help="The address this node listens on and other nodes reach it at "
+                   "(default: loopback for a head, the route to the head for a node).")
+@click.option("--token", default=None,
+              help="The cluster token (default: RAYLING_TOKEN, or the head's file in "
+                   "~/.rayling/clusters/).")
+@click.option("--block", is_flag=True, help="Stay in the foreground until stopped.")
+def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
+          object_store_memory, node_ip_address, token, block) -> None:
+    """Start a head node, or a node that joins one."""
+    from ._private import cluster_commands as cc
+
+    try:
+        if slurm:
+            code = cc.start_slurm(
+                {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources_json": resources_json},
+                port=port, node_ip=node_ip_address, object_store_memory=object_store_memory,
+                echo=click.echo)
+        elif head == bool(address):
+            raise cc.StartError("give either --head or --address HOST:PORT (or --slurm)")
+        elif head:
+            code = cc.start_head(
+                cc.node_resources(num_cpus, num_gpus, resources_json),
+                port=6379 if port is None else port, node_ip=node_ip_address, token=token,
+                object_store_memory=object_store_memory, block=block, echo=click.echo)
+        else:
+            code = cc.start_node(
+                address, cc.node_resources(num_cpus, num_gpus, resources_json),
+                node_ip=node_ip_address, token=token,
+                object_store_memory=object_store_memory, block=block, echo=click.echo)
+    except (cc.StartError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    except Exception as e:  # e.g. the daemon failed to start: say why, no traceback
+        raise click.ClickException(f"{type(e).__name__}: {e}") from None
+    raise SystemExit(code)
+
+
+@main.command()
+def stop() -> None:
+    """Stop every rayling daemon started on this machine, with their workers and memory."""
+    from ._private import cluster_commands as cc
+
+    raise SystemExit(cc.stop(echo=click.echo))
+
+
+@main.command()
+@click.option("--address", default=None, help="HOST:PORT of the head (default: auto).")
+def status(address) -> None:
+    """Show the cluster's nodes and resource use."""
+    from ._private import cluster_commands as cc
+
+    try:
+        raise SystemExit(cc.status(address, echo=click.echo))
+    except ConnectionError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
 @click.option("--num-cpus", type=int, default=None, help="CPUs for the local cluster.")
 def microbenchmark(num_cpus: int | None) -> None:
     """Run the core microbenchmark on a local cluster."""

@@ -112,7 +112,7 @@ class ActorManagerMixin:
         spec = actor.spec
         creation = p.SubmitTask(
             spec.task_id, spec.fid, f"{spec.class_name}.__init__", spec.args, spec.deps, [],
-            1, spec.place, 0, actor_id=spec.actor_id, method="__init__",
+            1, spec.place, 0, actor_id=spec.actor_id, method="__init__", strategy=spec.strategy,
         )
         # The constructor's arguments are pinned by the actor, not by this task.
         self._admit_task(creation, submitter, pin_args=False, expect_returns=False)
@@ -126,7 +126,7 @@ class ActorManagerMixin:
         task.state = "done"
         data = results[0] if results else None
         if actor.state == DEAD:
-            self.spawner.kill(worker.pid)
+            worker.node.agent.kill(worker.pid)
             return
         if data is None or data.error:
             # The constructor raised: the actor is dead, and its error is the cause.
@@ -134,10 +134,10 @@ class ActorManagerMixin:
             self._object_ready(actor.creation_oid, subscribers, data)
             actor.cause = "its constructor raised an exception"
             self._actor_dead(actor, constructor_error=data)
-            self.spawner.kill(worker.pid)
+            worker.node.agent.kill(worker.pid)
             self.dispatch()
             return
-        self.pool.acquire(actor.hold)
+        worker.node.pool.acquire(actor.hold)
         actor.state = ALIVE
         self._answer_address_waiters(actor)
         if self.objects.get(actor.creation_oid) is None:
@@ -201,7 +201,7 @@ class ActorManagerMixin:
             actor.restarts_left = 0
             actor.cause = "all handles to it went out of scope"
             if actor.worker is not None:
-                self.spawner.kill(actor.worker.pid)
+                actor.worker.node.agent.kill(actor.worker.pid)
             else:
                 self._actor_dead(actor)
 
@@ -216,18 +216,18 @@ class ActorManagerMixin:
         if msg.actor_exit:
             actor.restarts_left = 0
             actor.cause = "it called exit_actor()"
-            self.spawner.kill(actor.worker.pid)
+            actor.worker.node.agent.kill(actor.worker.pid)
         self._pump_actor(actor)
 
     # -- death ------------------------------------------------------------------------
     def _actor_worker_died(self, actor: ActorRecord, worker) -> None:
         if actor.state == ALIVE:
-            self.pool.release(actor.hold)
+            worker.node.pool.release(actor.hold)
             if actor.lent_cpu:
-                self.pool.acquire({"CPU": actor.lent_cpu})
+                worker.node.pool.acquire({"CPU": actor.lent_cpu})
         actor.blocked = actor.lent_cpu = 0
         if actor.gpu_ids:
-            self.gpus.free(actor.gpu_ids, actor.hold.get("GPU", 0))
+            worker.node.gpus.free(actor.gpu_ids, actor.hold.get("GPU", 0))
             actor.gpu_ids = []
         actor.worker = None
         if not actor.cause:
@@ -303,7 +303,7 @@ class ActorManagerMixin:
             actor.restarts_left = 0
         actor.cause = "it was killed with rayling.kill()"
         if actor.worker is not None:
-            self.spawner.kill(actor.worker.pid)
+            actor.worker.node.agent.kill(actor.worker.pid)
         elif msg.no_restart:
             self._cancel_pending_creation(actor)
             self._actor_dead(actor)
@@ -332,19 +332,28 @@ class ActorManagerMixin:
         if actor is not None and actor.state in (PENDING, RESTARTING):
             actor.address_waiters.append((conn, req_id))
         else:
-            conn.send(p.Reply(req_id, self._actor_address(actor)))
+            conn.send(p.Reply(req_id, self._actor_address(actor, conn)))
 
     def _answer_address_waiters(self, actor: ActorRecord) -> None:
-        address = self._actor_address(actor)
         for conn, req_id in actor.address_waiters:
-            conn.send(p.Reply(req_id, address))
+            conn.send(p.Reply(req_id, self._actor_address(actor, conn)))
         actor.address_waiters = []
 
     @staticmethod
-    def _actor_address(actor: ActorRecord | None) -> dict | None:
-        if actor is None or actor.state != ALIVE or not actor.worker.conn.listen_path:
+    def _actor_address(actor: ActorRecord | None, caller) -> dict | None:
+        """Where ``caller`` reaches the actor's worker: its unix socket from the same node,
+        its TCP address from another one (None: go through the daemon)."""
+        if actor is None or actor.state != ALIVE:
             return None
-        return {"path": actor.worker.conn.listen_path, "worker_id": actor.worker.worker_id}
+        worker = actor.worker
+        same_node = worker.node is getattr(caller, "node", None)
+        if same_node and worker.conn.listen_path:
+            path = worker.conn.listen_path
+        elif worker.conn.listen_tcp:
+            path = "tcp:" + worker.conn.listen_tcp
+        else:
+            return None
+        return {"path": path, "worker_id": worker.worker_id, "node_id": worker.node.node_id}
 
     # -- resources --------------------------------------------------------------------
     def _actor_blocked(self, actor: ActorRecord, delta: int) -> None:
@@ -356,10 +365,10 @@ class ActorManagerMixin:
             return
         if actor.blocked and not actor.lent_cpu:
             actor.lent_cpu = cpu
-            self.pool.release({"CPU": cpu})
+            actor.worker.node.pool.release({"CPU": cpu})
             self.dispatch()
         elif not actor.blocked and actor.lent_cpu:
-            self.pool.acquire({"CPU": actor.lent_cpu})
+            actor.worker.node.pool.acquire({"CPU": actor.lent_cpu})
             actor.lent_cpu = 0
 
     def _warn_held_by_actors(self, task) -> None:

@@ -69,19 +69,41 @@ class _Waiter:
 
 
 class CoreClient:
-    def __init__(self, socket_path: str, token: str, kind: str) -> None:
+    def __init__(self, address: str, token: str, kind: str, listen_ip: str = "") -> None:
+        """Connect to the daemon at ``address``: a unix socket path, or ``tcp:host:port``
+        for a head on another node. ``listen_ip``: also accept direct calls on TCP there
+        (set in clusters, so callers on other nodes can reach this process)."""
         self.kind = kind
         self.is_worker = kind == "worker"
+        self.address = address
         self.worker_id = ids.random_unique_id()
         self._token = token
-        self._listener, self.listen_path = peers.listen(os.path.dirname(socket_path))
-        self.peers = peers.PeerSender(token, self.worker_id)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(socket_path)
+        if address.startswith("tcp:"):
+            from .transfer import split_address
+
+            sock = socket.create_connection(split_address(address[4:]), timeout=30)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Callers on other nodes reach us where we reached the head from.
+            listen_ip = listen_ip or sock.getsockname()[0]
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(address)
         self._sock = sock
+        self._listeners: list[socket.socket] = []
+        self.listen_path = self.listen_tcp = ""
+        if not address.startswith("tcp:"):
+            listener, self.listen_path = peers.listen(os.path.dirname(address))
+            self._listeners.append(listener)
+        if listen_ip:
+            listener, self.listen_tcp = peers.listen_tcp(listen_ip)
+            self._listeners.append(listener)
+        self.peers = peers.PeerSender(token, self.worker_id)
         self._reader = FrameReader()
+        node_hint = os.environ.get("RAYLING_NODE_ID", "") if self.is_worker else ""
         sock.sendall(encode_frame([p.Hello(
-            kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path)]))
+            kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path,
+            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint))]))
         welcome = self._read_welcome()
         self.node_id: bytes = welcome.node_id
         self.job_id: bytes = welcome.job_id
@@ -115,7 +137,8 @@ class CoreClient:
         self.on_logs = None  # set by the driver to print worker output
         self.on_warning = None
         # Actor calls: where each actor's worker listens, and calls whose results are due.
-        self._actor_routes: dict[bytes, tuple[str, bytes]] = {}  # actor -> (path, worker)
+        self._actor_routes: dict[bytes, tuple[str, bytes, bytes]] = {}  # actor -> (path,
+        # worker id, node id)
         self._route_asked: set[bytes] = set()
         self._via_daemon: dict[bytes, set[bytes]] = {}  # actor -> results due via daemon
         self._direct: dict[bytes, set[bytes]] = {}  # actor -> results due from its worker
@@ -272,11 +295,12 @@ class CoreClient:
         """Read the daemon's socket and peers' direct messages until the daemon goes."""
         daemon_sock = self._sock
         daemon_reader = self._reader
-        listener = self._listener
+        listeners = self._listeners
         token = self._token
         selector = selectors.DefaultSelector()
         selector.register(daemon_sock, selectors.EVENT_READ, None)
-        selector.register(listener, selectors.EVENT_READ, None)
+        for listener in listeners:
+            selector.register(listener, selectors.EVENT_READ, None)
         selector.register(self._stop_r, selectors.EVENT_READ, None)
         buf = bytearray(256 * 1024)
         view = memoryview(buf)
@@ -289,7 +313,7 @@ class CoreClient:
                     sock = key.fileobj
                     if sock is self._stop_r:
                         return
-                    if sock is listener:
+                    if sock in listeners:
                         peer, _ = sock.accept()
                         selector.register(peer, selectors.EVENT_READ, peers.IncomingPeer())
                         continue
@@ -315,7 +339,8 @@ class CoreClient:
             pass
         finally:
             for key in list(selector.get_map().values()):
-                if key.fileobj not in (daemon_sock, listener, self._stop_r):
+                if key.fileobj not in (daemon_sock, self._stop_r) and \
+                        key.fileobj not in listeners:
                     key.fileobj.close()
             selector.close()
             self._connection_lost()
@@ -396,7 +421,7 @@ class CoreClient:
         self.send_soon(make_message(req_id))
 
     # -- actor calls ------------------------------------------------------------------
-    def actor_route(self, actor_id: bytes) -> tuple[str, bytes] | None:
+    def actor_route(self, actor_id: bytes) -> tuple[str, bytes, bytes] | None:
         """Where to send a call to ``actor_id`` directly, or None to go via the daemon.
 
         Calls switch between the two paths only when none of this caller's earlier calls
@@ -420,7 +445,9 @@ class CoreClient:
         with self._state:
             self._route_asked.discard(actor_id)
             if reply.value and not self._direct.get(actor_id):
-                self._actor_routes[actor_id] = (reply.value["path"], reply.value["worker_id"])
+                value = reply.value
+                self._actor_routes[actor_id] = (
+                    value["path"], value["worker_id"], value["node_id"])
 
     def note_actor_call(self, actor_id: bytes, oid: bytes, direct: bool, hidden=None) -> None:
         """Remember that the result ``oid`` of a call to ``actor_id`` is due."""
@@ -528,6 +555,8 @@ class CoreClient:
     def value_of(self, oid: bytes) -> Any:
         """The value of an object that has arrived; raises the stored error if it failed."""
         data = self.objects[oid]
+        if data.where is not None:
+            data = self._copy_here(oid)
         if data.inline is not None:
             value = serialization.deserialize_inline(data.inline)
         else:
@@ -545,6 +574,16 @@ class CoreClient:
                 raise value.as_instanceof_cause()
             raise value
         return value
+
+    def _copy_here(self, oid: bytes) -> p.ObjectData:
+        """Ask for a copy, in this node's store, of a large object on another node."""
+        with self._state:
+            self.objects.pop(oid, None)
+        self.wait_for([oid], 1, None)
+        data = self.objects.get(oid)
+        if data is None or data.where is not None:
+            raise exc.ObjectLostError(f"Object {oid.hex()} could not be copied to this node")
+        return data
 
     def value_from_data(self, data: p.ObjectData) -> Any:
         """Deserialize data handed over directly (task arguments), raising stored errors."""
@@ -589,11 +628,13 @@ class CoreClient:
         self._stop_r.close()
         self._stop_w.close()
         self.peers.close()
-        self._listener.close()
-        try:
-            os.unlink(self.listen_path)
-        except FileNotFoundError:
-            pass
+        for listener in self._listeners:
+            listener.close()
+        if self.listen_path:
+            try:
+                os.unlink(self.listen_path)
+            except FileNotFoundError:
+                pass
 
     def _stop_flusher(self) -> None:
         try:

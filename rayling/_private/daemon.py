@@ -1,10 +1,14 @@
-"""The node daemon process: one per machine, serving drivers and workers on a unix socket.
+"""The node daemon process: one per node, as the head or as a node that joined it.
 
-    driver ──┐                       ┌──────────── daemon ─────────────┐
-             ├─ unix socket frames ─>│ Connection (asyncio protocol)   │
-    worker ──┘                       │   └─> NodeManager.handle(...)   │ decisions
-                                     │ WorkerSpawner ──> template ──fork──> worker
-                                     └─────────────────────────────────┘
+    driver ──┐  unix socket, or TCP   ┌───────── head daemon ────────────┐
+             ├──────── frames ───────>│ Connection (asyncio protocol)    │
+    worker ──┘  (any node's workers)  │   └─> NodeManager.handle(...)    │ decisions
+                                      │ WorkerSpawner ──> template ──fork──> worker
+    node daemon ──── TCP ───────────> │ TransferServer / Puller (threads)│
+                                      └──────────────────────────────────┘
+
+    node daemon (joined): HeadLink to the head; its template forks workers that connect
+    to the head themselves; TransferServer / Puller move objects to and from other nodes.
 
 This file is the I/O shell: it accepts connections, checks that the first message is a
 Hello carrying the cluster token, feeds decoded messages to the NodeManager, batches
@@ -12,9 +16,10 @@ outgoing messages into one frame per loop turn, and starts workers by asking the
 template process to fork. A malformed frame or unauthenticated peer closes that
 connection with a logged reason; the daemon keeps serving the others.
 
-Started by ``rayling.init()`` (or ``rayling start``) as
+Started by ``rayling.init()`` or ``rayling start`` as
 ``python -m rayling._private.daemon CONFIG_JSON`` with the token in ``RAYLING_TOKEN``.
-It prints ``READY`` on stdout once it accepts connections.
+It prints ``READY {json}`` on stdout once it serves (for a joined node: once the head
+registered it); the json holds the node id and, for a head, its TCP port.
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ import sys
 def _start_template(config: dict) -> tuple[subprocess.Popen, socket.socket]:
     """Start the warm template first thing, so its imports overlap the daemon's."""
     ours, theirs = socket.socketpair()
+    env = {**os.environ, "RAYLING_SOCKET": config["worker_address"],
+           "RAYLING_NODE_ID": config["node_id"], "RAYLING_SESSION_DIR": config["session_dir"]}
+    if config.get("listen_ip"):
+        env["RAYLING_LISTEN_IP"] = config["listen_ip"]
     proc = subprocess.Popen(
         [sys.executable, "-S", "-m", "rayling._private.template", str(theirs.fileno())],
         pass_fds=(theirs.fileno(),),
-        env={**os.environ, "RAYLING_SOCKET": config["socket_path"]},
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(config["session_dir"], "logs", "template.err"), "ab"),
     )
@@ -43,6 +52,12 @@ def _start_template(config: dict) -> tuple[subprocess.Popen, socket.socket]:
 def main() -> None:
     config = json.loads(sys.argv[1])
     os.makedirs(os.path.join(config["session_dir"], "logs"), exist_ok=True)
+    if not config.get("node_id"):
+        config["node_id"] = os.urandom(28).hex()
+    if config.get("head_address"):  # a node joining a cluster: its workers dial the head
+        config["worker_address"] = "tcp:" + config["head_address"]
+    else:
+        config["worker_address"] = config["socket_path"]
     template, template_sock = _start_template(config)
     _serve(config, template, template_sock)
 
@@ -51,8 +66,9 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
     import asyncio
     import logging
     import signal
+    import time
 
-    from . import ids, shm
+    from . import shm, transfer
     from .node_manager import SPARE_IDLE, NodeManager
     from .protocol import MAX_FRAME, FrameReader, Hello, ProtocolError, encode_frame
 
@@ -106,22 +122,63 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
 
             self.pool.submit(work)
 
+    token = os.environ.get("RAYLING_TOKEN", "")
+    node_ip = config.get("node_ip", "127.0.0.1")
     segments = BackgroundSegments()
-    manager = NodeManager(
-        node_id=ids.random_unique_id(),
-        node_ip=config.get("node_ip", "127.0.0.1"),
-        session=config["session"],
-        session_dir=config["session_dir"],
-        token=os.environ.get("RAYLING_TOKEN", ""),
-        resources=config["resources"],
-        store_capacity=int(config["object_store_memory"]),
-        spawner=WorkerSpawner(),
-        segments=segments,
-    )
+    spawner = WorkerSpawner()
+    transfers = transfer.TransferServer(node_ip, token, config["session"])
+    puller = transfer.Puller(token)
 
     def stop() -> None:
         if not stopped.done():
             stopped.set_result(None)
+
+    def ready(**info) -> None:
+        sys.stdout.write("READY " + json.dumps({"node_id": config["node_id"], **info}) + "\n")
+        sys.stdout.flush()
+
+    def cleanup(worker_pids: list[int]) -> None:
+        import psutil
+
+        workers = []
+        for pid in worker_pids:
+            try:
+                workers.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+            spawner.kill(pid)
+        template.kill()
+        template.wait()
+        psutil.wait_procs(workers, timeout=5)
+        transfers.close()
+        puller.close()
+
+    if config.get("head_address"):
+        _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, segments,
+                           transfers, puller, template_sock, log)
+        return
+
+    def pull_here(msg) -> None:
+        def done(msg, error) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(manager.on_pull_done, manager.node_id,
+                                          msg.object_id, msg.name, error)
+
+        puller.pull(msg, done)
+
+    manager = NodeManager(
+        node_id=bytes.fromhex(config["node_id"]),
+        node_ip=node_ip,
+        session=config["session"],
+        session_dir=config["session_dir"],
+        token=token,
+        resources=config["resources"],
+        store_capacity=int(config["object_store_memory"]),
+        spawner=spawner,
+        segments=segments,
+        puller=pull_here,
+        transfer_address=transfers.address,
+    )
 
     class Connection(asyncio.Protocol):
         """One peer. Before its Hello only small frames are accepted."""
@@ -134,11 +191,19 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             self.kind = None
             self.pid = None
             self.listen_path = ""
+            self.listen_tcp = ""
+            self.node = None
+            self.peer_ip = ""
+            self.last_seen = time.monotonic()
 
         def connection_made(self, transport) -> None:
             self.transport = transport
+            peer = transport.get_extra_info("peername")
+            if isinstance(peer, tuple):
+                self.peer_ip = peer[0]
 
         def data_received(self, data: bytes) -> None:
+            self.last_seen = time.monotonic()
             try:
                 messages = self.reader.feed(data)
                 for msg in messages:
@@ -172,7 +237,8 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             self.outbox = []
 
         def close(self, reason: str) -> None:
-            log.warning("closing connection from pid %s: %s", self.pid, reason)
+            log.warning("closing connection from pid %s (%s): %s", self.pid,
+                        self.peer_ip or "local", reason)
             self.flush()
             if self.transport is not None:
                 self.transport.close()
@@ -189,9 +255,16 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         path = config["socket_path"]
         server = await loop.create_unix_server(Connection, path)
         os.chmod(path, 0o600)
+        servers = [server]
+        port = None
+        if config.get("port") is not None:
+            tcp = await loop.create_server(Connection, node_ip, int(config["port"]),
+                                           reuse_address=True)
+            servers.append(tcp)
+            port = tcp.sockets[0].getsockname()[1]
         for _ in range(int(config.get("prestart_workers", 0))):
-            manager.starting += 1
-            manager.spawner.spawn_worker()
+            manager.local.starting += 1
+            spawner.spawn_worker()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -201,28 +274,24 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             manager.reap_idle_workers(loop.time())
             loop.call_later(SPARE_IDLE, tick)
 
+        def check_nodes() -> None:
+            manager.check_nodes(time.monotonic())
+            loop.call_later(1.0, check_nodes)
+
         loop.call_later(SPARE_IDLE, tick)
-        sys.stdout.write("READY\n")
-        sys.stdout.flush()
+        if port is not None:
+            loop.call_later(1.0, check_nodes)
+        ready(port=port, transfer=transfers.address)
         await stopped
-        server.close()
+        for server in servers:
+            server.close()
         manager.stopping = True
 
     try:
         loop.run_until_complete(run())
     finally:
-        import psutil
-
-        workers = []
-        for worker in list(manager.workers.values()):
-            try:
-                workers.append(psutil.Process(worker.pid))
-            except psutil.NoSuchProcess:
-                pass
-            manager.spawner.kill(worker.pid)
-        template.kill()
-        template.wait()
-        psutil.wait_procs(workers, timeout=5)
+        cleanup([worker.pid for worker in manager.workers.values()
+                 if worker.node is manager.local])
         manager.release_all_segments()
         segments.pool.shutdown(wait=True)
         shm.unlink_session(config["session"])
@@ -237,6 +306,117 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             import shutil
 
             shutil.rmtree(config["session_dir"], ignore_errors=True)
+
+
+def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, segments,
+                       transfers, puller, template_sock, log) -> None:
+    """Run a node that joined a cluster: do what the head asks until the head goes."""
+    import asyncio
+    import signal
+    import socket as socket_mod
+
+    from . import protocol as p, shm, transfer
+
+    token = os.environ.get("RAYLING_TOKEN", "")
+    node_id = bytes.fromhex(config["node_id"])
+    workers: set[int] = set()
+
+    class HeadLink(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.reader = p.FrameReader()
+            self.transport = None
+            self.registered = False
+
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+            transport.write(p.encode_frame([
+                p.Hello("node", os.getpid(), node_id, token),
+                p.RegisterNode(
+                    node_id, config["node_ip"], os.uname().nodename, config["resources"],
+                    int(config["object_store_memory"]), transfers.address,
+                    config["session"]),
+            ]))
+
+        def send(self, msg) -> None:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(p.encode_frame([msg]))
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                for msg in self.reader.feed(data):
+                    self.handle(msg)
+            except p.ProtocolError as e:
+                log.error("bad message from the head: %s", e)
+                self.transport.close()
+
+        def handle(self, msg) -> None:
+            kind = type(msg)
+            if kind is p.SpawnWorkers:
+                template_sock.send(b"w" * msg.count)
+            elif kind is p.KillWorker:
+                spawner.kill(msg.pid)
+            elif kind is p.UnlinkSegments:
+                for name in msg.names:
+                    segments.unlink(name)
+            elif kind is p.PullObject:
+                puller.pull(msg, self.pulled)
+            elif kind is p.Welcome and not self.registered:
+                self.registered = True
+                ready()
+            elif kind is p.Rejected:
+                log.error("the head refused this node: %s", msg.reason)
+                sys.stderr.write(f"the head refused this node: {msg.reason}\n")
+                stop()
+
+        def pulled(self, msg: p.PullObject, error: str | None) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self.send, p.PullDone(msg.object_id, msg.name, error))
+
+        def connection_lost(self, exc) -> None:
+            self.transport = None
+            log.info("the head's connection closed; stopping")
+            stop()
+
+    async def run() -> None:
+        host, port = transfer.split_address(config["head_address"])
+        link = HeadLink()
+        try:
+            await loop.create_connection(lambda: link, host, port)
+        except OSError as e:
+            sys.stderr.write(f"cannot reach the head at {config['head_address']}: {e}\n")
+            return
+        sock = link.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket_mod.IPPROTO_TCP, socket_mod.TCP_NODELAY, 1)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def heartbeat() -> None:
+            link.send(p.Heartbeat())
+            loop.call_later(1.0, heartbeat)
+
+        loop.call_later(1.0, heartbeat)
+        await stopped
+        if link.transport is not None:
+            link.transport.close()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        import psutil
+
+        try:
+            workers.update(c.pid for c in psutil.Process().children(recursive=True))
+        except psutil.Error:
+            pass
+        cleanup(sorted(workers))
+        segments.pool.shutdown(wait=True)
+        shm.unlink_session(config["session"])
+        log.info("node daemon stopped")
+        import shutil
+
+        shutil.rmtree(config["session_dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Starting and stopping a node daemon on this machine (what ``init()`` does locally).
+"""Starting and stopping a node daemon on this machine (``init()``, ``rayling start``).
 
 The daemon runs in its own session (so Ctrl-C in the driver's terminal does not reach
 it), in a fresh private session directory that holds its socket and logs. ``start``
-returns once the daemon prints READY; ``stop`` asks it to exit, waits, and removes the
-directory and any shared memory left behind.
+returns once the daemon prints READY (a head: serving; a joining node: registered with
+the head); ``stop`` asks it to exit, waits, and removes the directory and any shared
+memory left behind.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class LocalNode:
         self.socket_path = socket_path
         self.token = token
         self.process = process
+        self.node_id = ""  # hex, from the daemon's READY line
+        self.port: int | None = None  # a head's TCP port
 
     @classmethod
     def start(
@@ -62,12 +65,21 @@ class LocalNode:
         object_store_memory: int,
         node_ip: str = "127.0.0.1",
         system_config: dict | None = None,
+        *,
+        port: int | None = None,
+        head_address: str | None = None,
+        token: str | None = None,
+        exit_with_driver: bool = True,
+        die_with_parent: bool = False,
     ) -> LocalNode:
+        """Start a daemon: a local cluster (the default), a head listening on TCP
+        ``port`` (0: any free port), or a node joining the head at ``head_address``."""
         session = secrets.token_hex(4)
         session_dir = tempfile.mkdtemp(prefix=f"rayling_{session}_", dir=_short_temp_dir())
         os.makedirs(os.path.join(session_dir, "logs"))
         socket_path = os.path.join(session_dir, "daemon.sock")
-        token = secrets.token_hex(16)
+        token = token or secrets.token_hex(16)
+        clustered = port is not None or head_address is not None
         config = {
             "session": session,
             "session_dir": session_dir,
@@ -75,9 +87,13 @@ class LocalNode:
             "resources": resources,
             "object_store_memory": object_store_memory,
             "node_ip": node_ip,
-            "exit_with_driver": True,
+            "exit_with_driver": exit_with_driver,
             "prestart_workers": max(1, int(resources.get("CPU", 1))),
             "system_config": system_config or {},
+            "port": port,
+            "head_address": head_address,
+            # Workers of a cluster also listen on TCP, for direct calls from other nodes.
+            "listen_ip": node_ip if clustered else "",
         }
         env = dict(os.environ)
         env["RAYLING_TOKEN"] = token
@@ -88,17 +104,22 @@ class LocalNode:
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-S", "-m", "rayling._private.daemon", json.dumps(config)],
-                stdout=subprocess.PIPE, stderr=stderr, env=env, start_new_session=True,
+                stdout=subprocess.PIPE, stderr=stderr, env=env,
+                start_new_session=not die_with_parent,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         node = cls(session, session_dir, socket_path, token, process)
         try:
-            node._wait_ready(stderr_path)
+            info = node._wait_ready(stderr_path)
         except BaseException:
+            node.process.terminate()
             node.stop()
             raise
+        node.node_id = info.get("node_id", "")
+        node.port = info.get("port")
         return node
 
-    def _wait_ready(self, stderr_path: str) -> None:
+    def _wait_ready(self, stderr_path: str) -> dict:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         selector = selectors.DefaultSelector()
         selector.register(self.process.stdout, selectors.EVENT_READ)
@@ -117,6 +138,8 @@ class LocalNode:
             line += chunk
         selector.close()
         self.process.stdout.close()
+        text = line.decode(errors="replace").strip()
+        return json.loads(text[len("READY"):] or "{}") if text.startswith("READY") else {}
 
     def stop(self, timeout: float = 10.0) -> None:
         """Wait for the daemon to exit (it was asked to), then clean up after it."""
@@ -131,6 +154,16 @@ class LocalNode:
                 self.process.wait()
         shm.unlink_session(self.session)
         shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: end when the process that started it ends."""
+    os.setsid()  # still out of reach of the terminal's Ctrl-C
+    import signal
+
+    from .template import set_parent_death_signal
+
+    set_parent_death_signal(signal.SIGTERM)  # SIGTERM: it still cleans up after itself
 
 
 def _short_temp_dir() -> str:

@@ -1,10 +1,14 @@
-"""The node daemon's decisions: scheduling, the worker pool, task lifecycle, objects.
+"""The head daemon's decisions: scheduling, worker pools, task lifecycle, objects.
 
 This module has no sockets and starts no processes. The daemon shell (daemon.py) hands
 it decoded messages with the connection they came from, and it answers by calling
-``conn.send(message)``, the ``spawner``'s ``spawn_worker()`` / ``kill(pid)`` and the
-``segments``' ``unlink(name)`` / ``preallocate(name, size, done)``.
-Tests drive it with fake connections.
+``conn.send(message)`` and each node's agent (nodes.py): ``spawn_worker()``,
+``kill(pid)``, ``unlink(name)``, ``pull(PullObject)``; the head's own node also has
+``segments.preallocate(name, size, done)``. Tests drive it with fake connections.
+
+One NodeManager runs in the head daemon and decides for the whole cluster: joined nodes
+register over TCP (RegisterNode) and their workers connect to the head directly, so
+every task, worker and object is in these tables, each tagged with its node.
 
 Life of a task::
 
@@ -18,9 +22,15 @@ Life of a task::
                            with WorkerCrashedError              submitter and waiters
                                                                 are sent ObjectReady
 
-State owned here: the object table (values, refs, pins), the resource pool, the GPU
-allocator, tasks not finished yet, workers (idle stack and busy), function blobs, and
-the shared-memory capacity accounting.
+State owned here: the object table (values, refs, pins), the nodes (each with its
+resource pool, GPU allocator, idle workers and store accounting), tasks not finished
+yet, workers, function blobs, where each shared-memory segment lives and which nodes
+hold copies of which objects.
+
+Large objects stay on the node that made them. A client on another node that needs one
+is first told where it is (ObjectData.where); when it asks for the value, the head has
+its node daemon pull a copy from the owning node (transfer.py) once, and every client
+of that node then maps the local copy.
 """
 
 from __future__ import annotations
@@ -35,8 +45,9 @@ import cloudpickle
 from .. import exceptions as exc
 from . import ids, protocol as p, shm
 from .actor_manager import ActorManagerMixin
+from .nodes import NodeRecord, Placement, RemoteAgent
 from .object_table import ObjectTable
-from .resources import UNIT, GpuAllocator, ResourcePool, from_units, to_units
+from .resources import UNIT, from_units, to_units
 
 log = logging.getLogger("rayling.daemon")
 
@@ -44,20 +55,21 @@ SPARE_MIN = 8 * 1024 * 1024  # objects from this size ...
 SPARE_MAX = 128 * 1024 * 1024  # ... to this size get a preallocated segment ready
 SPARE_IDLE = 5.0  # seconds an unused spare segment is kept
 WORKER_IDLE_TIMEOUT = 10.0  # seconds an idle worker beyond the CPU count is kept
+NODE_TIMEOUT = 4.0  # seconds without a message after which a joined node is dead
 WAITING, READY, RUNNING, DONE = "waiting", "ready", "running", "done"
 
 
 class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
-        "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned",
+        "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
         self.spec = spec
         self.submitter = submitter
         self.request = request
-        self.shape = tuple(sorted(request.items()))
+        self.shape = (tuple(sorted(request.items())), spec.strategy)
         self.retries_left = spec.max_retries
         self.waiting_on = 0  # number of dependencies not ready yet
         self.state = WAITING
@@ -66,13 +78,16 @@ class TaskRecord:
         self.cancelled = False
         self.lent_cpu = 0  # CPU units given back while the task blocks in get/wait
         self.pinned = True  # its arguments are pinned by this task (not by an actor)
+        self.node: NodeRecord | None = None  # where it runs (or ran)
 
 
 class WorkerRecord:
-    __slots__ = ("conn", "pid", "worker_id", "task", "known_functions", "idle_since", "actor")
+    __slots__ = ("conn", "pid", "worker_id", "task", "known_functions", "idle_since", "actor",
+                 "node")
 
-    def __init__(self, conn, pid: int, worker_id: bytes) -> None:
+    def __init__(self, conn, pid: int, worker_id: bytes, node: NodeRecord) -> None:
         self.conn = conn
+        self.node = node
         self.pid = pid
         self.worker_id = worker_id
         self.task: TaskRecord | None = None
@@ -110,35 +125,34 @@ class NodeManager(ActorManagerMixin):
         store_capacity: int,
         spawner,
         segments=None,
+        puller=None,
+        transfer_address: str = "",
         max_workers: int | None = None,
     ) -> None:
-        self.node_id = node_id
-        self.node_ip = node_ip
         self.session = session
         self.session_dir = session_dir
         self.token = token
-        self.pool = ResourcePool(resources)
-        self.gpus = GpuAllocator(int(resources.get("GPU", 0)))
-        self.spawner = spawner
+        self.segments = segments or DirectSegments()
+        self.local = NodeRecord(
+            node_id, node_ip, os.uname().nodename, resources, store_capacity,
+            _LocalAgent(spawner, self.segments, puller), session, transfer_address,
+            max_workers=max_workers)
+        self.nodes: dict[bytes, NodeRecord] = {node_id: self.local}
+        self.node_list: list[NodeRecord] = [self.local]
+        self.placement = Placement()
         self.objects = ObjectTable(self._free_object_data)
         self.functions: dict[bytes, tuple[bytes, str]] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
         self.dep_waiters: dict[bytes, list[TaskRecord]] = {}
         self.ready: dict[tuple, deque[TaskRecord]] = {}
         self.workers: dict[object, WorkerRecord] = {}
-        self.idle: list[WorkerRecord] = []
-        self.starting = 0  # workers asked for that have not said Hello yet
-        cpus = max(1, int(resources.get("CPU", 1)))
-        self.base_workers = cpus  # workers kept even when idle
-        self.max_workers = max_workers or max(32, 8 * cpus)
         self.drivers: set = set()
         self.job_id = ids.new_job_id()
-        self.store_capacity = store_capacity
-        self.store_used = 0
         self._shm_counter = 0
         self._reservations: dict[object, dict[str, int]] = {}  # conn -> {name: size}
-        self._shm_sizes: dict[str, int] = {}
-        self.segments = segments or DirectSegments()
+        self._segments: dict[str, tuple[NodeRecord, int, bytes]] = {}  # name -> node, size, id
+        self._copies: dict[bytes, dict[bytes, str]] = {}  # object -> {node id: segment}
+        self._pulls: dict[tuple[bytes, bytes], list] = {}  # (object, node id) -> waiting conns
         self._spare: tuple[str, int] | None = None  # a preallocated segment: (name, size)
         self._spare_pending = False
         self._spare_since = 0.0
@@ -146,6 +160,27 @@ class NodeManager(ActorManagerMixin):
         self._constructor_errors: dict[bytes, p.ObjectData | None] = {}
         self._init_actors()
         self.stopping = False
+
+    # The head's own node, under the names the single-node daemon has always used.
+    @property
+    def node_id(self) -> bytes:
+        return self.local.node_id
+
+    @property
+    def pool(self):
+        return self.local.pool
+
+    @property
+    def store_used(self) -> int:
+        return self.local.store_used
+
+    @property
+    def store_capacity(self) -> int:
+        return self.local.store_capacity
+
+    @property
+    def spawner(self):
+        return self.local.agent.spawner
 
     # -- connections ------------------------------------------------------------------
     def on_hello(self, conn, hello: p.Hello) -> bool:
@@ -157,35 +192,64 @@ class NodeManager(ActorManagerMixin):
         conn.kind = hello.kind
         conn.pid = hello.pid
         conn.listen_path = hello.listen_path
+        conn.listen_tcp = hello.listen_tcp
         if hello.kind == "worker":
-            self.starting = max(0, self.starting - 1)
-            worker = WorkerRecord(conn, hello.pid, hello.worker_id)
+            node = self.nodes.get(hello.node_id) if hello.node_id else self.local
+            if node is None or not node.alive:
+                conn.send(p.Rejected("this worker's node is not part of the cluster"))
+                return False
+            conn.node = node
+            node.starting = max(0, node.starting - 1)
+            node.workers += 1
+            worker = WorkerRecord(conn, hello.pid, hello.worker_id, node)
             self.workers[conn] = worker
-            conn.send(self._welcome(self.job_id))
+            conn.send(self._welcome(node))
             self._make_idle(worker)
             self.dispatch()
         elif hello.kind == "driver":
+            node = self._node_of_address(getattr(conn, "peer_ip", ""))
+            if node is None:
+                conn.send(p.Rejected(
+                    "no rayling node runs on this machine, and a script reads large "
+                    "objects from its own node's store: run `rayling start --address "
+                    "HEAD:PORT` here first, or run the script on the head node"))
+                return False
+            conn.node = node
             self.drivers.add(conn)
-            conn.send(self._welcome(self.job_id))
+            conn.send(self._welcome(node))
+        elif hello.kind == "node":
+            conn.node = None  # set by its RegisterNode
         else:
             conn.send(p.Rejected(f"unknown client kind {hello.kind!r}"))
             return False
         return True
 
-    def _welcome(self, job_id: bytes) -> p.Welcome:
+    def _node_of_address(self, ip: str) -> NodeRecord | None:
+        """The node a driver connecting from ``ip`` runs on: the head's for local
+        connections, otherwise the live node with that address."""
+        if not ip or ip.startswith("127.") or ip == "::1" or ip == self.local.ip:
+            return self.local
+        for node in self.node_list:
+            if node.alive and node.ip == ip:
+                return node
+        return None
+
+    def _welcome(self, node: NodeRecord) -> p.Welcome:
         return p.Welcome(
-            node_id=self.node_id,
-            job_id=job_id,
-            node_ip=self.node_ip,
+            node_id=node.node_id,
+            job_id=self.job_id,
+            node_ip=node.ip,
             session_dir=self.session_dir,
-            resources=self.pool.total_float(),
+            resources=node.pool.total_float(),
         )
 
     def on_disconnect(self, conn) -> None:
         worker = self.workers.pop(conn, None)
         if worker is not None:
-            if worker in self.idle:
-                self.idle.remove(worker)
+            node = worker.node
+            node.workers -= 1
+            if worker in node.idle:
+                node.idle.remove(worker)
             task = worker.task
             if worker.actor is not None:
                 if task is not None:  # died in the constructor
@@ -198,11 +262,80 @@ class NodeManager(ActorManagerMixin):
                 worker.task = None
                 self._worker_died_running(task, worker)
         self.drivers.discard(conn)
+        node = getattr(conn, "node", None)
+        if conn.kind == "node" and node is not None and node.conn is conn:
+            self.node_lost(node, "its daemon disconnected")
         for name, size in self._reservations.pop(conn, {}).items():
             self._release_segment(name, size)
         self.objects.drop_holder(conn)
         if not self.stopping:
             self.dispatch()
+
+    # -- joined nodes -----------------------------------------------------------------
+    def _on_register_node(self, conn, msg: p.RegisterNode) -> None:
+        if conn.kind != "node" or conn.node is not None or msg.node_id in self.nodes:
+            raise p.ProtocolError("RegisterNode from a connection that is not a new node")
+        node = NodeRecord(msg.node_id, msg.ip, msg.hostname, msg.resources, msg.store_capacity,
+                          RemoteAgent(conn), msg.shm_session, msg.transfer_address, conn=conn)
+        conn.node = node
+        self.nodes[msg.node_id] = node
+        self.node_list.append(node)
+        self._warned_infeasible.clear()
+        conn.send(self._welcome(node))
+        log.info("node %s joined from %s with %s", msg.node_id.hex()[:12], msg.ip,
+                 _fmt(msg.resources))
+        prestart = min(node.base_workers, node.max_workers)
+        node.starting += prestart
+        conn.send(p.SpawnWorkers(prestart))
+        self.dispatch()
+
+    def _on_heartbeat(self, conn, msg) -> None:
+        pass  # check_nodes reads last_seen, which the daemon shell sets on every message
+
+    def check_nodes(self, now: float) -> None:
+        """Declare dead every joined node silent for NODE_TIMEOUT (called periodically)."""
+        for node in self.node_list:
+            if node.alive and node.conn is not None and now - node.conn.last_seen > NODE_TIMEOUT:
+                node.conn.close(f"no message for {NODE_TIMEOUT:g} s")
+                self.node_lost(node, f"it sent nothing for {NODE_TIMEOUT:g} s")
+
+    def node_lost(self, node: NodeRecord, why: str) -> None:
+        """A joined node is gone: its workers' tasks are retried elsewhere, its actors
+        restart or die, and objects whose only copy it held are lost."""
+        if not node.alive:
+            return
+        log.warning("node %s (%s) is dead: %s", node.node_id.hex()[:12], node.ip, why)
+        node.alive = False
+        node.idle.clear()
+        for worker in [w for w in self.workers.values() if w.node is node]:
+            worker.conn.close(f"its node died: {why}")
+            self.on_disconnect(worker.conn)
+        for name, (where, _size, oid) in list(self._segments.items()):
+            if where is node:
+                del self._segments[name]
+                self._segment_lost(oid, node, name)
+        for key in [k for k in self._pulls if k[1] == node.node_id]:
+            del self._pulls[key]
+        self.dispatch()
+
+    def _segment_lost(self, oid: bytes, node: NodeRecord, name: str) -> None:
+        copies = self._copies.get(oid)
+        if copies is not None and copies.get(node.node_id) == name:
+            del copies[node.node_id]
+            return
+        entry = self.objects.entries.get(oid)
+        if entry is None or entry.data is None or entry.data.shm != name:
+            return
+        data = entry.data
+        if copies:  # another node has a copy: it becomes the object's home
+            node_id, copy = copies.popitem()
+            entry.data = _with_segment(data, copy)
+            return
+        entry.data = p.ObjectData(
+            inline=cloudpickle.dumps(exc.ObjectLostError(
+                f"Object {oid.hex()} was lost: the only copy was on node "
+                f"{node.node_id.hex()} ({node.ip}), which died.")),
+            error=True, contained=data.contained)
 
     # -- messages ---------------------------------------------------------------------
     def handle(self, conn, msg) -> None:
@@ -242,7 +375,7 @@ class NodeManager(ActorManagerMixin):
             self._queue_actor_call(task)
             if task.state in (DONE, RUNNING):  # failed at once, or sent directly
                 return
-        elif not self.pool.fits_ever(request):
+        elif not self._fits_ever(task):
             self._warn_infeasible(task)
         for oid in spec.deps:
             entry = objects.entries.get(oid)
@@ -266,32 +399,29 @@ class NodeManager(ActorManagerMixin):
 
     def _on_reserve(self, conn, msg: p.ReserveShm) -> None:
         size = msg.size
-        spare = self._spare
+        node = conn.node
+        spare = self._spare if node is self.local else None
         preallocated = spare is not None and spare[1] == size
         if preallocated:
             name = spare[0]  # its bytes are already counted in store_used
             self._spare = None
         else:
-            if spare is not None and self.store_used + size > self.store_capacity:
+            if spare is not None and node.store_used + size > node.store_capacity:
                 self._drop_spare()
-            if self.store_used + size > self.store_capacity:
-                used = self.store_used
-                conn.send(p.ShmReserved(msg.req_id, None, (
-                    f"Cannot store an object of {size:,} bytes: the object store has "
-                    f"{self.store_capacity - used:,} of {self.store_capacity:,} bytes free "
-                    f"({used:,} in use by live objects). Drop refs you no longer need or "
-                    f"start with a larger object_store_memory.")))
+            if node.store_used + size > node.store_capacity:
+                conn.send(p.ShmReserved(msg.req_id, None, _store_full_text(node, size)))
                 return
-            name = self._new_segment_name()
-            self.store_used += size
-        self._shm_sizes[name] = size
+            name = self._new_segment_name(node)
+            node.store_used += size
+        self._segments[name] = (node, size, msg.object_id)
         self._reservations.setdefault(conn, {})[name] = size
         conn.send(p.ShmReserved(msg.req_id, name, preallocated=preallocated))
-        self._prepare_spare(size)
+        if node is self.local:
+            self._prepare_spare(size)
 
-    def _new_segment_name(self) -> str:
+    def _new_segment_name(self, node: NodeRecord) -> str:
         self._shm_counter += 1
-        return shm.segment_name(self.session, self._shm_counter)
+        return shm.segment_name(node.shm_session, self._shm_counter)
 
     def _prepare_spare(self, size: int) -> None:
         """Allocate, in the background, a segment of the size just asked for.
@@ -299,13 +429,14 @@ class NodeManager(ActorManagerMixin):
         Zeroing fresh pages is most of the cost of writing a large object; a loop that puts
         objects of one size finds the next segment ready and only copies its data.
         """
+        local = self.local
         if (self._spare is not None or self._spare_pending or not SPARE_MIN <= size <= SPARE_MAX
-                or size > self.store_capacity // 8
-                or self.store_used + size > self.store_capacity or self.stopping):
+                or size > local.store_capacity // 8
+                or local.store_used + size > local.store_capacity or self.stopping):
             return
         self._spare_pending = True
-        self.store_used += size
-        self.segments.preallocate(self._new_segment_name(), size, self.on_preallocated)
+        local.store_used += size
+        self.segments.preallocate(self._new_segment_name(local), size, self.on_preallocated)
 
     def on_preallocated(self, name: str, size: int, ok: bool) -> None:
         self._spare_pending = False
@@ -313,7 +444,7 @@ class NodeManager(ActorManagerMixin):
             self._spare = (name, size)
             self._spare_since = time.monotonic()
         else:
-            self.store_used -= size
+            self.local.store_used -= size
             self.segments.unlink(name)
 
     def drop_idle_spare(self, now: float) -> None:
@@ -324,7 +455,7 @@ class NodeManager(ActorManagerMixin):
     def _drop_spare(self) -> None:
         name, size = self._spare
         self._spare = None
-        self.store_used -= size
+        self.local.store_used -= size
         self.segments.unlink(name)
 
     def _on_get(self, conn, msg: p.GetObjects) -> None:
@@ -332,10 +463,73 @@ class NodeManager(ActorManagerMixin):
         for oid in msg.object_ids:
             data = subscribe(oid, conn)
             if data is not None:
-                conn.send(p.ObjectReady(oid, data))
+                readable = self._readable(conn, oid, data)
+                if readable.where is None:
+                    conn.send(p.ObjectReady(oid, readable))
+                else:
+                    self._pull(conn, oid, data)
             elif oid not in self.objects:
                 conn.send(p.ObjectReady(oid, _error_data(exc.ObjectLostError(
                     f"Object {oid.hex()} does not exist: it was freed or never created."))))
+
+    # -- objects across nodes ---------------------------------------------------------
+    def _readable(self, conn, oid: bytes, data: p.ObjectData) -> p.ObjectData:
+        """``data`` as ``conn`` can use it: a segment on its own node, or a ``where``
+        marker naming the node that has the object."""
+        if data.shm is None or len(self.node_list) == 1:
+            return data
+        home = self._segments.get(data.shm)
+        node = getattr(conn, "node", None)
+        if home is None or home[0] is node or node is None:
+            return data
+        copy = self._copies.get(oid, {}).get(node.node_id)
+        if copy is not None:
+            return _with_segment(data, copy)
+        return p.ObjectData(size=data.size, error=data.error, contained=data.contained,
+                            where=home[0].node_id)
+
+    def _pull(self, conn, oid: bytes, data: p.ObjectData) -> None:
+        """Have ``conn``'s node copy ``oid`` from the node that has it, then send it."""
+        node = conn.node
+        key = (oid, node.node_id)
+        waiting = self._pulls.get(key)
+        if waiting is not None:
+            waiting.append(conn)
+            return
+        source, size, _ = self._segments[data.shm]
+        if node.store_used + size > node.store_capacity:
+            conn.send(p.ObjectReady(oid, _error_data(exc.ObjectStoreFullError(
+                _store_full_text(node, size)))))
+            return
+        self._pulls[key] = [conn]
+        name = self._new_segment_name(node)
+        node.store_used += size
+        self._segments[name] = (node, size, oid)
+        node.agent.pull(p.PullObject(oid, source.transfer_address, data.shm, size, name))
+
+    def on_pull_done(self, node_id: bytes, oid: bytes, name: str, error: str | None) -> None:
+        """A node finished copying ``oid`` into its segment ``name`` (or failed to)."""
+        waiting = self._pulls.pop((oid, node_id), [])
+        entry = self.objects.entries.get(oid)
+        home = self._segments.get(name)
+        if error is not None or entry is None or entry.data is None or home is None:
+            if home is not None:
+                self._release_segment(name, home[1])
+            if error is not None:
+                log.warning("copying object %s to node %s failed: %s", oid.hex(),
+                            node_id.hex()[:12], error)
+            data = _error_data(exc.ObjectLostError(
+                f"Object {oid.hex()} could not be copied to node {node_id.hex()}: "
+                f"{error or 'it was freed meanwhile'}"))
+        else:
+            self._copies.setdefault(oid, {})[node_id] = name
+            data = _with_segment(entry.data, name)
+        for conn in waiting:
+            if conn in self.workers or conn in self.drivers:
+                conn.send(p.ObjectReady(oid, data))
+
+    def _on_pull_done(self, conn, msg: p.PullDone) -> None:
+        self.on_pull_done(conn.node.node_id, msg.object_id, msg.name, msg.error)
 
     def _on_cancel(self, conn, msg: p.CancelTask) -> None:
         task = self.tasks.get(msg.task_id)
@@ -345,7 +539,7 @@ class NodeManager(ActorManagerMixin):
         if task.state == RUNNING:
             worker = task.worker
             if msg.force and worker.actor is None:
-                self.spawner.kill(worker.pid)
+                worker.node.agent.kill(worker.pid)
             else:  # an actor call is interrupted, never its whole actor
                 worker.conn.send(p.CancelTask(msg.task_id, False))
         else:
@@ -361,7 +555,7 @@ class NodeManager(ActorManagerMixin):
             cpu = task.request.get("CPU", 0)
             if cpu:
                 task.lent_cpu = cpu
-                self.pool.release({"CPU": cpu})
+                task.node.pool.release({"CPU": cpu})
                 self.dispatch()
 
     def _on_unblocked(self, conn, msg) -> None:
@@ -371,7 +565,7 @@ class NodeManager(ActorManagerMixin):
             return
         task = worker.task if worker else None
         if task is not None and task.lent_cpu:
-            self.pool.acquire({"CPU": task.lent_cpu})
+            task.node.pool.acquire({"CPU": task.lent_cpu})
             task.lent_cpu = 0
 
     def _on_task_done(self, conn, msg: p.TaskDone) -> None:
@@ -429,6 +623,9 @@ class NodeManager(ActorManagerMixin):
         p.Shutdown: _on_shutdown,
         p.CreateActor: ActorManagerMixin._on_create_actor,
         p.KillActor: ActorManagerMixin._on_kill_actor,
+        p.RegisterNode: _on_register_node,
+        p.PullDone: _on_pull_done,
+        p.Heartbeat: _on_heartbeat,
     }
 
     # -- scheduling -------------------------------------------------------------------
@@ -444,37 +641,60 @@ class NodeManager(ActorManagerMixin):
 
     def dispatch(self) -> None:
         """Start every ready task that has resources and a worker; ask for workers."""
-        pool = self.pool
-        want_workers = 0
+        pick = self.placement.pick
+        nodes, by_id = self.node_list, self.nodes
+        want: set[NodeRecord] = set()
         for shape, queue in list(self.ready.items()):
             while queue:
                 task = queue[0]
                 if task.cancelled or task.state != READY:
                     queue.popleft()
                     continue
-                if not pool.fits_now(task.request):
+                spec = task.spec
+                node = pick(nodes, by_id, task.request, spec.strategy,
+                            getattr(task.submitter, "node", None))
+                if node is None:
+                    if spec.strategy and self._affinity_node_gone(task):
+                        queue.popleft()
+                        continue
                     if self.actors:
                         self._warn_held_by_actors(task)
                     break
-                if not self.idle:
-                    want_workers += 1
+                if not node.idle:
+                    want.add(node)
                     break
                 queue.popleft()
-                self._start(task, self.idle.pop())
+                self._start(task, node.idle.pop())
             if not queue:
                 del self.ready[shape]
-        if want_workers and self.starting == 0:
-            if len(self.workers) + self.starting < self.max_workers:
-                self.starting += 1
-                self.spawner.spawn_worker()
+        for node in want:
+            if node.starting == 0 and node.workers < node.max_workers:
+                node.starting += 1
+                node.agent.spawn_worker()
+
+    def _affinity_node_gone(self, task: TaskRecord) -> bool:
+        """Fail a task bound (hard) to a node that is dead or unknown. True if it failed."""
+        target = self.placement.affinity(task.spec.strategy)
+        if target is None or target[1]:
+            return False
+        node = self.nodes.get(target[0])
+        if node is not None and node.alive:
+            return False
+        self._fail_task(task, exc.TaskUnschedulableError(
+            f"Task {task.spec.name} must run on node {target[0].hex()} "
+            f"(NodeAffinitySchedulingStrategy with soft=False), which is "
+            f"{'dead' if node is not None else 'not in this cluster'}."))
+        return True
 
     def _start(self, task: TaskRecord, worker: WorkerRecord) -> None:
         spec = task.spec
-        self.pool.acquire(task.request)
+        node = worker.node
+        node.pool.acquire(task.request)
         gpu_units = task.request.get("GPU", 0)
-        task.gpu_ids = self.gpus.allocate(gpu_units) if gpu_units else []
+        task.gpu_ids = node.gpus.allocate(gpu_units) if gpu_units else []
         task.state = RUNNING
         task.worker = worker
+        task.node = node
         worker.task = task
         actor = None
         if spec.actor_id is not None:  # the creation task: this worker now hosts the actor
@@ -490,52 +710,79 @@ class NodeManager(ActorManagerMixin):
             function = self.functions[spec.fid][0]
             worker.known_functions.add(spec.fid)
         get = self.objects.get
-        worker.conn.send(p.ExecuteTask(
+        conn = worker.conn
+        deps = [get(oid) for oid in spec.deps]
+        dep_ids = []
+        if len(self.node_list) > 1 and deps:
+            deps = [d if d is None else self._readable(conn, oid, d)
+                    for oid, d in zip(spec.deps, deps, strict=True)]
+            if any(d is not None and d.where is not None for d in deps):
+                dep_ids = spec.deps  # the worker fetches those from this node's store
+                deps = [p.ObjectData() if d.where is not None else d for d in deps]
+        conn.send(p.ExecuteTask(
             spec.task_id, spec.task_id[-ids.JOB_ID_LEN:], spec.fid, function, spec.name,
-            spec.args, [get(oid) for oid in spec.deps], spec.num_returns,
+            spec.args, deps, spec.num_returns,
             actor.gpu_ids if actor and actor.gpu_ids else task.gpu_ids,
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
+            dep_ids,
         ))
 
     def _make_idle(self, worker: WorkerRecord) -> None:
         worker.idle_since = time.monotonic()
-        self.idle.append(worker)
+        worker.node.idle.append(worker)
 
     def reap_idle_workers(self, now: float) -> None:
-        """Stop workers beyond the node's CPU count that sat idle WORKER_IDLE_TIMEOUT
+        """Stop workers beyond each node's CPU count that sat idle WORKER_IDLE_TIMEOUT
         seconds (they were started while tasks were blocked in get). Called periodically."""
-        excess = sum(1 for w in self.workers.values() if w.actor is None) - self.base_workers
-        for worker in list(self.idle):
-            if excess <= 0:
-                break
-            if now - worker.idle_since >= WORKER_IDLE_TIMEOUT:
-                self.idle.remove(worker)
-                self.spawner.kill(worker.pid)
-                excess -= 1
+        for node in self.node_list:
+            excess = sum(1 for w in self.workers.values()
+                         if w.node is node and w.actor is None) - node.base_workers
+            for worker in list(node.idle):
+                if excess <= 0:
+                    break
+                if now - worker.idle_since >= WORKER_IDLE_TIMEOUT:
+                    node.idle.remove(worker)
+                    node.agent.kill(worker.pid)
+                    excess -= 1
 
     def _release_task_resources(self, task: TaskRecord) -> None:
+        node = task.node
+        if node is None:
+            return
         request = task.request
         if task.lent_cpu:
             request = dict(request)
             request["CPU"] -= task.lent_cpu
             task.lent_cpu = 0
-        self.pool.release(request)
+        node.pool.release(request)
         if task.gpu_ids:
-            self.gpus.free(task.gpu_ids, task.request.get("GPU", 0))
+            node.gpus.free(task.gpu_ids, task.request.get("GPU", 0))
             task.gpu_ids = []
+        task.node = None
+
+    def _fits_ever(self, task: TaskRecord) -> bool:
+        target = self.placement.affinity(task.spec.strategy)
+        if target is not None and not target[1]:
+            node = self.nodes.get(target[0])
+            return node is None or node.pool.fits_ever(task.request)
+        return any(n.alive and n.pool.fits_ever(task.request) for n in self.node_list)
 
     def _warn_infeasible(self, task: TaskRecord) -> None:
         key = (task.spec.fid, task.shape)
         if key in self._warned_infeasible or task.submitter is None:
             return
         self._warned_infeasible.add(key)
-        missing = ", ".join(f"{k}: {v:g} more" for k, v in self.pool.missing(task.request).items())
+        biggest = max((n for n in self.node_list if n.alive),
+                      key=lambda n: n.pool.total.get("CPU", 0))
+        missing = ", ".join(
+            f"{k}: {v:g} more" for k, v in biggest.pool.missing(task.request).items())
         text = (
             f"Task {task.spec.name} requests {_fmt(from_units(task.request))}, but no node in "
-            f"this cluster has that much in total ({_fmt(self.pool.total_float())}; short by "
-            f"{missing}). It will wait until a node with enough resources joins. Lower the "
-            f"request with .options(...) or start the cluster with more resources."
+            f"this cluster has that much in total (the largest has "
+            f"{_fmt(biggest.pool.total_float())}; short by {missing}). It will wait until a "
+            f"node with enough resources joins. Lower the request with .options(...) or "
+            f"start the cluster with more resources."
         )
         task.submitter.send(p.Warning(text))
 
@@ -564,10 +811,13 @@ class NodeManager(ActorManagerMixin):
         """Tell waiters (and the owner, if it still holds a ref) that ``oid`` exists."""
         if subscribers or also is not None:
             msg = p.ObjectReady(oid, data)
+            several_nodes = data.shm is not None and len(self.node_list) > 1
             for conn in subscribers:
-                conn.send(msg)
+                conn.send(p.ObjectReady(oid, self._readable(conn, oid, data))
+                          if several_nodes else msg)
             if also is not None and also not in subscribers and self.objects.holds(oid, also):
-                also.send(msg)
+                also.send(p.ObjectReady(oid, self._readable(also, oid, data))
+                          if several_nodes else msg)
         waiting = self.dep_waiters.pop(oid, None)
         if waiting:
             started = False
@@ -613,32 +863,41 @@ class NodeManager(ActorManagerMixin):
         if actor is not None:
             self._creation_object_freed(actor)
         if data.shm is not None:
-            size = self._shm_sizes.pop(data.shm, None)
-            if size is not None:
-                self._release_segment(data.shm, size, forget=False)
+            home = self._segments.get(data.shm)
+            if home is not None:
+                self._release_segment(data.shm, home[1])
+            for name in self._copies.pop(oid, {}).values():
+                home = self._segments.get(name)
+                if home is not None:
+                    self._release_segment(name, home[1])
 
-    def _release_segment(self, name: str, size: int, forget: bool = True) -> None:
-        if forget:
-            self._shm_sizes.pop(name, None)
-        self.store_used -= size
-        self.segments.unlink(name)
+    def _release_segment(self, name: str, size: int) -> None:
+        home = self._segments.pop(name, None)
+        if home is None:
+            return
+        node = home[0]
+        node.store_used -= size
+        if node.alive:
+            node.agent.unlink(name)
 
     def release_all_segments(self) -> None:
+        """Unlink every segment on the head's own node (the daemon is stopping)."""
         if self._spare is not None:
             self._drop_spare()
-        for name in list(self._shm_sizes):
-            self.segments.unlink(name)
-        self._shm_sizes.clear()
-        self.store_used = 0
+        for name, (node, _size, _oid) in list(self._segments.items()):
+            if node is self.local:
+                self.segments.unlink(name)
+                del self._segments[name]
+        self.local.store_used = 0
 
     # -- introspection ----------------------------------------------------------------
     def query(self, what: str, arg=None):
         if what == "nodes":
-            return [self.node_info()]
+            return [node.info() for node in self.node_list]
         if what == "cluster_resources":
-            return self.pool.total_float()
+            return _sum(n.pool.total_float() for n in self.node_list if n.alive)
         if what == "available_resources":
-            free = self.pool.free_float()
+            free = _sum(n.pool.free_float() for n in self.node_list if n.alive)
             return {k: v for k, v in free.items() if v > 0}
         if what == "get_actor":
             name, namespace = arg
@@ -650,26 +909,14 @@ class NodeManager(ActorManagerMixin):
             return {
                 "store_used": self.store_used - (self._spare[1] if self._spare else 0),
                 "store_capacity": self.store_capacity,
-                "segments": len(self._shm_sizes),
+                "segments": len(self._segments),
                 "workers": len(self.workers),
-                "idle_workers": len(self.idle),
+                "idle_workers": sum(len(n.idle) for n in self.node_list),
                 "tasks": len(self.tasks),
                 "worker_pids": [w.pid for w in self.workers.values()],
                 **self.objects.statistics(),
             }
         raise ValueError(f"unknown query {what!r}")
-
-    def node_info(self) -> dict:
-        return {
-            "NodeID": self.node_id.hex(),
-            "Alive": True,
-            "NodeManagerAddress": self.node_ip,
-            "NodeManagerHostname": os.uname().nodename,
-            "NodeName": self.node_ip,
-            "Resources": self.pool.total_float(),
-            "alive": True,
-            "ObjectStoreSocketName": self.session_dir,
-        }
 
 
 def _fmt(resources: dict[str, float]) -> str:
@@ -678,6 +925,40 @@ def _fmt(resources: dict[str, float]) -> str:
 
 def _error_data(error: BaseException) -> p.ObjectData:
     return p.ObjectData(inline=cloudpickle.dumps(error), error=True)
+
+
+def _with_segment(data: p.ObjectData, name: str) -> p.ObjectData:
+    return p.ObjectData(shm=name, size=data.size, error=data.error, contained=data.contained)
+
+
+def _sum(dicts) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def _store_full_text(node: NodeRecord, size: int) -> str:
+    used, capacity = node.store_used, node.store_capacity
+    return (f"Cannot store an object of {size:,} bytes: the object store of node "
+            f"{node.node_id.hex()[:12]} has {capacity - used:,} of {capacity:,} bytes free "
+            f"({used:,} in use by live objects). Drop refs you no longer need or start with "
+            f"a larger object_store_memory.")
+
+
+class _LocalAgent:
+    """Acts on the head's own node: the daemon's spawner, segment thread and puller."""
+
+    def __init__(self, spawner, segments, puller) -> None:
+        self.spawner = spawner
+        self.spawn_worker = spawner.spawn_worker
+        self.kill = spawner.kill
+        self.unlink = segments.unlink
+        self.puller = puller
+
+    def pull(self, msg: p.PullObject) -> None:
+        self.puller(msg)
 
 
 __all__ = ["NodeManager", "UNIT"]

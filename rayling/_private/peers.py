@@ -5,9 +5,11 @@
     caller ──SubmitTask(direct_worker=…)──▶ daemon  ┐ bookkeeping, off the critical
     worker ──TaskDone(direct=True)──▶ daemon        ┘ path: refs, pins, restarts
 
-Every client listens on a unix socket in the session directory (mode 0700). A peer's
-first message must be a Hello carrying the cluster token; after it, only ExecuteTask (to
-an actor's worker) and ObjectReady (to a caller) are accepted.
+Every client listens on a unix socket in the session directory (mode 0700), and in a
+cluster also on TCP at its node's address, for callers on other nodes (addresses of the
+form ``tcp:host:port``). A peer's first message must be a Hello carrying the cluster
+token; after it, only ExecuteTask (to an actor's worker) and ObjectReady (to a caller)
+are accepted.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def listen(session_dir: str) -> tuple[socket.socket, str]:
     os.chmod(path, 0o600)
     sock.listen(128)
     return sock, path
+
+
+def listen_tcp(host: str) -> tuple[socket.socket, str]:
+    """A listening TCP socket for peers on other nodes, and its ``host:port``."""
+    sock = socket.create_server((host, 0), backlog=128)
+    return sock, f"{host}:{sock.getsockname()[1]}"
 
 
 class IncomingPeer:
@@ -71,8 +79,15 @@ class PeerSender:
         sock = self._socks.get(path)
         try:
             if sock is None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.connect(path)
+                if path.startswith("tcp:"):
+                    from .transfer import split_address
+
+                    sock = socket.create_connection(split_address(path[4:]), timeout=10)
+                    sock.settimeout(None)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                else:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.connect(path)
                 sock.sendall(encode_frame(
                     [p.Hello("peer", os.getpid(), self._worker_id, self._token)]))
                 self._socks[path] = sock

@@ -13,6 +13,9 @@ Who sends what:
                               TaskDone, Logs, Query, Shutdown, CreateActor, KillActor
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
                               Reply, Warning, Logs, Rejected
+    node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs
+    head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject
+    node -> node (transfer)   Hello(kind="transfer"), FetchSegment; the answer is raw bytes
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class ObjectData(msgspec.Struct, array_like=True):
     size: int = 0
     error: bool = False
     contained: list[bytes] = []
+    where: bytes | None = None  # a large object on this other node: ask for a local copy
 
 
 class Hello(_Msg, tag=1):
@@ -49,6 +53,8 @@ class Hello(_Msg, tag=1):
     token: str
     job_id: bytes | None = None
     listen_path: str = ""  # where this client accepts direct calls and results
+    listen_tcp: str = ""  # the same, for clients on other nodes ("host:port")
+    node_id: bytes = b""  # a worker's node (workers of joined nodes connect over TCP)
 
 
 class Welcome(_Msg, tag=2):
@@ -90,6 +96,7 @@ class SubmitTask(_Msg, tag=6):
     actor_id: bytes | None = None  # set for an actor method call
     method: str = ""
     direct_worker: bytes | None = None  # the call was sent straight to this actor worker
+    strategy: str = ""  # "", "SPREAD", or "node:<hex id>:soft|hard" (node affinity)
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -108,6 +115,7 @@ class ExecuteTask(_Msg, tag=7):
     is_async: bool = False
     dep_ids: list[bytes] = []  # ids of deps; an empty ObjectData means "fetch it yourself"
     owner_path: str = ""  # a direct call: send the results to this caller's socket
+    owner_node: bytes = b""  # ... which lives on this node
 
 
 class TaskDone(_Msg, tag=8):
@@ -213,11 +221,63 @@ class CreateActor(_Msg, tag=22):
     namespace: str = ""
     detached: bool = False
     get_if_exists: bool = False
+    strategy: str = ""  # as SubmitTask.strategy
 
 
 class KillActor(_Msg, tag=23):
     actor_id: bytes
     no_restart: bool
+
+
+class RegisterNode(_Msg, tag=24):
+    """A node daemon joins the cluster (right after its Hello)."""
+
+    node_id: bytes
+    ip: str
+    hostname: str
+    resources: dict[str, float]
+    store_capacity: int
+    transfer_address: str  # "host:port" where it serves its objects to other nodes
+    shm_session: str  # its shared-memory segments are named /rl<shm_session>_<n>
+
+
+class SpawnWorkers(_Msg, tag=25):
+    count: int
+
+
+class KillWorker(_Msg, tag=26):
+    pid: int
+
+
+class UnlinkSegments(_Msg, tag=27):
+    names: list[str]
+
+
+class PullObject(_Msg, tag=28):
+    """Copy segment ``source`` of the node serving at ``address`` into local ``name``."""
+
+    object_id: bytes
+    address: str
+    source: str
+    size: int
+    name: str
+
+
+class PullDone(_Msg, tag=29):
+    object_id: bytes
+    name: str
+    error: str | None = None
+
+
+class Heartbeat(_Msg, tag=30):
+    pass
+
+
+class FetchSegment(_Msg, tag=31):
+    """Send me the ``size`` bytes of this segment (answered with raw bytes)."""
+
+    name: str
+    size: int
 
 
 Message = (
@@ -244,6 +304,14 @@ Message = (
     | Shutdown
     | CreateActor
     | KillActor
+    | RegisterNode
+    | SpawnWorkers
+    | KillWorker
+    | UnlinkSegments
+    | PullObject
+    | PullDone
+    | Heartbeat
+    | FetchSegment
 )
 
 _encoder = msgspec.msgpack.Encoder()

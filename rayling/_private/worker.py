@@ -218,7 +218,8 @@ class Executor:
         """Send the results: straight to the caller of a direct call (then tell the daemon,
         which keeps the books), otherwise to the daemon, which passes them on."""
         direct = bool(msg.owner_path) and self.client.peers.send(msg.owner_path, [
-            p.ObjectReady(ids.object_id_for_return(msg.task_id, i), data)
+            p.ObjectReady(ids.object_id_for_return(msg.task_id, i),
+                          self._for_caller(msg, data))
             for i, data in enumerate(results)])
         done = p.TaskDone(msg.task_id, results, actor_exit, direct)
         if actor_exit:
@@ -230,6 +231,14 @@ class Executor:
             self.client.send_later(done)  # the caller has the results; this is bookkeeping
         else:
             self.client.send(done)
+
+    def _for_caller(self, msg: p.ExecuteTask, data: p.ObjectData) -> p.ObjectData:
+        """A result as a caller on another node can use it: a large one is only named
+        there, and the caller asks its daemon for a copy when it reads it."""
+        if data.shm is None or not msg.owner_node or msg.owner_node == self.client.node_id:
+            return data
+        return p.ObjectData(size=data.size, error=data.error, contained=data.contained,
+                            where=self.client.node_id)
 
     def _error_results(self, msg: p.ExecuteTask, e: BaseException) -> list:
         if isinstance(e, KeyboardInterrupt | CancelledError | AsyncCancelledError):
@@ -350,10 +359,12 @@ def main(socket_path: str) -> None:
     """Entry point of a freshly forked worker."""
     ids.reseed_after_fork()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    client = client_mod.CoreClient(socket_path, os.environ.get("RAYLING_TOKEN", ""), "worker")
+    client = client_mod.CoreClient(socket_path, os.environ.get("RAYLING_TOKEN", ""), "worker",
+                                   listen_ip=os.environ.get("RAYLING_LISTEN_IP", ""))
     client_mod.current = client
     os.environ["RAYLING_WORKER"] = "1"
-    log_path = os.path.join(client.session_dir, "logs", f"worker-{os.getpid()}.out")
+    session_dir = os.environ.get("RAYLING_SESSION_DIR") or client.session_dir
+    log_path = os.path.join(session_dir, "logs", f"worker-{os.getpid()}.out")
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

@@ -1,0 +1,292 @@
+"""What ``rayling start``, ``rayling stop`` and ``rayling status`` do (scripts.py holds
+only their command-line options).
+
+    rayling start --head        a head daemon on TCP; prints how to join and connect
+    rayling start --address A   a node daemon that joins the head at A
+    rayling start --slurm       either of the two, decided by Slurm's environment
+    rayling stop                every daemon ``rayling start`` left on this machine
+    rayling status              the cluster's nodes and resource use
+
+Without ``--block`` start returns once the daemon is serving (head) or registered (node),
+and the daemon keeps running in its own session. With ``--block`` it stays in the
+foreground: the daemon ends when this process does (SIGTERM, Ctrl-C, or Slurm ending the
+job), and its files are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+
+from . import cluster_files, shm
+from .node import LocalNode, default_num_cpus, default_store_capacity
+
+SLURM_HEAD_TIMEOUT = 300.0  # seconds a Slurm task waits for task 0's head to be up
+
+
+class StartError(Exception):
+    """``rayling start`` cannot go on; the message says why and what to do."""
+
+
+def resolve_ip(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError as e:
+        raise StartError(f"cannot resolve {host!r} to an address: {e}") from None
+
+
+def node_resources(num_cpus, num_gpus, resources_json) -> dict[str, float]:
+    resources = {"CPU": float(default_num_cpus() if num_cpus is None else num_cpus)}
+    if num_gpus is None:
+        from ..api import _detect_gpus
+
+        num_gpus = _detect_gpus()
+    if num_gpus:
+        resources["GPU"] = float(num_gpus)
+    if resources_json:
+        try:
+            custom = json.loads(resources_json)
+        except ValueError as e:
+            raise StartError(
+                f"--resources must be a JSON object, e.g. '{{\"disk\": 1}}': {e}") from None
+        if not isinstance(custom, dict) or not all(
+                isinstance(v, int | float) and v >= 0 for v in custom.values()):
+            raise StartError("--resources must map resource names to non-negative numbers")
+        for name, amount in custom.items():
+            if name in ("CPU", "GPU"):
+                raise StartError(f"use --num-cpus/--num-gpus, not --resources {name!r}")
+            resources[name] = float(amount)
+    return resources
+
+
+def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | None,
+               object_store_memory: int | None, block: bool, slurm_file: str | None = None,
+               echo=print) -> int:
+    ip = resolve_ip(node_ip or "127.0.0.1")
+    token = token or os.environ.get("RAYLING_TOKEN") or secrets.token_hex(16)
+    node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
+                           port=port, token=token, exit_with_driver=False,
+                           die_with_parent=block)
+    address = f"{ip}:{node.port}"
+    info = {"address": address, "token": token, "pid": node.process.pid}
+    files = [_record_node(node, "head", address)]
+    cluster_files.write(cluster_files.current_cluster_path(), info)
+    files.append(cluster_files.current_cluster_path())
+    home = cluster_files.home_cluster_path(address)
+    cluster_files.write(home, {"address": address, "token": token})
+    files.append(home)
+    if slurm_file:
+        cluster_files.write(slurm_file, info)
+        files.append(slurm_file)
+    echo(f"rayling head started at {address} (node {node.node_id[:12]}, "
+         f"{_fmt_resources(resources)}).\n"
+         f"\n"
+         f"  Add a node from another machine:\n"
+         f"    rayling start --address={address} --token={token}\n"
+         f"  (machines that share this home directory can leave out --token: it is in "
+         f"{home})\n"
+         f"  Connect a script:\n"
+         f"    rayling.init(address=\"{address}\")   or, on this machine, "
+         f"rayling.init(address=\"auto\")\n"
+         f"  Status and stop:\n"
+         f"    rayling status    rayling stop")
+    return _maybe_block(node, block, files, echo)
+
+
+def start_node(address: str, resources: dict, *, node_ip: str | None, token: str | None,
+               object_store_memory: int | None, block: bool, echo=print) -> int:
+    if ":" not in address:
+        address += ":6379"
+    host, _, port = address.rpartition(":")
+    head = f"{resolve_ip(host)}:{port}"
+    token = cluster_files.find_token(address, token) or cluster_files.find_token(head)
+    if token is None:
+        raise StartError(
+            f"no token for the cluster at {address}: pass --token (printed by `rayling start "
+            f"--head`), set RAYLING_TOKEN, or share the home directory with the head")
+    ip = resolve_ip(node_ip) if node_ip else _local_ip_towards(head)
+    node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
+                           head_address=head, token=token, exit_with_driver=False,
+                           die_with_parent=block)
+    files = [_record_node(node, "node", head)]
+    cluster_files.write(cluster_files.current_cluster_path(),
+                        {"address": head, "token": token, "pid": node.process.pid})
+    files.append(cluster_files.current_cluster_path())
+    echo(f"rayling node {node.node_id[:12]} ({ip}, {_fmt_resources(resources)}) joined the "
+         f"cluster at {head}.")
+    return _maybe_block(node, block, files, echo)
+
+
+def start_slurm(resources_args: dict, *, port: int | None, node_ip: str | None,
+                object_store_memory: int | None, echo=print) -> int:
+    """Task 0 of the job step becomes the head, the others join it (always --block)."""
+    env = os.environ
+    if not env.get("SLURM_JOB_ID"):
+        raise StartError("--slurm needs Slurm's environment (SLURM_JOB_ID is not set): run it "
+                         "with srun inside an sbatch script or salloc allocation")
+    cpus = resources_args.pop("num_cpus", None)
+    if cpus is None:
+        cpus = int(env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE") or 0) or None
+    gpus = resources_args.pop("num_gpus", None)
+    if gpus is None and env.get("SLURM_GPUS_ON_NODE"):
+        gpus = int(env["SLURM_GPUS_ON_NODE"])
+    resources = node_resources(cpus, gpus, resources_args.pop("resources_json", None))
+    path = cluster_files.slurm_cluster_path()
+    ip = node_ip or resolve_ip(socket.gethostname())
+    if int(env.get("SLURM_PROCID", "0")) == 0:
+        cluster_files.remove(path)
+        return start_head(resources, port=port or 0, node_ip=ip, token=None,
+                          object_store_memory=object_store_memory, block=True,
+                          slurm_file=path, echo=echo)
+    info = _wait_for_head(path)
+    os.environ["RAYLING_TOKEN"] = info["token"]
+    return start_node(info["address"], resources, node_ip=ip, token=info["token"],
+                      object_store_memory=object_store_memory, block=True, echo=echo)
+
+
+def _wait_for_head(path: str) -> dict:
+    """Read task 0's address file once its head is up. The file comes from another
+    machine through a shared file system, which offers nothing to wait on but its
+    appearance, so this checks every 0.2 s until SLURM_HEAD_TIMEOUT."""
+    deadline = time.monotonic() + SLURM_HEAD_TIMEOUT
+    while time.monotonic() < deadline:
+        info = cluster_files.read(path)
+        if info and info.get("address") and info.get("token"):
+            return info
+        time.sleep(0.2)
+    raise StartError(f"task 0 of this job did not publish its head's address in {path} "
+                     f"within {SLURM_HEAD_TIMEOUT:.0f} s; see its output")
+
+
+def _local_ip_towards(address: str) -> str:
+    """This machine's address on the route to ``address`` (what other nodes reach)."""
+    host, _, port = address.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, int(port)))
+        return s.getsockname()[0]
+
+
+def _record_node(node: LocalNode, role: str, address: str) -> str:
+    path = os.path.join(cluster_files.nodes_dir(), f"{node.process.pid}.json")
+    cluster_files.write(path, {"pid": node.process.pid, "role": role, "address": address,
+                               "session": node.session, "session_dir": node.session_dir})
+    return path
+
+
+def _maybe_block(node: LocalNode, block: bool, files: list[str], echo) -> int:
+    if not block:
+        return 0
+
+    def forward(signum, frame) -> None:
+        node.process.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
+    code = node.process.wait()
+    node.stop()
+    for path in files:
+        cluster_files.remove(path)
+    echo(f"rayling daemon {node.process.pid} stopped.")
+    return 0 if code in (0, -signal.SIGTERM) else 1
+
+
+def stop(echo=print, timeout: float = 10.0) -> int:
+    """Stop every daemon ``rayling start`` left running on this machine."""
+    import psutil
+
+    records = []
+    directory = cluster_files.nodes_dir()
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        info = cluster_files.read(os.path.join(directory, name))
+        if info:
+            records.append((os.path.join(directory, name), info))
+    procs = []
+    # Joined nodes first, so none of them sees its head go and reports it.
+    for _path, info in sorted(records, key=lambda r: r[1].get("role") == "head"):
+        try:
+            proc = psutil.Process(int(info["pid"]))
+            proc.terminate()
+            procs.append(proc)
+        except psutil.Error:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for path, info in records:
+        shm.unlink_session(info.get("session", "-"))
+        if info.get("session_dir"):
+            shutil.rmtree(info["session_dir"], ignore_errors=True)
+        cluster_files.remove(path)
+    current = cluster_files.read(cluster_files.current_cluster_path())
+    if current and not cluster_files.pid_alive(int(current.get("pid", 0))):
+        cluster_files.remove(cluster_files.current_cluster_path())
+    echo(f"Stopped {len(procs)} rayling daemon(s)." if procs else
+         "No rayling daemons were running on this machine.")
+    return 0
+
+
+def status(address: str | None, echo=print) -> int:
+    import rayling
+
+    rayling.init(address=address or "auto", log_to_driver=False)
+    try:
+        from . import client as client_mod
+
+        nodes = client_mod.current.query("nodes")
+    finally:
+        rayling.shutdown()
+    echo(format_status(nodes))
+    return 0
+
+
+def format_status(nodes: list[dict]) -> str:
+    alive = [n for n in nodes if n["Alive"]]
+    dead = [n for n in nodes if not n["Alive"]]
+    lines = ["======== rayling cluster status ========", "Node status",
+             "-" * 60, "Active:"]
+    for n in alive:
+        lines.append(f" 1 node_{n['NodeID']} ({n['NodeManagerAddress']})"
+                     + ("  head" if n.get("IsHead") else ""))
+    lines.append("Dead:")
+    lines += [f" 1 node_{n['NodeID']} ({n['NodeManagerAddress']})" for n in dead] or \
+        [" (no dead nodes)"]
+    lines += ["", "Resources", "-" * 60, "Usage:"]
+    totals: dict[str, float] = {}
+    free: dict[str, float] = {}
+    for n in alive:
+        for k, v in n["Resources"].items():
+            totals[k] = totals.get(k, 0) + v
+        for k, v in n["AvailableResources"].items():
+            free[k] = free.get(k, 0) + v
+    for key in sorted(totals, key=lambda k: (k not in ("CPU", "GPU"), k)):
+        lines.append(f" {totals[key] - free.get(key, 0):g}/{totals[key]:g} {key}")
+    used = sum(n["ObjectStoreUsed"] for n in alive)
+    capacity = sum(n["ObjectStoreCapacity"] for n in alive)
+    lines.append(f" {_gib(used)}/{_gib(capacity)} object_store_memory")
+    import psutil
+
+    lines.append(f" {_gib(psutil.virtual_memory().total - psutil.virtual_memory().available)}"
+                 f"/{_gib(psutil.virtual_memory().total)} memory (this machine)")
+    lines += ["", "Per node:"]
+    for n in alive:
+        res, avail = n["Resources"], n["AvailableResources"]
+        cpu = res.get("CPU", 0)
+        lines.append(f" node_{n['NodeID'][:12]} {n['NodeManagerAddress']}: "
+                     f"{cpu - avail.get('CPU', 0):g}/{cpu:g} CPU, object store "
+                     f"{_gib(n['ObjectStoreUsed'])}/{_gib(n['ObjectStoreCapacity'])}")
+    return "\n".join(lines)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f}GiB"
+
+
+def _fmt_resources(resources: dict) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items())

@@ -1,0 +1,110 @@
+"""Where a running cluster's address and token are written, and how scripts find them.
+
+* ``/tmp/rayling-<uid>/current_cluster.json``: the cluster this machine's ``rayling
+  start`` last started or joined (what ``init()`` and ``init(address="auto")`` use).
+* ``~/.rayling/clusters/<host>_<port>.json``: the token of each head, so a node or
+  script on another machine sharing the home directory can join with just the address.
+* ``$SLURM_SUBMIT_DIR/.rayling/slurm-<job id>.json``: the head of a Slurm job's cluster.
+* ``/tmp/rayling-<uid>/nodes/<pid>.json``: each daemon ``rayling start`` left running on
+  this machine, for ``rayling stop``.
+
+Every file is mode 0600 in a 0700 directory (they hold the cluster token), written
+atomically so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+
+def _machine_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), f"rayling-{os.getuid()}")
+
+
+def current_cluster_path() -> str:
+    return os.path.join(_machine_dir(), "current_cluster.json")
+
+
+def nodes_dir() -> str:
+    return os.path.join(_machine_dir(), "nodes")
+
+
+def home_cluster_path(address: str) -> str:
+    safe = address.replace(":", "_").replace("/", "_")
+    return os.path.join(os.path.expanduser("~"), ".rayling", "clusters", f"{safe}.json")
+
+
+def slurm_cluster_path(env=os.environ) -> str | None:
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    base = env.get("SLURM_SUBMIT_DIR") or os.getcwd()
+    return os.path.join(base, ".rayling", f"slurm-{job}.json")
+
+
+def write(path: str, info: dict) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp")
+    with os.fdopen(fd, "w") as f:  # mkstemp files are 0600
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def read(path: str | None) -> dict | None:
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def remove(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def current_cluster() -> dict | None:
+    """This machine's running cluster (its head or a node that joined one), if any."""
+    info = read(current_cluster_path())
+    if info and pid_alive(int(info.get("pid", 0))):
+        return info
+    return None
+
+
+def find_token(address: str, token: str | None = None) -> str | None:
+    """The token for the head at ``address``: given, from RAYLING_TOKEN, or from a file."""
+    if token:
+        return token
+    if os.environ.get("RAYLING_TOKEN"):
+        return os.environ["RAYLING_TOKEN"]
+    for info in (read(home_cluster_path(address)), current_cluster(),
+                 read(slurm_cluster_path())):
+        if info and info.get("address") == address and info.get("token"):
+            return info["token"]
+    return None
+
+
+def resolve_auto() -> dict | None:
+    """The cluster ``init(address="auto")`` means: a Slurm job's, else this machine's."""
+    info = read(slurm_cluster_path())
+    if info:
+        return info
+    return current_cluster()

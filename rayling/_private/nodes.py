@@ -1,0 +1,131 @@
+"""The cluster's nodes as the head sees them, and choosing a node for a task (pure logic).
+
+A NodeRecord holds one node's resources, idle workers and object-store accounting, and
+an *agent* that acts on that node: the head's own node has the daemon's local spawner,
+segment thread and puller; a joined node has a RemoteAgent that sends the same requests
+over its connection. ``pick_node`` decides where a task runs:
+
+* default: among the nodes where the task fits now, the least loaded (fraction of its
+  CPUs in use), preferring the submitter's node on a tie, so work spreads over the
+  cluster as soon as one node is busier than another;
+* ``SPREAD``: the same, but ties go round-robin instead of to the submitter's node;
+* node affinity (``node:<id hex>:soft|hard``): that node when the task fits there; a soft
+  request falls back to the default, a hard one waits for that node.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from . import protocol as p
+from .resources import GpuAllocator, ResourcePool
+
+_CPU = "CPU"
+
+
+class NodeRecord:
+    def __init__(self, node_id: bytes, ip: str, hostname: str, resources: dict[str, float],
+                 store_capacity: int, agent, shm_session: str, transfer_address: str = "",
+                 conn=None, max_workers: int | None = None) -> None:
+        self.node_id = node_id
+        self.ip = ip
+        self.hostname = hostname
+        self.pool = ResourcePool(resources)
+        self.gpus = GpuAllocator(int(resources.get("GPU", 0)))
+        self.agent = agent  # spawn_worker(), kill(pid), unlink(name), pull(PullObject)
+        self.shm_session = shm_session
+        self.transfer_address = transfer_address
+        self.conn = conn  # the joined node's connection (None for the head's own node)
+        self.store_capacity = store_capacity
+        self.store_used = 0
+        self.idle: list = []  # idle WorkerRecords on this node
+        self.workers = 0  # workers connected
+        self.starting = 0  # workers asked for that have not said Hello yet
+        cpus = max(1, int(resources.get(_CPU, 1)))
+        self.base_workers = cpus  # workers kept even when idle
+        self.max_workers = max_workers or max(32, 8 * cpus)
+        self.alive = True
+        self._cpu_total = self.pool.total.get(_CPU, 0)
+
+    def load(self) -> float:
+        """Fraction of this node's CPUs in use (1.0 for a node without CPUs)."""
+        if not self._cpu_total:
+            return 1.0
+        return 1.0 - self.pool.free.get(_CPU, 0) / self._cpu_total
+
+    def info(self) -> dict:
+        total = self.pool.total_float()
+        return {
+            "NodeID": self.node_id.hex(),
+            "Alive": self.alive,
+            "NodeManagerAddress": self.ip,
+            "NodeManagerHostname": self.hostname,
+            "NodeName": self.ip,
+            "Resources": total if self.alive else {},
+            "alive": self.alive,
+            "IsHead": self.conn is None,
+            "AvailableResources": self.pool.free_float() if self.alive else {},
+            "ObjectStoreUsed": self.store_used,
+            "ObjectStoreCapacity": self.store_capacity,
+        }
+
+
+class RemoteAgent:
+    """Acts on a joined node by sending its daemon requests over its connection."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def spawn_worker(self) -> None:
+        self.conn.send(p.SpawnWorkers(1))
+
+    def kill(self, pid: int) -> None:
+        self.conn.send(p.KillWorker(pid))
+
+    def unlink(self, name: str) -> None:
+        self.conn.send(p.UnlinkSegments([name]))
+
+    def pull(self, msg: p.PullObject) -> None:
+        self.conn.send(msg)
+
+
+class Placement:
+    """Chooses a node for each task (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._round_robin = itertools.count()
+
+    @staticmethod
+    def affinity(strategy: str) -> tuple[bytes, bool] | None:
+        """(node id, soft) of a node-affinity strategy, else None."""
+        if not strategy.startswith("node:"):
+            return None
+        _, hex_id, kind = strategy.split(":")
+        return bytes.fromhex(hex_id), kind == "soft"
+
+    def pick(self, nodes: list[NodeRecord], by_id: dict[bytes, NodeRecord], request: dict,
+             strategy: str, home: NodeRecord | None) -> NodeRecord | None:
+        """The node to run on now, or None if the task fits nowhere it may run now."""
+        if strategy:
+            target = self.affinity(strategy)
+            if target is not None:
+                node = by_id.get(target[0])
+                if node is not None and node.alive and node.pool.fits_now(request):
+                    return node
+                if not target[1]:
+                    return None
+        if len(nodes) == 1:
+            node = nodes[0]
+            return node if node.alive and node.pool.fits_now(request) else None
+        best = None
+        best_load = 2.0
+        spread = strategy == "SPREAD"
+        start = next(self._round_robin) % len(nodes) if spread else 0
+        for i in range(len(nodes)):
+            node = nodes[(start + i) % len(nodes)]
+            if not node.alive or not node.pool.fits_now(request):
+                continue
+            load = node.load()
+            if load < best_load or (load == best_load and node is home and not spread):
+                best, best_load = node, load
+        return best

@@ -1,0 +1,147 @@
+"""Moving large objects between nodes, node to node (the head is never on this path).
+
+    node B daemon (needs the object)               node A daemon (has it)
+    Puller thread ──TCP: Hello(token), FetchSegment(name, size)──▶ TransferServer thread
+                  ◀── the segment's bytes, streamed by sendfile ──
+    writes them into a new segment of B's store, then reports PullDone to the head
+
+Every node daemon runs one TransferServer on its node address. A connection must open
+with a Hello carrying the cluster token (frames before it are capped at 64 KiB), and
+may only ask for segments of this node's own store. Both ends are plain blocking
+sockets in threads: the bytes go kernel to kernel (``sendfile`` on the sender, one
+``recv_into`` per chunk straight into the mapped destination on the receiver).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from . import protocol as p, shm
+
+log = logging.getLogger("rayling.daemon")
+
+CHUNK = 8 * 1024 * 1024  # bytes per send/receive call
+_SEGMENT = re.compile(r"^/rl[0-9a-f]+_[0-9a-f]+$")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class TransferServer:
+    """Serves this node's segments to other nodes that prove the cluster token."""
+
+    def __init__(self, host: str, token: str, shm_session: str) -> None:
+        self._token = token
+        self._prefix = f"/rl{shm_session}_"
+        self._sock = socket.create_server((host, 0), backlog=64)
+        self.address = f"{host}:{self._sock.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name="rayling-transfer",
+                         daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, peer = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, peer) -> None:
+        with conn:
+            try:
+                conn.settimeout(30)  # for the request; sendfile needs a blocking socket
+                request = self._read_request(conn)
+                conn.settimeout(None)
+                self._send_segment(conn, request)
+            except (OSError, p.ProtocolError) as e:
+                log.warning("transfer connection from %s closed: %s", peer, e)
+
+    def _read_request(self, conn: socket.socket) -> p.FetchSegment:
+        reader = p.FrameReader(max_frame=64 * 1024)
+        messages: list = []
+        while len(messages) < 2:
+            data = conn.recv(65536)
+            if not data:
+                raise p.ProtocolError("closed before asking for anything")
+            messages += reader.feed(data)
+            if messages and not (type(messages[0]) is p.Hello
+                                 and messages[0].token == self._token):
+                raise p.ProtocolError("did not authenticate with the cluster token")
+        request = messages[1]
+        if type(request) is not p.FetchSegment:
+            raise p.ProtocolError(f"sent {type(request).__name__}, not FetchSegment")
+        if not (_SEGMENT.match(request.name) and request.name.startswith(self._prefix)):
+            raise p.ProtocolError(f"asked for {request.name!r}, not a segment of this node")
+        return request
+
+    @staticmethod
+    def _send_segment(conn: socket.socket, request: p.FetchSegment) -> None:
+        fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY)
+        try:
+            if os.fstat(fd).st_size < request.size:
+                raise p.ProtocolError(f"segment {request.name} is smaller than asked")
+            offset = 0
+            while offset < request.size:
+                sent = os.sendfile(conn.fileno(), fd, offset, min(CHUNK, request.size - offset))
+                if sent == 0:
+                    raise OSError("the receiver stopped reading")
+                offset += sent
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._closed = True
+        self._sock.close()
+
+
+def fetch(address: str, token: str, source: str, size: int, name: str) -> None:
+    """Copy ``size`` bytes of segment ``source`` on the node at ``address`` into a new
+    local segment ``name``. Raises OSError (the local segment is then removed)."""
+    mem = shm.create(name, size)
+    try:
+        with socket.create_connection(split_address(address), timeout=60) as sock:
+            sock.sendall(p.encode_frame([
+                p.Hello("transfer", os.getpid(), b"", token), p.FetchSegment(source, size)]))
+            with memoryview(mem) as view:
+                got = 0
+                while got < size:
+                    n = sock.recv_into(view[got:], min(CHUNK, size - got))
+                    if n == 0:
+                        raise OSError(f"the node at {address} closed the transfer of {source} "
+                                      f"after {got:,} of {size:,} bytes")
+                    got += n
+    except BaseException:
+        mem.close()
+        shm.unlink(name)
+        raise
+    mem.close()
+
+
+class Puller:
+    """Runs fetches in a few background threads; ``done(msg, error)`` is called after each."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="rayling-pull")
+
+    def pull(self, msg: p.PullObject, done) -> None:
+        def work() -> None:
+            try:
+                fetch(msg.address, self._token, msg.source, msg.size, msg.name)
+                error = None
+            except Exception as e:  # any failure is reported, never lost in the thread
+                error = f"{type(e).__name__}: {e}"
+            done(msg, error)
+
+        self._pool.submit(work)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

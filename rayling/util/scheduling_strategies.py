@@ -1,0 +1,29 @@
+"""Scheduling strategies, as in ``ray.util.scheduling_strategies``.
+
+``scheduling_strategy=`` takes ``"DEFAULT"`` (the least loaded node that fits, the
+submitter's on a tie), ``"SPREAD"`` (the least loaded node, ties round-robin) or a
+``NodeAffinitySchedulingStrategy`` (a given node; ``soft=True`` falls back to others when
+it is full or gone, ``soft=False`` waits for it, and fails if it is dead).
+"""
+
+from __future__ import annotations
+
+
+class NodeAffinitySchedulingStrategy:
+    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
+                 _fail_on_unavailable: bool = False) -> None:
+        if not isinstance(node_id, str):
+            raise TypeError(f"node_id must be a hex string (from get_node_id() or nodes()), "
+                            f"got {type(node_id).__name__}")
+        try:
+            bytes.fromhex(node_id)
+        except ValueError:
+            raise ValueError(f"node_id {node_id!r} is not a hex node id") from None
+        self.node_id = node_id
+        self.soft = soft
+
+    def __repr__(self) -> str:
+        return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
+
+
+__all__ = ["NodeAffinitySchedulingStrategy"]
