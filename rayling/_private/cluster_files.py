@@ -89,10 +89,24 @@ def current_cluster() -> dict | None:
     return None
 
 
+_known_tokens: dict[str, str] = {}  # heads this process started (cluster_utils)
+
+
+def remember_token(address: str, token: str) -> None:
+    _known_tokens[address] = token
+
+
+def forget_token(address: str) -> None:
+    _known_tokens.pop(address, None)
+
+
 def find_token(address: str, token: str | None = None) -> str | None:
-    """The token for the head at ``address``: given, from RAYLING_TOKEN, or from a file."""
+    """The token for the head at ``address``: given, one this process started, from
+    RAYLING_TOKEN, or from a file."""
     if token:
         return token
+    if address in _known_tokens:
+        return _known_tokens[address]
     if os.environ.get("RAYLING_TOKEN"):
         return os.environ["RAYLING_TOKEN"]
     for info in (read(home_cluster_path(address)), current_cluster(),

@@ -153,6 +153,7 @@ class NodeManager(ActorManagerMixin):
         self._segments: dict[str, tuple[NodeRecord, int, bytes]] = {}  # name -> node, size, id
         self._copies: dict[bytes, dict[bytes, str]] = {}  # object -> {node id: segment}
         self._pulls: dict[tuple[bytes, bytes], list] = {}  # (object, node id) -> waiting conns
+        self.pulls_started = 0  # copies between nodes begun (for stats)
         self._spare: tuple[str, int] | None = None  # a preallocated segment: (name, size)
         self._spare_pending = False
         self._spare_since = 0.0
@@ -463,11 +464,7 @@ class NodeManager(ActorManagerMixin):
         for oid in msg.object_ids:
             data = subscribe(oid, conn)
             if data is not None:
-                readable = self._readable(conn, oid, data)
-                if readable.where is None:
-                    conn.send(p.ObjectReady(oid, readable))
-                else:
-                    self._pull(conn, oid, data)
+                self._send_value(conn, oid, data)
             elif oid not in self.objects:
                 conn.send(p.ObjectReady(oid, _error_data(exc.ObjectLostError(
                     f"Object {oid.hex()} does not exist: it was freed or never created."))))
@@ -488,6 +485,14 @@ class NodeManager(ActorManagerMixin):
         return p.ObjectData(size=data.size, error=data.error, contained=data.contained,
                             where=home[0].node_id)
 
+    def _send_value(self, conn, oid: bytes, data: p.ObjectData) -> None:
+        """Send ``conn`` the object, copying it to its node first if it is elsewhere."""
+        readable = self._readable(conn, oid, data)
+        if readable.where is None:
+            conn.send(p.ObjectReady(oid, readable))
+        else:
+            self._pull(conn, oid, data)
+
     def _pull(self, conn, oid: bytes, data: p.ObjectData) -> None:
         """Have ``conn``'s node copy ``oid`` from the node that has it, then send it."""
         node = conn.node
@@ -502,6 +507,7 @@ class NodeManager(ActorManagerMixin):
                 _store_full_text(node, size)))))
             return
         self._pulls[key] = [conn]
+        self.pulls_started += 1
         name = self._new_segment_name(node)
         node.store_used += size
         self._segments[name] = (node, size, oid)
@@ -812,9 +818,11 @@ class NodeManager(ActorManagerMixin):
         if subscribers or also is not None:
             msg = p.ObjectReady(oid, data)
             several_nodes = data.shm is not None and len(self.node_list) > 1
-            for conn in subscribers:
-                conn.send(p.ObjectReady(oid, self._readable(conn, oid, data))
-                          if several_nodes else msg)
+            for conn in subscribers:  # they asked for the value (get, or wait): copy it
+                if several_nodes:
+                    self._send_value(conn, oid, data)
+                else:
+                    conn.send(msg)
             if also is not None and also not in subscribers and self.objects.holds(oid, also):
                 also.send(p.ObjectReady(oid, self._readable(also, oid, data))
                           if several_nodes else msg)
@@ -914,6 +922,8 @@ class NodeManager(ActorManagerMixin):
                 "idle_workers": sum(len(n.idle) for n in self.node_list),
                 "tasks": len(self.tasks),
                 "worker_pids": [w.pid for w in self.workers.values()],
+                "pulls": self.pulls_started,
+                "copies": sum(len(c) for c in self._copies.values()),
                 **self.objects.statistics(),
             }
         raise ValueError(f"unknown query {what!r}")

@@ -1,0 +1,152 @@
+"""Several nodes on one machine (rayling.cluster_utils): scheduling across nodes, actors
+on other nodes, objects copied node to node, and what happens when a node dies."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import rayling
+from rayling import exceptions as exc
+from rayling._private import client as client_mod
+from rayling.cluster_utils import Cluster
+from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head and one more node, 2 CPUs each, with this process connected."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    node = cluster.add_node(num_cpus=2)
+    rayling.init(address=cluster.address)
+    yield cluster, cluster.head_node, node
+    cluster.shutdown()
+
+
+def _stats():
+    return client_mod.current.query("stats")
+
+
+@rayling.remote(num_cpus=1)
+def node_of_task(delay: float = 0.0):
+    time.sleep(delay)
+    return rayling.get_runtime_context().get_node_id()
+
+
+@rayling.remote
+def node_of_default_task(delay: float = 0.0):
+    time.sleep(delay)
+    return rayling.get_runtime_context().get_node_id()
+
+
+@rayling.remote
+def make_array(n: int):
+    return np.arange(n, dtype=np.int64)
+
+
+@rayling.remote
+def sum_and_node(array):
+    return int(array.sum()), rayling.get_runtime_context().get_node_id()
+
+
+def _on(node, soft=False):
+    return NodeAffinitySchedulingStrategy(node.node_id, soft=soft)
+
+
+def test_nodes_are_listed_and_resources_summed(two_nodes):
+    _cluster, head, other = two_nodes
+    nodes = rayling.nodes()
+    assert sorted(n["NodeID"] for n in nodes) == sorted([head.node_id, other.node_id])
+    assert all(n["Alive"] for n in nodes)
+    assert rayling.cluster_resources()["CPU"] == 4
+    assert rayling.get_runtime_context().get_node_id() == head.node_id
+
+
+@pytest.mark.parametrize("task", [node_of_task, node_of_default_task])
+def test_four_tasks_run_two_per_node(two_nodes, task):
+    _cluster, head, other = two_nodes
+    placed = rayling.get([task.remote(0.3) for _ in range(4)])
+    assert sorted(placed) == sorted([head.node_id] * 2 + [other.node_id] * 2)
+
+
+def test_spread_uses_every_node(two_nodes):
+    _cluster, head, other = two_nodes
+    placed = rayling.get([node_of_default_task.options(scheduling_strategy="SPREAD").remote()
+                          for _ in range(6)])
+    assert set(placed) == {head.node_id, other.node_id}
+
+
+def test_node_affinity_hard_and_soft(two_nodes):
+    _cluster, head, other = two_nodes
+    hard = rayling.get([node_of_task.options(scheduling_strategy=_on(other)).remote()
+                        for _ in range(5)])
+    assert set(hard) == {other.node_id}
+    soft = rayling.get(node_of_task.options(scheduling_strategy=_on(head, soft=True)).remote())
+    assert soft == head.node_id
+    # A soft request for a node that does not exist runs anywhere.
+    missing = NodeAffinitySchedulingStrategy("ab" * 28, soft=True)
+    assert rayling.get(node_of_task.options(scheduling_strategy=missing).remote()) in (
+        head.node_id, other.node_id)
+    with pytest.raises(exc.TaskUnschedulableError, match="not in this cluster"):
+        rayling.get(node_of_task.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy("ab" * 28, soft=False)).remote())
+    with pytest.raises(ValueError, match="scheduling_strategy"):
+        node_of_task.options(scheduling_strategy="PACKED")
+
+
+def test_large_object_is_copied_once_per_node_and_read_zero_copy(two_nodes):
+    _cluster, head, other = two_nodes
+    n = 4_000_000  # 32 MB
+    ref = make_array.options(scheduling_strategy=_on(other)).remote(n)
+    pulls = _stats()["pulls"]
+    readers = [sum_and_node.options(scheduling_strategy=_on(head)).remote(ref)
+               for _ in range(3)]
+    expected = n * (n - 1) // 2
+    assert rayling.get(readers) == [(expected, head.node_id)] * 3
+    array = rayling.get(ref)  # the driver is on the head node: the same local copy
+    assert array.sum() == expected and not array.flags.writeable
+    assert _stats()["pulls"] == pulls + 1
+    # Used on the node that made it: no copy at all.
+    assert rayling.get(sum_and_node.options(scheduling_strategy=_on(other)).remote(ref)) == (
+        expected, other.node_id)
+    assert _stats()["pulls"] == pulls + 1
+
+
+def test_put_on_the_head_is_read_on_the_other_node(two_nodes):
+    _cluster, _head, other = two_nodes
+    array = np.ones(3_000_000)
+    ref = rayling.put(array)
+    result = sum_and_node.options(scheduling_strategy=_on(other)).remote(ref)
+    assert rayling.get(result) == (3_000_000, other.node_id)
+
+
+def test_actor_on_another_node_gets_direct_calls_and_large_values(two_nodes):
+    _cluster, _head, other = two_nodes
+
+    @rayling.remote
+    class Holder:
+        def __init__(self):
+            self.total = 0.0
+
+        def node(self):
+            return rayling.get_runtime_context().get_node_id()
+
+        def add(self, array):
+            self.total += float(array.sum())
+            return self.total
+
+        def big(self, n):
+            return np.full(n, 2.0)
+
+    holder = Holder.options(scheduling_strategy=_on(other)).remote()
+    assert rayling.get(holder.node.remote()) == other.node_id
+    assert rayling.get([holder.add.remote(np.ones(200_000)) for _ in range(3)])[-1] == 600_000
+    assert rayling.get(holder.big.remote(1_000_000)).sum() == 2_000_000
+    # Many calls keep their order (most of them travel straight to the actor's worker).
+    results = rayling.get([holder.add.remote(np.ones(1)) for _ in range(300)])
+    assert results == [600_000 + i for i in range(1, 301)]
+    assert client_mod.current._actor_routes  # the caller learned the actor's address
