@@ -67,6 +67,7 @@ class NodeRecord:
             "AvailableResources": self.pool.free_float() if self.alive else {},
             "ObjectStoreUsed": self.store_used,
             "ObjectStoreCapacity": self.store_capacity,
+            "TransferAddress": self.transfer_address,
         }
 
 
