@@ -413,10 +413,7 @@ def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, seg
         cleanup(sorted(workers))
         segments.pool.shutdown(wait=True)
         shm.unlink_session(config["session"])
-        log.info("node daemon stopped")
-        import shutil
-
-        shutil.rmtree(config["session_dir"], ignore_errors=True)
+        log.info("node daemon stopped")  # its starter removes the session directory
 
 
 if __name__ == "__main__":

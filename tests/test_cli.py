@@ -1,0 +1,219 @@
+"""The `rayling` command: start a head, join a node, status, scripts connecting with
+address="auto", stop; --block; and Slurm's one-command cluster (`rayling start --slurm`)
+run as several processes with simulated Slurm variables.
+
+Each test gives its commands their own TMPDIR and HOME, so the files `rayling start`
+writes (current cluster, tokens, daemon records) are the test's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def env(tmp_path):
+    env = dict(os.environ)
+    for key in ("RAYLING_ADDRESS", "RAY_ADDRESS", "RAYLING_TOKEN") + tuple(
+            k for k in os.environ if k.startswith("SLURM_")):
+        env.pop(key, None)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "home").mkdir()
+    env["TMPDIR"] = str(tmp_path / "t")
+    env["HOME"] = str(tmp_path / "home")
+    yield env
+    # Whatever a test left running, stop it (and fail if stop leaves anything).
+    subprocess.run([sys.executable, "-m", "rayling.scripts", "stop"], env=env,
+                   capture_output=True, timeout=60)
+
+
+def rayling_cmd(env, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "rayling.scripts", *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"rayling {' '.join(args)} failed:\n{result.stdout}\n"
+                             f"{result.stderr}")
+    return result
+
+
+def machine_dir(env) -> str:
+    return os.path.join(env["TMPDIR"], f"rayling-{os.getuid()}")
+
+
+def daemon_records(env) -> list[dict]:
+    directory = os.path.join(machine_dir(env), "nodes")
+    if not os.path.isdir(directory):
+        return []
+    return [json.load(open(os.path.join(directory, f))) for f in os.listdir(directory)]
+
+
+def run_script(env, code: str, extra_env=None) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                            env={**env, **(extra_env or {})}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+SCRIPT = """
+    import time
+    import rayling
+
+    rayling.init(address="auto")
+
+    @rayling.remote(num_cpus=1)
+    def where():
+        time.sleep(0.3)
+        return rayling.get_runtime_context().get_node_id()
+
+    print(len([n for n in rayling.nodes() if n["Alive"]]), rayling.cluster_resources()["CPU"])
+    print(len(set(rayling.get([where.remote() for _ in range(4)]))))
+"""
+
+
+def _no_processes(pids) -> bool:
+    return not [pid for pid in pids if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def _shm_of(records) -> list[str]:
+    sessions = tuple(f"rl{r['session']}_" for r in records)
+    return [f for f in os.listdir("/dev/shm") if f.startswith(sessions)]
+
+
+def test_start_join_status_connect_stop(env):
+    out = rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "2").stdout
+    assert "rayling start --address=" in out and "rayling.init(address=" in out
+    info = json.load(open(os.path.join(machine_dir(env), "current_cluster.json")))
+    address = info["address"]
+    # The token comes from the head's file in the (shared) home directory.
+    out = rayling_cmd(env, "start", "--address", address, "--num-cpus", "2",
+                      "--resources", '{"disk": 2}').stdout
+    assert "joined the cluster" in out
+    status = rayling_cmd(env, "status").stdout
+    assert status.count(" node_") >= 2 and "0/4 CPU" in status and "0/2 disk" in status
+    assert "object_store_memory" in status and "(no dead nodes)" in status
+    assert run_script(env, SCRIPT).split() == ["2", "4.0", "2"]
+    # RAYLING_ADDRESS works too, with the token from the home directory.
+    out = run_script(env, "import rayling; rayling.init(); print(len(rayling.nodes()))",
+                     {"RAYLING_ADDRESS": address})
+    assert out.strip() == "2"
+
+    records = daemon_records(env)
+    assert len(records) == 2
+    daemons = [r["pid"] for r in records]
+    children = [c.pid for pid in daemons for c in psutil.Process(pid).children(recursive=True)]
+    assert "Stopped 2" in rayling_cmd(env, "stop").stdout
+    wait_until(lambda: _no_processes(daemons + children), what="every daemon and worker to end")
+    assert not _shm_of(records)
+    assert not daemon_records(env)
+    assert "No rayling daemons" in rayling_cmd(env, "stop").stdout
+
+
+def test_start_errors_say_what_to_do(env):
+    bad = rayling_cmd(env, "start", "--head", "--resources", "{nope", check=False)
+    assert bad.returncode != 0 and "--resources must be a JSON object" in bad.stderr
+    both = rayling_cmd(env, "start", check=False)
+    assert both.returncode != 0 and "--head or --address" in both.stderr
+    no_token = rayling_cmd(env, "start", "--address", "127.0.0.1:1", check=False)
+    assert no_token.returncode != 0 and "no token" in no_token.stderr
+    wrong = rayling_cmd(env, "start", "--address", "127.0.0.1:1", "--token", "x", check=False)
+    assert wrong.returncode != 0 and "failed to start" in wrong.stderr
+    no_cluster = run_script_failing(env, 'import rayling; rayling.init(address="auto")')
+    assert "Could not find a running rayling cluster" in no_cluster
+    slurm = rayling_cmd(env, "start", "--slurm", check=False)
+    assert slurm.returncode != 0 and "SLURM_JOB_ID" in slurm.stderr
+
+
+def run_script_failing(env, code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    return result.stderr
+
+
+def test_block_stays_in_the_foreground_until_terminated(env):
+    proc = subprocess.Popen([sys.executable, "-m", "rayling.scripts", "start", "--head",
+                             "--port", "0", "--num-cpus", "1", "--block"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        records = wait_until(lambda: daemon_records(env), timeout=30,
+                             what="the head to record itself")
+        assert proc.poll() is None
+        assert run_script(env, "import rayling; rayling.init(address='auto'); "
+                               "print(rayling.cluster_resources()['CPU'])").strip() == "1.0"
+        daemon = records[0]["pid"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        wait_until(lambda: _no_processes([daemon]), what="the daemon to end with --block")
+        assert not daemon_records(env) and not _shm_of(records)
+        assert not os.path.exists(os.path.join(machine_dir(env), "current_cluster.json"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_slurm_one_command_forms_the_cluster(env, tmp_path):
+    """What `srun rayling start --slurm --block &` does in an sbatch script, with three
+    tasks simulated as three processes (each with its own TMPDIR, like its own machine)."""
+    submit = tmp_path / "submit"
+    submit.mkdir()
+    job = {"SLURM_JOB_ID": "4242", "SLURM_SUBMIT_DIR": str(submit),
+           "SLURM_CPUS_PER_TASK": "1", "SLURM_NTASKS": "3"}
+    tasks = []
+    try:
+        for rank in (2, 1, 0):  # the head starts last: the others wait for it
+            task_tmp = tmp_path / f"task{rank}"
+            task_tmp.mkdir()
+            task_env = {**env, **job, "SLURM_PROCID": str(rank), "TMPDIR": str(task_tmp)}
+            tasks.append(subprocess.Popen(
+                [sys.executable, "-m", "rayling.scripts", "start", "--slurm", "--block"],
+                env=task_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cluster_file = submit / ".rayling" / "slurm-4242.json"
+        wait_until(cluster_file.exists, timeout=60, what="task 0 to publish the head")
+        driver_env = {**env, **job, "SLURM_PROCID": "0"}
+
+        def three_nodes():
+            out = run_script(driver_env, "import rayling; rayling.init(address='auto'); "
+                                         "print(len(rayling.nodes()))")
+            return out.strip() == "3"
+
+        wait_until(three_nodes, timeout=60, what="all three Slurm tasks to join")
+        out = run_script(driver_env, """
+            import rayling
+            rayling.init(address="auto")
+            @rayling.remote(num_cpus=1)
+            def node():
+                import time
+                time.sleep(0.3)
+                return rayling.get_runtime_context().get_node_id()
+            print(rayling.cluster_resources()["CPU"], len(set(rayling.get(
+                [node.remote() for _ in range(3)]))))
+        """)
+        assert out.split() == ["3.0", "3"]
+        daemons = [c.pid for t in tasks for c in psutil.Process(t.pid).children()]
+        # The job ends: Slurm sends SIGTERM to every task.
+        for task in tasks:
+            task.send_signal(signal.SIGTERM)
+        for task in tasks:
+            assert task.wait(30) == 0, task.communicate()
+        wait_until(lambda: _no_processes(daemons), what="every daemon to end with the job")
+        assert not cluster_file.exists()
+    finally:
+        for task in tasks:
+            if task.poll() is None:
+                task.kill()
+            task.communicate()
