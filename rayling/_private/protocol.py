@@ -274,10 +274,11 @@ class Heartbeat(_Msg, tag=30):
 
 
 class FetchSegment(_Msg, tag=31):
-    """Send me the ``size`` bytes of this segment (answered with raw bytes)."""
+    """Send me ``size`` bytes of this segment from ``offset`` (answered with raw bytes)."""
 
     name: str
     size: int
+    offset: int = 0
 
 
 Message = (

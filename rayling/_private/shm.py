@@ -41,6 +41,19 @@ def create(name: str, size: int) -> mmap.mmap:
         os.close(fd)
 
 
+def create_unallocated(name: str, size: int) -> int:
+    """Create segment ``name`` of ``size`` bytes, pages not allocated yet; returns its fd
+    (the caller allocates and fills parts, see allocate_range, then closes it)."""
+    fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    os.ftruncate(fd, max(size, 1))
+    return fd
+
+
+def allocate_range(fd: int, offset: int, length: int) -> None:
+    if hasattr(os, "posix_fallocate") and length:
+        os.posix_fallocate(fd, offset, length)
+
+
 def preallocate(name: str, size: int) -> None:
     """Create segment ``name`` with all its pages allocated, for a writer to fill later."""
     fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)

@@ -15,6 +15,7 @@ sockets in threads: the bytes go kernel to kernel (``sendfile`` on the sender, o
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import socket
@@ -26,6 +27,8 @@ from . import protocol as p, shm
 log = logging.getLogger("rayling.daemon")
 
 CHUNK = 8 * 1024 * 1024  # bytes per send/receive call
+STREAMS = 4  # connections one large object is copied over at once ...
+STREAM_MIN = 32 * 1024 * 1024  # ... each carrying at least this many bytes
 _SEGMENT = re.compile(r"^/rl[0-9a-f]+_[0-9a-f]+$")
 
 
@@ -86,11 +89,11 @@ class TransferServer:
     def _send_segment(conn: socket.socket, request: p.FetchSegment) -> None:
         fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY)
         try:
-            if os.fstat(fd).st_size < request.size:
-                raise p.ProtocolError(f"segment {request.name} is smaller than asked")
-            offset = 0
-            while offset < request.size:
-                sent = os.sendfile(conn.fileno(), fd, offset, min(CHUNK, request.size - offset))
+            offset, end = request.offset, request.offset + request.size
+            if offset < 0 or os.fstat(fd).st_size < end:
+                raise p.ProtocolError(f"segment {request.name} has no bytes {offset}-{end}")
+            while offset < end:
+                sent = os.sendfile(conn.fileno(), fd, offset, min(CHUNK, end - offset))
                 if sent == 0:
                     raise OSError("the receiver stopped reading")
                 offset += sent
@@ -104,25 +107,47 @@ class TransferServer:
 
 def fetch(address: str, token: str, source: str, size: int, name: str) -> None:
     """Copy ``size`` bytes of segment ``source`` on the node at ``address`` into a new
-    local segment ``name``. Raises OSError (the local segment is then removed)."""
-    mem = shm.create(name, size)
+    local segment ``name``. Large objects come over several connections at once, each
+    allocating and filling its own part. Raises OSError (the local segment is removed)."""
+    fd = shm.create_unallocated(name, size)
     try:
-        with socket.create_connection(split_address(address), timeout=60) as sock:
-            sock.sendall(p.encode_frame([
-                p.Hello("transfer", os.getpid(), b"", token), p.FetchSegment(source, size)]))
-            with memoryview(mem) as view:
-                got = 0
-                while got < size:
-                    n = sock.recv_into(view[got:], min(CHUNK, size - got))
-                    if n == 0:
-                        raise OSError(f"the node at {address} closed the transfer of {source} "
-                                      f"after {got:,} of {size:,} bytes")
-                    got += n
+        parts = max(1, min(STREAMS, size // STREAM_MIN))
+        step = -(-size // parts)
+        ranges = [(start, min(step, size - start)) for start in range(0, size, step)]
+        if len(ranges) == 1:
+            _fetch_range(address, token, source, fd, *ranges[0])
+        else:
+            with ThreadPoolExecutor(len(ranges)) as pool:
+                for future in [pool.submit(_fetch_range, address, token, source, fd, *r)
+                               for r in ranges]:
+                    future.result()
     except BaseException:
-        mem.close()
         shm.unlink(name)
         raise
-    mem.close()
+    finally:
+        os.close(fd)
+
+
+def _fetch_range(address: str, token: str, source: str, fd: int, offset: int,
+                 length: int) -> None:
+    shm.allocate_range(fd, offset, length)
+    # Map from the page holding ``offset``; mmap offsets must be page-aligned.
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    mem = mmap.mmap(fd, offset + length - start, offset=start)
+    try:
+        with socket.create_connection(split_address(address), timeout=60) as sock, \
+                memoryview(mem) as view:
+            sock.sendall(p.encode_frame([p.Hello("transfer", os.getpid(), b"", token),
+                                         p.FetchSegment(source, length, offset)]))
+            pos, end = offset - start, offset - start + length
+            while pos < end:
+                n = sock.recv_into(view[pos:], min(CHUNK, end - pos))
+                if n == 0:
+                    raise OSError(f"the node at {address} closed the transfer of {source} "
+                                  f"after {pos - (offset - start):,} of {length:,} bytes")
+                pos += n
+    finally:
+        mem.close()
 
 
 class Puller:
