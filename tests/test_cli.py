@@ -110,6 +110,14 @@ def test_start_join_status_connect_stop(env):
     out = run_script(env, "import rayling; rayling.init(); print(len(rayling.nodes()))",
                      {"RAYLING_ADDRESS": address})
     assert out.strip() == "2"
+    # The seeds' form: an explicit address and _node_ip_address, the token from the env.
+    host, port = address.split(":")
+    out = run_script(env, f"""
+        import rayling
+        rayling.init(address="{host}:{port}", _node_ip_address="{host}")
+        print(sum(n["Alive"] for n in rayling.nodes()), rayling.available_resources()["CPU"])
+    """, {"RAYLING_TOKEN": info["token"]})
+    assert out.split() == ["2", "4.0"]
 
     records = daemon_records(env)
     assert len(records) == 2
@@ -119,6 +127,7 @@ def test_start_join_status_connect_stop(env):
     wait_until(lambda: _no_processes(daemons + children), what="every daemon and worker to end")
     assert not _shm_of(records)
     assert not daemon_records(env)
+    assert not os.listdir(os.path.join(env["HOME"], ".rayling", "clusters"))
     assert "No rayling daemons" in rayling_cmd(env, "stop").stdout
 
 

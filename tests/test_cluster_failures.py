@@ -89,3 +89,26 @@ def _try(ref):
         return rayling.get(ref, timeout=10)
     except exc.RayActorError:
         return None
+
+
+def test_a_silent_node_is_declared_dead(fresh_cluster):
+    """A node that stops talking (its machine hangs, the network drops) without closing
+    its connection is dead after NODE_TIMEOUT of silence; it then stops itself."""
+    import signal
+
+    cluster = fresh_cluster
+    frozen = cluster.add_node(num_cpus=1)
+    rayling.init(address=cluster.address)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        stopped_at = time.monotonic()
+        wait_until(lambda: not next(n for n in rayling.nodes()
+                                    if n["NodeID"] == frozen.node_id)["Alive"],
+                   timeout=8, what="the silent node to be marked dead")
+        assert time.monotonic() - stopped_at < 6
+        assert rayling.cluster_resources()["CPU"] == 2
+        assert rayling.get(make_array.remote(10)).sum() == 45
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    wait_until(lambda: not frozen.alive(), timeout=10,
+               what="the node to stop once it finds the head gone")

@@ -118,6 +118,28 @@ def test_head_and_node_on_two_network_hosts(hosts, tmp_path):
             print("ok")
         """)
         assert _in(head_ns, envs[head_ns], sys.executable, "-c", script).stdout.strip() == "ok"
+        # A script on the joined host runs on that host's node: its puts land in that
+        # node's store and are copied to the head's host when a task there reads them.
+        remote_script = textwrap.dedent(f"""
+            import numpy as np
+            import rayling
+            from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            rayling.init(address="{address}", _node_ip_address="{NODE_IP}")
+            nodes = {{n["NodeManagerAddress"]: n["NodeID"] for n in rayling.nodes()}}
+            assert rayling.get_runtime_context().get_node_id() == nodes["{NODE_IP}"]
+            ref = rayling.put(np.ones(1_000_000))
+
+            @rayling.remote
+            def total(a):
+                return float(a.sum())
+
+            head = NodeAffinitySchedulingStrategy(nodes["{HEAD_IP}"], soft=False)
+            assert rayling.get(total.options(scheduling_strategy=head).remote(ref)) == 1e6
+            print("ok")
+        """)
+        assert _in(node_ns, envs[node_ns], sys.executable, "-c",
+                   remote_script).stdout.strip() == "ok"
     finally:
         for ns in (node_ns, head_ns):
             subprocess.run(["ip", "netns", "exec", ns, *rayling, "stop"], env=envs.get(ns),

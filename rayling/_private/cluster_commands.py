@@ -224,6 +224,8 @@ def stop(echo=print, timeout: float = 10.0) -> int:
         if info.get("session_dir"):
             shutil.rmtree(info["session_dir"], ignore_errors=True)
         cluster_files.remove(path)
+        if info.get("role") == "head":
+            cluster_files.remove(cluster_files.home_cluster_path(info.get("address", "")))
     current = cluster_files.read(cluster_files.current_cluster_path())
     if current and not cluster_files.pid_alive(int(current.get("pid", 0))):
         cluster_files.remove(cluster_files.current_cluster_path())
