@@ -14,6 +14,8 @@ from rayling._private import client as client_mod
 from rayling.cluster_utils import Cluster
 from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .conftest import wait_until
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -150,3 +152,18 @@ def test_actor_on_another_node_gets_direct_calls_and_large_values(two_nodes):
     results = rayling.get([holder.add.remote(np.ones(1)) for _ in range(300)])
     assert results == [600_000 + i for i in range(1, 301)]
     assert client_mod.current._actor_routes  # the caller learned the actor's address
+
+
+def test_prints_from_another_node_reach_the_driver(two_nodes, capfd):
+    _cluster, _head, other = two_nodes
+
+    @rayling.remote
+    def shout():
+        print("hello from the other node")
+        return rayling.get_runtime_context().get_node_id()
+
+    assert rayling.get(shout.options(scheduling_strategy=_on(other)).remote()) == other.node_id
+    seen = []
+    wait_until(lambda: seen.append(capfd.readouterr().out) or
+               "hello from the other node" in "".join(seen),
+               what="the remote worker's print to reach the driver")
