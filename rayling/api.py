@@ -161,14 +161,15 @@ def _find_cluster(address: str | None) -> tuple[str, str] | None:
     from ._private import cluster_files
 
     if address in (None, "", "auto"):
-        info = cluster_files.resolve_auto()
+        info = cluster_files.resolve_auto(wait=address == "auto")
         if info is None:
             if address == "auto":
                 raise ConnectionError(
                     "Could not find a running rayling cluster for address='auto': no Slurm "
-                    "job's cluster file and no `rayling start` on this machine. Start one with "
-                    "`rayling start --head`, or call init() without an address for a local "
-                    "cluster.")
+                    "job's cluster file (in a Slurm job, waited "
+                    f"{cluster_files.SLURM_WAIT:g} s for `srun rayling start --slurm`) and no "
+                    "`rayling start` on this machine. Start one with `rayling start --head`, "
+                    "or call init() without an address for a local cluster.")
             return None
         return info["address"], os.environ.get("RAYLING_TOKEN") or info["token"]
     if address == "local":

@@ -192,8 +192,12 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
                 [sys.executable, "-m", "rayling.scripts", "start", "--slurm", "--block"],
                 env=task_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         cluster_file = submit / ".rayling" / "slurm-4242.json"
-        wait_until(cluster_file.exists, timeout=60, what="task 0 to publish the head")
         driver_env = {**env, **job, "SLURM_PROCID": "0"}
+        # Started right away, as the line after `srun ... &` in an sbatch script: it waits
+        # for task 0 to publish the head instead of failing.
+        early = run_script(driver_env, "import rayling; rayling.init(address='auto'); "
+                                       "print(len(rayling.nodes()) >= 1)")
+        assert early.strip() == "True" and cluster_file.exists()
 
         def three_nodes():
             out = run_script(driver_env, "import rayling; rayling.init(address='auto'); "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 
 
 def _machine_dir() -> str:
@@ -116,9 +117,21 @@ def find_token(address: str, token: str | None = None) -> str | None:
     return None
 
 
-def resolve_auto() -> dict | None:
-    """The cluster ``init(address="auto")`` means: a Slurm job's, else this machine's."""
-    info = read(slurm_cluster_path())
-    if info:
-        return info
-    return current_cluster()
+SLURM_WAIT = 30.0  # seconds init(address="auto") waits for its job's head to come up
+
+
+def resolve_auto(wait: bool = False) -> dict | None:
+    """The cluster ``init(address="auto")`` means: a Slurm job's, else this machine's.
+
+    With ``wait``, inside a Slurm job with no cluster yet, wait up to SLURM_WAIT for task
+    0 of ``srun rayling start --slurm`` to publish its head (a script started right after
+    it in the sbatch script does not have to sleep). The file comes through a shared file
+    system, which offers no event to wait on, so this looks every 0.1 s.
+    """
+    path = slurm_cluster_path()
+    deadline = time.monotonic() + (SLURM_WAIT if wait and path else 0)
+    while True:
+        info = read(path) or current_cluster()
+        if info or time.monotonic() >= deadline:
+            return info
+        time.sleep(0.1)
