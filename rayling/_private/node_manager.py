@@ -158,6 +158,7 @@ class NodeManager(ActorManagerMixin):
         self._spare_pending = False
         self._spare_since = 0.0
         self._warned_infeasible: set[tuple] = set()
+        self._feasible: set[tuple] = set()  # task shapes some node can run
         self._constructor_errors: dict[bytes, p.ObjectData | None] = {}
         self._init_actors()
         self.stopping = False
@@ -282,6 +283,7 @@ class NodeManager(ActorManagerMixin):
         self.nodes[msg.node_id] = node
         self.node_list.append(node)
         self._warned_infeasible.clear()
+        self._feasible.clear()
         conn.send(self._welcome(node))
         log.info("node %s joined from %s with %s", msg.node_id.hex()[:12], msg.ip,
                  _fmt(msg.resources))
@@ -308,6 +310,7 @@ class NodeManager(ActorManagerMixin):
         log.warning("node %s (%s) is dead: %s", node.node_id.hex()[:12], node.ip, why)
         node.alive = False
         node.idle.clear()
+        self._feasible.clear()
         for worker in [w for w in self.workers.values() if w.node is node]:
             worker.conn.close(f"its node died: {why}")
             self.on_disconnect(worker.conn)
@@ -768,11 +771,20 @@ class NodeManager(ActorManagerMixin):
         task.node = None
 
     def _fits_ever(self, task: TaskRecord) -> bool:
+        """Could some node ever run it? (Remembered per shape until the nodes change.)"""
+        if task.shape in self._feasible:
+            return True
         target = self.placement.affinity(task.spec.strategy)
         if target is not None and not target[1]:
             node = self.nodes.get(target[0])
-            return node is None or node.pool.fits_ever(task.request)
-        return any(n.alive and n.pool.fits_ever(task.request) for n in self.node_list)
+            if node is None:
+                return True  # fails at dispatch, naming the node
+            fits = node.pool.fits_ever(task.request)
+        else:
+            fits = any(n.alive and n.pool.fits_ever(task.request) for n in self.node_list)
+        if fits:
+            self._feasible.add(task.shape)
+        return fits
 
     def _warn_infeasible(self, task: TaskRecord) -> None:
         key = (task.spec.fid, task.shape)

@@ -49,7 +49,10 @@ class ResourcePool:
 
     def fits_now(self, request: Mapping[str, int]) -> bool:
         free = self.free
-        return all(free.get(k, 0) >= v for k, v in request.items())
+        for k, v in request.items():
+            if free.get(k, 0) < v:
+                return False
+        return True
 
     def acquire(self, request: Mapping[str, int]) -> None:
         free = self.free
