@@ -21,6 +21,9 @@ class FakeConn:
     def send(self, msg) -> None:
         self.sent.append(msg)
 
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
     def take(self, kind=None) -> list:
         out = [m for m in self.sent if kind is None or isinstance(m, kind)]
         self.sent = [m for m in self.sent if m not in out]
@@ -31,6 +34,7 @@ class FakeSpawner:
     def __init__(self) -> None:
         self.spawned = 0
         self.killed: list[int] = []
+        self.pulls: list = []  # PullObject requests for the head's own node
 
     def spawn_worker(self) -> None:
         self.spawned += 1
@@ -57,7 +61,7 @@ def make_manager(cpus=2, capacity=10**9, **resources):
     manager = NodeManager(
         node_id=b"n" * 28, node_ip="127.0.0.1", session="abcd1234", session_dir="/tmp/x",
         token=TOKEN, resources={"CPU": cpus, **resources}, store_capacity=capacity,
-        spawner=spawner, segments=segments,
+        spawner=spawner, segments=segments, puller=spawner.pulls.append,
     )
     return manager, spawner, segments
 
