@@ -202,9 +202,16 @@ def _resolve(host: str) -> str:
 
 
 def _connect(address: str, token: str, listen_ip: str | None) -> client_mod.CoreClient:
+    from ._private import cluster_files
+
     host, _, port = address.rpartition(":")
+    host = _resolve(host)
+    local = cluster_files.local_socket(f"{host}:{port}") or cluster_files.local_socket(address)
     try:
-        return client_mod.CoreClient(f"tcp:{_resolve(host)}:{port}", token, "driver",
+        if local:  # the head runs on this machine: its unix socket, and TCP for peers
+            return client_mod.CoreClient(local, token, "driver",
+                                         listen_ip=_resolve(listen_ip) if listen_ip else host)
+        return client_mod.CoreClient(f"tcp:{host}:{port}", token, "driver",
                                      listen_ip=_resolve(listen_ip) if listen_ip else "")
     except OSError as e:
         raise ConnectionError(

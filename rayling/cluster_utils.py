@@ -76,7 +76,7 @@ class Cluster:
             daemon = LocalNode.start(resources, store, "127.0.0.1", port=0, token=self._token,
                                      exit_with_driver=False, die_with_parent=True)
             self.address = f"127.0.0.1:{daemon.port}"
-            cluster_files.remember_token(self.address, self._token)
+            cluster_files.remember_head(self.address, self._token, daemon.socket_path)
             node = self.head_node = ClusterNode(daemon, resources, head=True)
         else:
             daemon = LocalNode.start(resources, store, "127.0.0.1", head_address=self.address,
@@ -114,7 +114,7 @@ class Cluster:
         if self.head_node is not None:
             self.remove_node(self.head_node)
         if self.address:
-            cluster_files.forget_token(self.address)
+            cluster_files.forget_head(self.address)
 
     def __enter__(self) -> Cluster:
         return self

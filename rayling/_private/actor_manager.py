@@ -208,8 +208,10 @@ class ActorManagerMixin:
     def _actor_call_done(self, actor: ActorRecord, msg: p.TaskDone) -> None:
         task = actor.inflight.pop(msg.task_id, None) or self.tasks.get(msg.task_id)
         if task is None:
-            if msg.direct:  # its caller's SubmitTask is still on the way
-                self._parked[msg.task_id] = msg
+            # A call sent straight here whose caller's SubmitTask is still on the way
+            # (its results went to the caller, or, if the caller could not be reached,
+            # they are in this message and go out when the SubmitTask arrives).
+            self._parked[msg.task_id] = msg
         elif task.state != "done":
             task.state = "done"  # (if it was queued again after a restart, skip it)
             self._finish_task(task, msg.results, tell_submitter=not msg.direct)
@@ -349,8 +351,8 @@ class ActorManagerMixin:
         same_node = worker.node is getattr(caller, "node", None)
         if same_node and worker.conn.listen_path:
             path = worker.conn.listen_path
-        elif worker.conn.listen_tcp:
-            path = "tcp:" + worker.conn.listen_tcp
+        elif worker.conn.listen_tcp and getattr(caller, "listen_tcp", ""):
+            path = "tcp:" + worker.conn.listen_tcp  # (the worker answers on the caller's)
         else:
             return None
         return {"path": path, "worker_id": worker.worker_id, "node_id": worker.node.node_id}

@@ -73,7 +73,8 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
                            port=port, token=token, exit_with_driver=False,
                            die_with_parent=block)
     address = f"{ip}:{node.port}"
-    info = {"address": address, "token": token, "pid": node.process.pid}
+    info = {"address": address, "token": token, "pid": node.process.pid,
+            "socket": node.socket_path}
     files = [_record_node(node, "head", address)]
     cluster_files.write(cluster_files.current_cluster_path(), info)
     files.append(cluster_files.current_cluster_path())

@@ -90,15 +90,25 @@ def current_cluster() -> dict | None:
     return None
 
 
-_known_tokens: dict[str, str] = {}  # heads this process started (cluster_utils)
+_known: dict[str, dict] = {}  # heads this process started (cluster_utils)
 
 
-def remember_token(address: str, token: str) -> None:
-    _known_tokens[address] = token
+def remember_head(address: str, token: str, socket_path: str) -> None:
+    _known[address] = {"address": address, "token": token, "socket": socket_path}
 
 
-def forget_token(address: str) -> None:
-    _known_tokens.pop(address, None)
+def forget_head(address: str) -> None:
+    _known.pop(address, None)
+
+
+def local_socket(address: str) -> str | None:
+    """The unix socket of the head at ``address`` if it runs on this machine: a script
+    there talks to it over that instead of TCP (cheaper per message)."""
+    for info in (_known.get(address), current_cluster()):
+        if info and info.get("address") == address and info.get("socket") and \
+                os.path.exists(info["socket"]):
+            return info["socket"]
+    return None
 
 
 def find_token(address: str, token: str | None = None) -> str | None:
@@ -106,8 +116,8 @@ def find_token(address: str, token: str | None = None) -> str | None:
     RAYLING_TOKEN, or from a file."""
     if token:
         return token
-    if address in _known_tokens:
-        return _known_tokens[address]
+    if address in _known:
+        return _known[address]["token"]
     if os.environ.get("RAYLING_TOKEN"):
         return os.environ["RAYLING_TOKEN"]
     for info in (read(home_cluster_path(address)), current_cluster(),
