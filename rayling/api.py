@@ -193,12 +193,9 @@ def _find_cluster(address: str | None) -> tuple[str, str] | None:
 
 
 def _resolve(host: str) -> str:
-    import socket
+    from ._private.cluster_files import resolve
 
-    try:
-        return socket.gethostbyname(host)
-    except OSError:
-        return host
+    return resolve(host) or host
 
 
 def _connect(address: str, token: str, listen_ip: str | None) -> client_mod.CoreClient:

@@ -91,12 +91,15 @@ def _try(ref):
         return None
 
 
-def test_a_silent_node_is_declared_dead(fresh_cluster):
+def test_a_silent_node_is_declared_dead(monkeypatch, request):
     """A node that stops talking (its machine hangs, the network drops) without closing
-    its connection is dead after NODE_TIMEOUT of silence; it then stops itself."""
+    its connection is dead after RAYLING_NODE_TIMEOUT seconds of silence (10 by default;
+    3 here); it then stops itself."""
     import signal
 
-    cluster = fresh_cluster
+    monkeypatch.setenv("RAYLING_NODE_TIMEOUT", "3")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    request.addfinalizer(cluster.shutdown)
     frozen = cluster.add_node(num_cpus=1)
     rayling.init(address=cluster.address)
     os.kill(frozen.pid, signal.SIGSTOP)
@@ -112,3 +115,20 @@ def test_a_silent_node_is_declared_dead(fresh_cluster):
         os.kill(frozen.pid, signal.SIGCONT)
     wait_until(lambda: not frozen.alive(), timeout=10,
                what="the node to stop once it finds the head gone")
+
+
+def test_a_node_stops_when_its_head_goes_silent(monkeypatch, request):
+    """The head heartbeats to its nodes too: a node whose head hangs (machine frozen,
+    network gone) stops itself and its workers after RAYLING_NODE_TIMEOUT seconds."""
+    import signal
+
+    monkeypatch.setenv("RAYLING_NODE_TIMEOUT", "3")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    request.addfinalizer(cluster.shutdown)
+    node = cluster.add_node(num_cpus=1)
+    os.kill(cluster.head_node.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: not node.alive(), timeout=10,
+                   what="the node to stop after its head went silent")
+    finally:
+        os.kill(cluster.head_node.pid, signal.SIGCONT)

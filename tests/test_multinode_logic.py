@@ -58,7 +58,15 @@ def test_placement_prefers_home_on_a_tie_and_spread_round_robins():
     hard = f"node:{NODE_B.hex()}:hard"
     nodes[1].pool.acquire({"CPU": 20000})
     assert placement.pick(nodes, by_id, {"CPU": 10000}, hard, nodes[0]) is None
-    soft = f"node:{NODE_B.hex()}:soft"
+    soft = f"node:{NODE_B.hex()}:soft"  # waits while B is only busy ...
+    assert placement.pick(nodes, by_id, {"CPU": 10000}, soft, nodes[0]) is None
+    spill = f"node:{NODE_B.hex()}:spill"  # ... unless it may spill elsewhere
+    assert placement.pick(nodes, by_id, {"CPU": 10000}, spill, nodes[0]) is nodes[0]
+    # ... and runs elsewhere when B could never fit it, or is dead.
+    assert placement.pick(nodes, by_id, {"CPU": 30000}, soft, nodes[0]) is None
+    assert placement.pick(nodes, by_id, {"CPU": 10000}, soft.replace("62", "63"),
+                          nodes[0]) is nodes[0]
+    nodes[1].alive = False
     assert placement.pick(nodes, by_id, {"CPU": 10000}, soft, nodes[0]) is nodes[0]
 
 

@@ -314,7 +314,10 @@ class CoreClient:
                     if sock is self._stop_r:
                         return
                     if sock in listeners:
-                        peer, _ = sock.accept()
+                        try:
+                            peer, _ = sock.accept()
+                        except OSError:  # e.g. out of descriptors: refuse this one only
+                            continue
                         selector.register(peer, selectors.EVENT_READ, peers.IncomingPeer())
                         continue
                     try:
@@ -565,8 +568,11 @@ class CoreClient:
                 try:
                     mem = shm.open_readonly(data.shm, data.size)
                 except FileNotFoundError:
-                    raise exc.ObjectLostError(
-                        f"Object {oid.hex()} was freed from the object store") from None
+                    # A copy from another node may have been evicted: ask where it is now.
+                    if self._copy_here(oid).shm == data.shm:
+                        raise exc.ObjectLostError(
+                            f"Object {oid.hex()} was freed from the object store") from None
+                    return self.value_of(oid)
                 self._mapped[oid] = mem
             value = serialization.deserialize_segment(mem)
         if data.error:

@@ -23,6 +23,7 @@ import signal
 import socket
 import time
 
+from .. import exceptions as exc
 from . import cluster_files, shm
 from .node import LocalNode, default_num_cpus, default_store_capacity
 
@@ -34,10 +35,10 @@ class StartError(Exception):
 
 
 def resolve_ip(host: str) -> str:
-    try:
-        return socket.gethostbyname(host)
-    except OSError as e:
-        raise StartError(f"cannot resolve {host!r} to an address: {e}") from None
+    ip = cluster_files.resolve(host)
+    if ip is None:
+        raise StartError(f"cannot resolve {host!r} to an address")
+    return ip
 
 
 def node_resources(num_cpus, num_gpus, resources_json) -> dict[str, float]:
@@ -138,30 +139,42 @@ def start_slurm(resources_args: dict, *, port: int | None, node_ip: str | None,
         gpus = int(env["SLURM_GPUS_ON_NODE"])
     resources = node_resources(cpus, gpus, resources_args.pop("resources_json", None))
     path = cluster_files.slurm_cluster_path()
-    ip = node_ip or resolve_ip(socket.gethostname())
     if int(env.get("SLURM_PROCID", "0")) == 0:
         cluster_files.remove(path)
-        return start_head(resources, port=port or 0, node_ip=ip, token=None,
-                          object_store_memory=object_store_memory, block=True,
+        return start_head(resources, port=port or 0, node_ip=node_ip or _machine_ip(),
+                          token=None, object_store_memory=object_store_memory, block=True,
                           slurm_file=path, echo=echo)
-    info = _wait_for_head(path)
-    os.environ["RAYLING_TOKEN"] = info["token"]
-    return start_node(info["address"], resources, node_ip=ip, token=info["token"],
-                      object_store_memory=object_store_memory, block=True, echo=echo)
-
-
-def _wait_for_head(path: str) -> dict:
-    """Read task 0's address file once its head is up. The file comes from another
-    machine through a shared file system, which offers nothing to wait on but its
-    appearance, so this checks every 0.2 s until SLURM_HEAD_TIMEOUT."""
+    # Wait for task 0's head. The file comes from another machine through a shared file
+    # system, which offers nothing to wait on but its appearance, so this looks every
+    # 0.2 s until SLURM_HEAD_TIMEOUT. A file left by an earlier step of the job names a
+    # head that is gone: joining it fails, and this waits for the new one.
     deadline = time.monotonic() + SLURM_HEAD_TIMEOUT
+    tried = None
     while time.monotonic() < deadline:
         info = cluster_files.read(path)
-        if info and info.get("address") and info.get("token"):
-            return info
+        if info and info.get("address") and info.get("token") and info != tried:
+            tried = info
+            try:
+                return start_node(info["address"], resources, node_ip=node_ip,
+                                  token=info["token"], object_store_memory=object_store_memory,
+                                  block=True, echo=echo)
+            except exc.RaySystemError:
+                pass  # a stale head; a new file will come
         time.sleep(0.2)
-    raise StartError(f"task 0 of this job did not publish its head's address in {path} "
-                     f"within {SLURM_HEAD_TIMEOUT:.0f} s; see its output")
+    raise StartError(f"task 0 of this job did not publish a head that accepts nodes in "
+                     f"{path} within {SLURM_HEAD_TIMEOUT:.0f} s; see its output")
+
+
+def _machine_ip() -> str:
+    """This machine's address for other machines: its hostname's, unless that is a
+    loopback address (as /etc/hosts often says), then the one on its default route."""
+    ip = resolve_ip(socket.gethostname())
+    if not ip.startswith("127."):
+        return ip
+    try:
+        return _local_ip_towards("192.0.2.1:9")  # no packet is sent (UDP connect)
+    except OSError:  # no route off this machine: loopback is all there is
+        return ip
 
 
 def _local_ip_towards(address: str) -> str:
@@ -173,9 +186,15 @@ def _local_ip_towards(address: str) -> str:
 
 
 def _record_node(node: LocalNode, role: str, address: str) -> str:
+    import psutil
+
     path = os.path.join(cluster_files.nodes_dir(), f"{node.process.pid}.json")
-    cluster_files.write(path, {"pid": node.process.pid, "role": role, "address": address,
-                               "session": node.session, "session_dir": node.session_dir})
+    cluster_files.write(path, {
+        "pid": node.process.pid, "role": role, "address": address, "session": node.session,
+        "session_dir": node.session_dir,
+        # With the pid, says which process it was: pids are reused after it exits.
+        "started": psutil.Process(node.process.pid).create_time(),
+    })
     return path
 
 
@@ -212,6 +231,8 @@ def stop(echo=print, timeout: float = 10.0) -> int:
     for _path, info in sorted(records, key=lambda r: r[1].get("role") == "head"):
         try:
             proc = psutil.Process(int(info["pid"]))
+            if proc.create_time() != info.get("started"):
+                continue  # that daemon is gone; the pid now belongs to something else
             proc.terminate()
             procs.append(proc)
         except psutil.Error:

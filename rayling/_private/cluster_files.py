@@ -72,6 +72,16 @@ def remove(path: str | None) -> None:
             pass
 
 
+def resolve(host: str) -> str | None:
+    """``host``'s IPv4 address, or None if it has none."""
+    import socket
+
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

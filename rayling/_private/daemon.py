@@ -30,6 +30,8 @@ import socket
 import subprocess
 import sys
 
+AUTH_TIMEOUT = 10.0  # seconds a new connection has to introduce itself
+
 
 def _start_template(config: dict) -> tuple[subprocess.Popen, socket.socket]:
     """Start the warm template first thing, so its imports overlap the daemon's."""
@@ -155,7 +157,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
 
     if config.get("head_address"):
         _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, segments,
-                           transfers, puller, template_sock, log)
+                           transfers, puller, template_sock, log, token)
         return
 
     def pull_here(msg) -> None:
@@ -201,6 +203,17 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
             peer = transport.get_extra_info("peername")
             if isinstance(peer, tuple):
                 self.peer_ip = peer[0]
+            loop.call_later(AUTH_TIMEOUT, self._check_introduced)
+
+        def _check_introduced(self) -> None:
+            """Close a connection that did not say who it is in time (a stranger holding
+            a socket open, or a node that never registered)."""
+            if self.transport is None:
+                return
+            if not self.authenticated:
+                self.close(f"no Hello within {AUTH_TIMEOUT:g} s")
+            elif self.kind == "node" and self.node is None:
+                self.close(f"no RegisterNode within {AUTH_TIMEOUT:g} s")
 
         def data_received(self, data: bytes) -> None:
             self.last_seen = time.monotonic()
@@ -265,17 +278,22 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         for _ in range(int(config.get("prestart_workers", 0))):
             manager.local.starting += 1
             spawner.spawn_worker()
+        manager.local.starting_since = time.monotonic()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         def tick() -> None:
-            manager.drop_idle_spare(loop.time())
-            manager.reap_idle_workers(loop.time())
+            manager.drop_idle_spare(time.monotonic())
+            manager.reap_idle_workers(time.monotonic())
             loop.call_later(SPARE_IDLE, tick)
 
+        due = [time.monotonic() + 1.0]
+
         def check_nodes() -> None:
-            manager.check_nodes(time.monotonic())
+            now = time.monotonic()
+            manager.check_nodes(now, late=now - due[0])
+            due[0] = now + 1.0
             loop.call_later(1.0, check_nodes)
 
         loop.call_later(SPARE_IDLE, tick)
@@ -309,23 +327,27 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
 
 
 def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, segments,
-                       transfers, puller, template_sock, log) -> None:
-    """Run a node that joined a cluster: do what the head asks until the head goes."""
+                       transfers, puller, template_sock, log, token) -> None:
+    """Run a node that joined a cluster: do what the head asks until the head goes (its
+    connection closes, or it sends nothing, not even a heartbeat, for NODE_TIMEOUT)."""
     import asyncio
     import signal
     import socket as socket_mod
+    import time
+
+    import psutil
 
     from . import protocol as p, shm, transfer
+    from .node_manager import NODE_TIMEOUT
 
-    token = os.environ.get("RAYLING_TOKEN", "")
     node_id = bytes.fromhex(config["node_id"])
-    workers: set[int] = set()
 
     class HeadLink(asyncio.Protocol):
         def __init__(self) -> None:
             self.reader = p.FrameReader()
             self.transport = None
             self.registered = False
+            self.last_seen = time.monotonic()
 
         def connection_made(self, transport) -> None:
             self.transport = transport
@@ -342,6 +364,7 @@ def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, seg
                 self.transport.write(p.encode_frame([msg]))
 
         def data_received(self, data: bytes) -> None:
+            self.last_seen = time.monotonic()
             try:
                 for msg in self.reader.feed(data):
                     self.handle(msg)
@@ -392,8 +415,18 @@ def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, seg
             loop.add_signal_handler(sig, stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+        due = [time.monotonic() + 1.0]
+
         def heartbeat() -> None:
+            now = time.monotonic()
+            if now - due[0] > 1.0:  # we were stalled ourselves: do not blame the head
+                link.last_seen = max(link.last_seen, due[0])
+            if now - link.last_seen > NODE_TIMEOUT:
+                log.error("the head sent nothing for %g s; stopping", NODE_TIMEOUT)
+                stop()
+                return
             link.send(p.Heartbeat())
+            due[0] = now + 1.0
             loop.call_later(1.0, heartbeat)
 
         loop.call_later(1.0, heartbeat)
@@ -404,13 +437,11 @@ def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, seg
     try:
         loop.run_until_complete(run())
     finally:
-        import psutil
-
-        try:
-            workers.update(c.pid for c in psutil.Process().children(recursive=True))
+        try:  # the template and the workers it forked
+            workers = [c.pid for c in psutil.Process().children(recursive=True)]
         except psutil.Error:
-            pass
-        cleanup(sorted(workers))
+            workers = []
+        cleanup(workers)
         segments.pool.shutdown(wait=True)
         shm.unlink_session(config["session"])
         log.info("node daemon stopped")  # its starter removes the session directory

@@ -9,11 +9,13 @@ memory left behind.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,7 +108,8 @@ class LocalNode:
                 [sys.executable, "-S", "-m", "rayling._private.daemon", json.dumps(config)],
                 stdout=subprocess.PIPE, stderr=stderr, env=env,
                 start_new_session=not die_with_parent,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=functools.partial(_die_with_parent, _libc_prctl())
+                if die_with_parent else None,
             )
         node = cls(session, session_dir, socket_path, token, process)
         try:
@@ -156,14 +159,24 @@ class LocalNode:
         shutil.rmtree(self.session_dir, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: end when the process that started it ends."""
+def _libc_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (ImportError, OSError):  # not Linux: no parent-death signal
+        return None
+
+
+def _die_with_parent(prctl) -> None:
+    """Runs in the child between fork and exec, so it imports and loads nothing (another
+    thread of the parent may have held a lock at the fork): end with the starting thread.
+    ``prctl`` was looked up in the parent."""
     os.setsid()  # still out of reach of the terminal's Ctrl-C
-    import signal
-
-    from .template import set_parent_death_signal
-
-    set_parent_death_signal(signal.SIGTERM)  # SIGTERM: it still cleans up after itself
+    if prctl is not None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG; SIGTERM: it still cleans up
 
 
 def _short_temp_dir() -> str:

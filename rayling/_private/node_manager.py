@@ -55,7 +55,10 @@ SPARE_MIN = 8 * 1024 * 1024  # objects from this size ...
 SPARE_MAX = 128 * 1024 * 1024  # ... to this size get a preallocated segment ready
 SPARE_IDLE = 5.0  # seconds an unused spare segment is kept
 WORKER_IDLE_TIMEOUT = 10.0  # seconds an idle worker beyond the CPU count is kept
-NODE_TIMEOUT = 4.0  # seconds without a message after which a joined node is dead
+NODE_TIMEOUT = float(os.environ.get("RAYLING_NODE_TIMEOUT", 10))  # seconds of silence
+# after which a joined node is dead (one whose daemon exits is dead at once: its
+# connection closes)
+WORKER_START_TIMEOUT = 30.0  # seconds a requested worker may take to say Hello
 WAITING, READY, RUNNING, DONE = "waiting", "ready", "running", "done"
 
 
@@ -129,7 +132,6 @@ class NodeManager(ActorManagerMixin):
         transfer_address: str = "",
         max_workers: int | None = None,
     ) -> None:
-        self.session = session
         self.session_dir = session_dir
         self.token = token
         self.segments = segments or DirectSegments()
@@ -187,7 +189,7 @@ class NodeManager(ActorManagerMixin):
     # -- connections ------------------------------------------------------------------
     def on_hello(self, conn, hello: p.Hello) -> bool:
         """Admit or reject a new connection. Returns False if it must be closed."""
-        if hello.token != self.token:
+        if not p.token_matches(hello.token, self.token):
             conn.send(p.Rejected("authentication failed: wrong cluster token"))
             log.warning("rejected connection from pid %s: wrong token", hello.pid)
             return False
@@ -289,18 +291,28 @@ class NodeManager(ActorManagerMixin):
                  _fmt(msg.resources))
         prestart = min(node.base_workers, node.max_workers)
         node.starting += prestart
+        node.starting_since = time.monotonic()
         conn.send(p.SpawnWorkers(prestart))
         self.dispatch()
 
     def _on_heartbeat(self, conn, msg) -> None:
         pass  # check_nodes reads last_seen, which the daemon shell sets on every message
 
-    def check_nodes(self, now: float) -> None:
-        """Declare dead every joined node silent for NODE_TIMEOUT (called periodically)."""
+    def check_nodes(self, now: float, late: float = 0.0) -> None:
+        """Declare dead every joined node silent for NODE_TIMEOUT, and send each live one
+        a heartbeat (called every second). ``late``: how far behind schedule this call
+        is; a head that was itself stalled does not blame the nodes for its silence."""
         for node in self.node_list:
-            if node.alive and node.conn is not None and now - node.conn.last_seen > NODE_TIMEOUT:
-                node.conn.close(f"no message for {NODE_TIMEOUT:g} s")
+            conn = node.conn
+            if not node.alive or conn is None:
+                continue
+            if late > 1.0:
+                conn.last_seen = max(conn.last_seen, now - late)
+            if now - conn.last_seen > NODE_TIMEOUT:
+                conn.close(f"no message for {NODE_TIMEOUT:g} s")
                 self.node_lost(node, f"it sent nothing for {NODE_TIMEOUT:g} s")
+            else:
+                conn.send(p.Heartbeat())
 
     def node_lost(self, node: NodeRecord, why: str) -> None:
         """A joined node is gone: its workers' tasks are retried elsewhere, its actors
@@ -311,9 +323,11 @@ class NodeManager(ActorManagerMixin):
         node.alive = False
         node.idle.clear()
         self._feasible.clear()
-        for worker in [w for w in self.workers.values() if w.node is node]:
-            worker.conn.close(f"its node died: {why}")
-            self.on_disconnect(worker.conn)
+        # Its workers and the scripts running there go: they used its store.
+        for conn in [w.conn for w in self.workers.values() if w.node is node] + \
+                [d for d in self.drivers if getattr(d, "node", None) is node]:
+            conn.close(f"its node died: {why}")
+            self.on_disconnect(conn)
         for name, (where, _size, oid) in list(self._segments.items()):
             if where is node:
                 del self._segments[name]
@@ -404,6 +418,9 @@ class NodeManager(ActorManagerMixin):
     def _on_reserve(self, conn, msg: p.ReserveShm) -> None:
         size = msg.size
         node = conn.node
+        if not node.alive:
+            conn.send(p.ShmReserved(msg.req_id, None, "this process's node is dead"))
+            return
         spare = self._spare if node is self.local else None
         preallocated = spare is not None and spare[1] == size
         if preallocated:
@@ -412,6 +429,8 @@ class NodeManager(ActorManagerMixin):
         else:
             if spare is not None and node.store_used + size > node.store_capacity:
                 self._drop_spare()
+            if node.store_used + size > node.store_capacity:
+                self._evict_copies(node, size)
             if node.store_used + size > node.store_capacity:
                 conn.send(p.ShmReserved(msg.req_id, None, _store_full_text(node, size)))
                 return
@@ -505,6 +524,12 @@ class NodeManager(ActorManagerMixin):
             waiting.append(conn)
             return
         source, size, _ = self._segments[data.shm]
+        if not node.alive:
+            return
+        if node.store_used + size > node.store_capacity:
+            if node is self.local and self._spare is not None:
+                self._drop_spare()
+            self._evict_copies(node, size)
         if node.store_used + size > node.store_capacity:
             conn.send(p.ObjectReady(oid, _error_data(exc.ObjectStoreFullError(
                 _store_full_text(node, size)))))
@@ -515,6 +540,19 @@ class NodeManager(ActorManagerMixin):
         node.store_used += size
         self._segments[name] = (node, size, oid)
         node.agent.pull(p.PullObject(oid, source.transfer_address, data.shm, size, name))
+
+    def _evict_copies(self, node: NodeRecord, size: int) -> None:
+        """Make room for ``size`` bytes on ``node`` by dropping copies of objects whose
+        home is another node, oldest first (they can be copied again; processes that
+        mapped one keep their mapping)."""
+        for oid, copies in list(self._copies.items()):
+            if node.store_used + size <= node.store_capacity:
+                return
+            name = copies.pop(node.node_id, None)
+            if name is not None:
+                if not copies:
+                    del self._copies[oid]
+                self._release_segment(name, self._segments[name][1])
 
     def on_pull_done(self, node_id: bytes, oid: bytes, name: str, error: str | None) -> None:
         """A node finished copying ``oid`` into its segment ``name`` (or failed to)."""
@@ -679,6 +717,7 @@ class NodeManager(ActorManagerMixin):
         for node in want:
             if node.starting == 0 and node.workers < node.max_workers:
                 node.starting += 1
+                node.starting_since = time.monotonic()
                 node.agent.spawn_worker()
 
     def _affinity_node_gone(self, task: TaskRecord) -> bool:
@@ -745,6 +784,10 @@ class NodeManager(ActorManagerMixin):
         """Stop workers beyond each node's CPU count that sat idle WORKER_IDLE_TIMEOUT
         seconds (they were started while tasks were blocked in get). Called periodically."""
         for node in self.node_list:
+            if node.starting and now - node.starting_since > WORKER_START_TIMEOUT:
+                log.warning("node %s: %d requested workers never started; asking again",
+                            node.node_id.hex()[:12], node.starting)
+                node.starting = 0
             excess = sum(1 for w in self.workers.values()
                          if w.node is node and w.actor is None) - node.base_workers
             for worker in list(node.idle):
@@ -791,16 +834,18 @@ class NodeManager(ActorManagerMixin):
         if key in self._warned_infeasible or task.submitter is None:
             return
         self._warned_infeasible.add(key)
-        biggest = max((n for n in self.node_list if n.alive),
-                      key=lambda n: n.pool.total.get("CPU", 0))
-        missing = ", ".join(
-            f"{k}: {v:g} more" for k, v in biggest.pool.missing(task.request).items())
+        alive = [n for n in self.node_list if n.alive]
+        offers = "; ".join(
+            f"node {n.node_id.hex()[:8]} has {_fmt(n.pool.total_float())}, short by "
+            + ", ".join(f"{k}: {v:g} more" for k, v in n.pool.missing(task.request).items())
+            for n in alive[:8])
+        if len(alive) > 8:
+            offers += f"; and {len(alive) - 8} more"
         text = (
             f"Task {task.spec.name} requests {_fmt(from_units(task.request))}, but no node in "
-            f"this cluster has that much in total (the largest has "
-            f"{_fmt(biggest.pool.total_float())}; short by {missing}). It will wait until a "
-            f"node with enough resources joins. Lower the request with .options(...) or "
-            f"start the cluster with more resources."
+            f"this cluster has that much in total ({offers}). It will wait until a node with "
+            f"enough resources joins. Lower the request with .options(...) or start the "
+            f"cluster with more resources."
         )
         task.submitter.send(p.Warning(text))
 

@@ -3,14 +3,16 @@
 A NodeRecord holds one node's resources, idle workers and object-store accounting, and
 an *agent* that acts on that node: the head's own node has the daemon's local spawner,
 segment thread and puller; a joined node has a RemoteAgent that sends the same requests
-over its connection. ``pick_node`` decides where a task runs:
+over its connection. ``Placement.pick`` decides where a task runs:
 
 * default: among the nodes where the task fits now, the least loaded (fraction of its
   CPUs in use), preferring the submitter's node on a tie, so work spreads over the
   cluster as soon as one node is busier than another;
 * ``SPREAD``: the same, but ties go round-robin instead of to the submitter's node;
-* node affinity (``node:<id hex>:soft|hard``): that node when the task fits there; a soft
-  request falls back to the default, a hard one waits for that node.
+* node affinity (``node:<id hex>:hard|soft|spill``): that node when the task fits there
+  now. Otherwise a hard request waits for it; a soft one waits too, unless the node is
+  dead or could never fit the task, then it runs as the default; a spill one (Ray's
+  ``_spill_on_unavailable``) also runs elsewhere while the node is busy.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class NodeRecord:
         self.idle: list = []  # idle WorkerRecords on this node
         self.workers = 0  # workers connected
         self.starting = 0  # workers asked for that have not said Hello yet
+        self.starting_since = 0.0  # when the last of them was asked for
         cpus = max(1, int(resources.get(_CPU, 1)))
         self.base_workers = cpus  # workers kept even when idle
         self.max_workers = max_workers or max(32, 8 * cpus)
@@ -68,6 +71,7 @@ class NodeRecord:
             "ObjectStoreUsed": self.store_used,
             "ObjectStoreCapacity": self.store_capacity,
             "TransferAddress": self.transfer_address,
+            "ObjectStoreSocketName": self.shm_session,
         }
 
 
@@ -97,12 +101,16 @@ class Placement:
         self._round_robin = itertools.count()
 
     @staticmethod
-    def affinity(strategy: str) -> tuple[bytes, bool] | None:
-        """(node id, soft) of a node-affinity strategy, else None."""
+    def affinity(strategy: str) -> tuple[bytes, bool, bool] | None:
+        """(node id, soft, spill when busy) of a node-affinity strategy, else None (also
+        for a malformed one, which runs as the default)."""
         if not strategy.startswith("node:"):
             return None
-        _, hex_id, kind = strategy.split(":")
-        return bytes.fromhex(hex_id), kind == "soft"
+        try:
+            _, hex_id, kind = strategy.split(":")
+            return bytes.fromhex(hex_id), kind != "hard", kind == "spill"
+        except ValueError:
+            return None
 
     def pick(self, nodes: list[NodeRecord], by_id: dict[bytes, NodeRecord], request: dict,
              strategy: str, home: NodeRecord | None) -> NodeRecord | None:
@@ -111,10 +119,13 @@ class Placement:
             target = self.affinity(strategy)
             if target is not None:
                 node = by_id.get(target[0])
-                if node is not None and node.alive and node.pool.fits_now(request):
+                usable = node is not None and node.alive
+                if usable and node.pool.fits_now(request):
                     return node
-                if not target[1]:
+                if not target[1]:  # hard: that node or nothing
                     return None
+                if usable and node.pool.fits_ever(request) and not target[2]:
+                    return None  # soft: wait while it is only busy
         if len(nodes) == 1:
             node = nodes[0]
             return node if node.alive and node.pool.fits_now(request) else None

@@ -58,7 +58,7 @@ class IncomingPeer:
                 if not isinstance(msg, _ACCEPTED):
                     raise p.ProtocolError(f"a peer may not send {type(msg).__name__}")
                 out.append(msg)
-            elif type(msg) is p.Hello and msg.token == token:
+            elif type(msg) is p.Hello and p.token_matches(msg.token, token):
                 self.authenticated = True
                 self.reader._max = PEER_MAX_FRAME
             else:

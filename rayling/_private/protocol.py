@@ -20,6 +20,7 @@ Who sends what:
 
 from __future__ import annotations
 
+import hmac
 import struct
 from typing import Any
 
@@ -317,6 +318,11 @@ Message = (
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Message])
+
+
+def token_matches(given: str, token: str) -> bool:
+    """Compare a peer's token with ours in constant time (no timing hints to guessers)."""
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 class ProtocolError(Exception):

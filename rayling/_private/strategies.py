@@ -11,7 +11,19 @@ def strategy_string(strategy) -> str:
     if strategy == "SPREAD":
         return "SPREAD"
     if type(strategy).__name__ == "NodeAffinitySchedulingStrategy" and hasattr(strategy, "soft"):
-        return f"node:{strategy.node_id}:{'soft' if strategy.soft else 'hard'}"
+        node_id = strategy.node_id
+        if not isinstance(node_id, str) or len(node_id) % 2 or not all(
+                c in "0123456789abcdefABCDEF" for c in node_id):
+            raise ValueError(f"NodeAffinitySchedulingStrategy needs a hex node id (from "
+                             f"get_runtime_context().get_node_id() or nodes()), got "
+                             f"{node_id!r}")
+        if not strategy.soft:
+            kind = "hard"
+        elif getattr(strategy, "_spill_on_unavailable", False):
+            kind = "spill"
+        else:
+            kind = "soft"
+        return f"node:{node_id.lower()}:{kind}"
     raise ValueError(
         f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
         f"NodeAffinitySchedulingStrategy, got {strategy!r}")

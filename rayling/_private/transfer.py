@@ -19,6 +19,7 @@ import mmap
 import os
 import re
 import socket
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,9 +28,10 @@ from . import protocol as p, shm
 log = logging.getLogger("rayling.daemon")
 
 CHUNK = 8 * 1024 * 1024  # bytes per send/receive call
+SEND_TIMEOUT = 60  # seconds a receiver may stall before the sender gives up
 STREAMS = 4  # connections one large object is copied over at once ...
 STREAM_MIN = 32 * 1024 * 1024  # ... each carrying at least this many bytes
-_SEGMENT = re.compile(r"^/rl[0-9a-f]+_[0-9a-f]+$")
+_SEGMENT = re.compile(r"/rl[0-9a-f]+_[0-9a-f]+")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -63,6 +65,9 @@ class TransferServer:
                 conn.settimeout(30)  # for the request; sendfile needs a blocking socket
                 request = self._read_request(conn)
                 conn.settimeout(None)
+                # sendfile needs a blocking socket; the kernel gives up on a stalled peer.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                struct.pack("ll", SEND_TIMEOUT, 0))
                 self._send_segment(conn, request)
             except (OSError, p.ProtocolError) as e:
                 log.warning("transfer connection from %s closed: %s", peer, e)
@@ -76,12 +81,12 @@ class TransferServer:
                 raise p.ProtocolError("closed before asking for anything")
             messages += reader.feed(data)
             if messages and not (type(messages[0]) is p.Hello
-                                 and messages[0].token == self._token):
+                                 and p.token_matches(messages[0].token, self._token)):
                 raise p.ProtocolError("did not authenticate with the cluster token")
         request = messages[1]
         if type(request) is not p.FetchSegment:
             raise p.ProtocolError(f"sent {type(request).__name__}, not FetchSegment")
-        if not (_SEGMENT.match(request.name) and request.name.startswith(self._prefix)):
+        if not (_SEGMENT.fullmatch(request.name) and request.name.startswith(self._prefix)):
             raise p.ProtocolError(f"asked for {request.name!r}, not a segment of this node")
         return request
 

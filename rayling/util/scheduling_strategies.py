@@ -21,6 +21,8 @@ class NodeAffinitySchedulingStrategy:
             raise ValueError(f"node_id {node_id!r} is not a hex node id") from None
         self.node_id = node_id
         self.soft = soft
+        self._spill_on_unavailable = _spill_on_unavailable
+        self._fail_on_unavailable = _fail_on_unavailable
 
     def __repr__(self) -> str:
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
