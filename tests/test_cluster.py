@@ -3,6 +3,8 @@ on other nodes, objects copied node to node, and what happens when a node dies."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 
 import rayling
 from rayling import exceptions as exc
-from rayling._private import client as client_mod
+from rayling._private import client as client_mod, cluster_files
 from rayling.cluster_utils import Cluster
 from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -167,3 +169,17 @@ def test_prints_from_another_node_reach_the_driver(two_nodes, capfd):
     wait_until(lambda: seen.append(capfd.readouterr().out) or
                "hello from the other node" in "".join(seen),
                what="the remote worker's print to reach the driver")
+
+
+def test_each_script_is_its_own_job(two_nodes):
+    cluster, _head, _other = two_nodes
+    code = (f"import rayling; rayling.init(address='{cluster.address}'); "
+            "print(rayling.get_runtime_context().get_job_id())")
+
+
+    env = {**__import__("os").environ,
+           "RAYLING_TOKEN": cluster_files.find_token(cluster.address)}
+    jobs = {subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=60, check=True).stdout.strip() for _ in range(2)}
+    jobs.add(rayling.get_runtime_context().get_job_id())
+    assert len(jobs) == 3

@@ -149,7 +149,8 @@ class NodeManager(ActorManagerMixin):
         self.ready: dict[tuple, deque[TaskRecord]] = {}
         self.workers: dict[object, WorkerRecord] = {}
         self.drivers: set = set()
-        self.job_id = ids.new_job_id()
+        self.drivers_seen = 0
+        self.job_id = ids.new_job_id()  # the first script's; later ones get their own
         self._shm_counter = 0
         self._reservations: dict[object, dict[str, int]] = {}  # conn -> {name: size}
         self._segments: dict[str, tuple[NodeRecord, int, bytes]] = {}  # name -> node, size, id
@@ -220,7 +221,9 @@ class NodeManager(ActorManagerMixin):
                 return False
             conn.node = node
             self.drivers.add(conn)
-            conn.send(self._welcome(node))
+            # Each script is a job of its own (ids of its tasks and objects end with it).
+            conn.send(self._welcome(node, ids.new_job_id() if self.drivers_seen else None))
+            self.drivers_seen += 1
         elif hello.kind == "node":
             conn.node = None  # set by its RegisterNode
         else:
@@ -238,10 +241,10 @@ class NodeManager(ActorManagerMixin):
                 return node
         return None
 
-    def _welcome(self, node: NodeRecord) -> p.Welcome:
+    def _welcome(self, node: NodeRecord, job_id: bytes | None = None) -> p.Welcome:
         return p.Welcome(
             node_id=node.node_id,
-            job_id=self.job_id,
+            job_id=job_id or self.job_id,
             node_ip=node.ip,
             session_dir=self.session_dir,
             resources=node.pool.total_float(),
