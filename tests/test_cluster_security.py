@@ -133,7 +133,11 @@ def test_every_port_refuses_strangers_and_the_cluster_keeps_working(cluster, tmp
 
     assert rayling.get([still_works.remote(i) for i in range(10)]) == list(range(1, 11))
     assert not os.path.exists(marker), "a message from an unauthenticated peer ran"
+    # Strangers that connect and say nothing are dropped too (after 10 s), so they cannot
+    # pile up open connections.
+    silent = [_connect(address) for address in addresses.values()]
+    assert all(_closed_by_peer(sock, timeout=20) for sock in silent)
     log = os.path.join(client_mod.current.session_dir, "logs", "daemon.log")
     with open(log) as f:
         text = f.read()
-    assert "wrong token" in text and "not Hello" in text
+    assert "wrong token" in text and "not Hello" in text and "no Hello within" in text

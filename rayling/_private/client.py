@@ -305,11 +305,21 @@ class CoreClient:
         buf = bytearray(256 * 1024)
         view = memoryview(buf)
         handle = self._handle
+        strangers: dict = {}  # accepted peers that have not authenticated -> deadline
         try:
             for msg in self._early:
                 handle(msg)
             while True:
-                for key, _ in selector.select():
+                if strangers:
+                    now = time.monotonic()
+                    for peer in [s for s, t in strangers.items() if t <= now]:
+                        del strangers[peer]
+                        selector.unregister(peer)
+                        peer.close()
+                    timeout = min(strangers.values(), default=now) - now if strangers else None
+                else:
+                    timeout = None
+                for key, _ in selector.select(timeout):
                     sock = key.fileobj
                     if sock is self._stop_r:
                         return
@@ -319,6 +329,7 @@ class CoreClient:
                         except OSError:  # e.g. out of descriptors: refuse this one only
                             continue
                         selector.register(peer, selectors.EVENT_READ, peers.IncomingPeer())
+                        strangers[peer] = time.monotonic() + peers.AUTH_TIMEOUT
                         continue
                     try:
                         n = sock.recv_into(buf)
@@ -335,7 +346,10 @@ class CoreClient:
                             raise p.ProtocolError("peer closed the connection")
                         for msg in key.data.feed(view[:n], token):
                             handle(msg)
+                        if key.data.authenticated:
+                            strangers.pop(sock, None)
                     except p.ProtocolError:
+                        strangers.pop(sock, None)
                         selector.unregister(sock)
                         sock.close()
         except (OSError, ValueError, p.ProtocolError):

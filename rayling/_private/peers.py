@@ -22,6 +22,7 @@ from . import protocol as p
 from .protocol import FrameReader, encode_frame
 
 PEER_MAX_FRAME = 256 * 1024 * 1024
+AUTH_TIMEOUT = 10.0  # seconds an accepted peer has to authenticate
 _ACCEPTED = (p.ExecuteTask, p.ObjectReady)
 
 

@@ -28,6 +28,7 @@ from . import protocol as p, shm
 log = logging.getLogger("rayling.daemon")
 
 CHUNK = 8 * 1024 * 1024  # bytes per send/receive call
+AUTH_TIMEOUT = 10  # seconds a connection has to authenticate and ask
 SEND_TIMEOUT = 60  # seconds a receiver may stall before the sender gives up
 STREAMS = 4  # connections one large object is copied over at once ...
 STREAM_MIN = 32 * 1024 * 1024  # ... each carrying at least this many bytes
@@ -62,7 +63,7 @@ class TransferServer:
     def _serve(self, conn: socket.socket, peer) -> None:
         with conn:
             try:
-                conn.settimeout(30)  # for the request; sendfile needs a blocking socket
+                conn.settimeout(AUTH_TIMEOUT)  # for the request; sendfile needs blocking
                 request = self._read_request(conn)
                 conn.settimeout(None)
                 # sendfile needs a blocking socket; the kernel gives up on a stalled peer.
