@@ -198,6 +198,7 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
         early = run_script(driver_env, "import rayling; rayling.init(address='auto'); "
                                        "print(len(rayling.nodes()) >= 1)")
         assert early.strip() == "True" and cluster_file.exists()
+        token = json.loads(cluster_file.read_text())["token"]
 
         def three_nodes():
             out = run_script(driver_env, "import rayling; rayling.init(address='auto'); "
@@ -223,6 +224,8 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
             task.send_signal(signal.SIGTERM)
         for task in tasks:
             assert task.wait(30) == 0, task.communicate()
+        head_output = tasks[-1].communicate()[0]
+        assert "rayling head started" in head_output and token not in head_output
         wait_until(lambda: _no_processes(daemons), what="every daemon to end with the job")
         assert not cluster_file.exists()
     finally:

@@ -85,13 +85,18 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
     if slurm_file:
         cluster_files.write(slurm_file, info)
         files.append(slurm_file)
+    if slurm_file:  # the job's other tasks read the token from the file; keep it off the log
+        join = (f"  The job's other tasks join through {slurm_file}; to add a node by hand:\n"
+                f"    rayling start --address={address}   (token: in {home})\n")
+    else:
+        join = (f"  Add a node from another machine:\n"
+                f"    rayling start --address={address} --token={token}\n"
+                f"  (machines that share this home directory can leave out --token: it is "
+                f"in {home})\n")
     echo(f"rayling head started at {address} (node {node.node_id[:12]}, "
          f"{_fmt_resources(resources)}).\n"
          f"\n"
-         f"  Add a node from another machine:\n"
-         f"    rayling start --address={address} --token={token}\n"
-         f"  (machines that share this home directory can leave out --token: it is in "
-         f"{home})\n"
+         f"{join}"
          f"  Connect a script:\n"
          f"    rayling.init(address=\"{address}\")   or, on this machine, "
          f"rayling.init(address=\"auto\")\n"
