@@ -88,7 +88,7 @@ def init(
     Arguments mirror ``ray.init``. Options rayling does not use (dashboard, runtime_env,
     job_config, namespace) are accepted so scripts run unchanged.
     """
-    global _node, _printer, _atexit_registered, _current_namespace
+    global _node, _current_namespace
     for key in kwargs:
         if not key.startswith("_"):
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
@@ -100,6 +100,11 @@ def init(
                 "Maybe you called rayling.init twice by accident? This error can be suppressed "
                 "by passing in 'ignore_reinit_error=True' or by calling 'rayling.shutdown()' "
                 "prior to 'rayling.init()'.")
+        if configure_logging:
+            level = logging_level
+            if isinstance(level, str):
+                level = logging.getLevelName(level.upper())
+            logging.getLogger("rayling").setLevel(level)
         if not address:
             address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
         existing = _find_cluster(address)
@@ -108,21 +113,8 @@ def init(
                 raise ValueError(
                     "When connecting to an existing cluster, num_cpus, num_gpus and resources "
                     "must not be provided: they are set by `rayling start` on each node.")
-            client = _connect(*existing, _node_ip_address)
             _current_namespace = namespace
-            client_mod.current = client
-            if log_to_driver:
-                _printer = LogPrinter()
-                client.on_logs = _printer.handle
-            if not _atexit_registered:
-                atexit.register(shutdown)
-                _atexit_registered = True
-            return _context()
-        if configure_logging:
-            level = logging_level
-            if isinstance(level, str):
-                level = logging.getLevelName(level.upper())
-            logging.getLogger("rayling").setLevel(level)
+            return _attach(_connect(*existing, _node_ip_address), log_to_driver)
         if num_cpus is not None and (not isinstance(num_cpus, int | float) or num_cpus < 0):
             raise ValueError(f"num_cpus must be a non-negative number, got {num_cpus!r}")
         if num_gpus is not None and (not isinstance(num_gpus, int | float) or num_gpus < 0):
@@ -146,14 +138,20 @@ def init(
             node.stop(timeout=0.1)
             raise
         _node = node
-        client_mod.current = client
-        if log_to_driver:
-            _printer = LogPrinter()
-            client.on_logs = _printer.handle
-        if not _atexit_registered:
-            atexit.register(shutdown)
-            _atexit_registered = True
-        return _context()
+        return _attach(client, log_to_driver)
+
+
+def _attach(client: client_mod.CoreClient, log_to_driver: bool) -> RayContext:
+    """Make ``client`` this process's connection (lock held)."""
+    global _printer, _atexit_registered
+    client_mod.current = client
+    if log_to_driver:
+        _printer = LogPrinter()
+        client.on_logs = _printer.handle
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+    return _context()
 
 
 def _find_cluster(address: str | None) -> tuple[str, str] | None:
