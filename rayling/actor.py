@@ -246,12 +246,13 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
         if _FETCH in dep_data:
             # The worker will ask the daemon for these: send what made them first.
             client.send()
+        if node_id == client.node_id:
+            reply_to = client.listen_path
+        else:  # empty when we cannot be reached from there: the results come via the head
+            reply_to = "tcp:" + client.listen_tcp if client.listen_tcp else ""
         call = p.ExecuteTask(
             task_id, client.job_id, b"", None, name, args_blob, dep_data, count, [],
-            actor_id, method, dep_ids=deps,
-            owner_path=client.listen_path if node_id == client.node_id else
-            "tcp:" + client.listen_tcp if client.listen_tcp else "",
-            owner_node=client.node_id)
+            actor_id, method, dep_ids=deps, owner_path=reply_to, owner_node=client.node_id)
         if client.peers.send(path, [call]):
             client.send_later(register(worker_id))  # bookkeeping only: nobody waits on it
         else:

@@ -128,8 +128,10 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
     node_ip = config.get("node_ip", "127.0.0.1")
     segments = BackgroundSegments()
     spawner = WorkerSpawner()
-    transfers = transfer.TransferServer(node_ip, token, config["session"])
-    puller = transfer.Puller(token)
+    # Objects move between nodes only in a cluster; a local one has no port for it.
+    clustered = config.get("port") is not None or bool(config.get("head_address"))
+    transfers = transfer.TransferServer(node_ip, token, config["session"]) if clustered else None
+    puller = transfer.Puller(token) if clustered else None
 
     def stop() -> None:
         if not stopped.done():
@@ -152,8 +154,9 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         template.kill()
         template.wait()
         psutil.wait_procs(workers, timeout=5)
-        transfers.close()
-        puller.close()
+        if clustered:
+            transfers.close()
+            puller.close()
 
     if config.get("head_address"):
         _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, segments,
@@ -178,8 +181,8 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         store_capacity=int(config["object_store_memory"]),
         spawner=spawner,
         segments=segments,
-        puller=pull_here,
-        transfer_address=transfers.address,
+        puller=pull_here if clustered else None,
+        transfer_address=transfers.address if clustered else "",
     )
 
     class Connection(asyncio.Protocol):
@@ -299,7 +302,7 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         loop.call_later(SPARE_IDLE, tick)
         if port is not None:
             loop.call_later(1.0, check_nodes)
-        ready(port=port, transfer=transfers.address)
+        ready(port=port)
         await stopped
         for server in servers:
             server.close()
