@@ -15,7 +15,6 @@ import pytest
 
 import rayling
 from rayling._private import client as client_mod, ids, protocol as p
-from rayling._private.transfer import split_address
 from rayling.cluster_utils import Cluster
 from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -38,7 +37,7 @@ def _connect(address: str) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(address)
         return sock
-    return socket.create_connection(split_address(address), timeout=5)
+    return socket.create_connection(p.split_address(address), timeout=5)
 
 
 def _closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:

@@ -79,9 +79,7 @@ class CoreClient:
         self.worker_id = ids.random_unique_id()
         self._token = token
         if address.startswith("tcp:"):
-            from .transfer import split_address
-
-            sock = socket.create_connection(split_address(address[4:]), timeout=30)
+            sock = socket.create_connection(p.split_address(address[4:]), timeout=30)
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # Callers on other nodes reach us where we reached the head from.
@@ -310,15 +308,15 @@ class CoreClient:
             for msg in self._early:
                 handle(msg)
             while True:
-                if strangers:
+                timeout = None
+                if strangers:  # drop those past their deadline; wake for the next one
                     now = time.monotonic()
                     for peer in [s for s, t in strangers.items() if t <= now]:
                         del strangers[peer]
                         selector.unregister(peer)
                         peer.close()
-                    timeout = min(strangers.values(), default=now) - now if strangers else None
-                else:
-                    timeout = None
+                    if strangers:
+                        timeout = min(strangers.values()) - now
                 for key, _ in selector.select(timeout):
                     sock = key.fileobj
                     if sock is self._stop_r:

@@ -340,7 +340,7 @@ def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, seg
 
     import psutil
 
-    from . import protocol as p, shm, transfer
+    from . import protocol as p, shm
     from .node_manager import NODE_TIMEOUT
 
     node_id = bytes.fromhex(config["node_id"])
@@ -404,7 +404,7 @@ def _serve_joined_node(config, loop, stopped, stop, ready, cleanup, spawner, seg
             stop()
 
     async def run() -> None:
-        host, port = transfer.split_address(config["head_address"])
+        host, port = p.split_address(config["head_address"])
         link = HeadLink()
         try:
             await loop.create_connection(lambda: link, host, port)

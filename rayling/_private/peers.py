@@ -81,9 +81,7 @@ class PeerSender:
         try:
             if sock is None:
                 if path.startswith("tcp:"):
-                    from .transfer import split_address
-
-                    sock = socket.create_connection(split_address(path[4:]), timeout=10)
+                    sock = socket.create_connection(p.split_address(path[4:]), timeout=10)
                     sock.settimeout(None)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 else:

@@ -320,6 +320,12 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Message])
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """("host", port) of a "host:port" address as messages carry them."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def token_matches(given: str, token: str) -> bool:
     """Compare a peer's token with ours in constant time (no timing hints to guessers)."""
     return hmac.compare_digest(given.encode(), token.encode())

@@ -35,11 +35,6 @@ STREAM_MIN = 32 * 1024 * 1024  # ... each carrying at least this many bytes
 _SEGMENT = re.compile(r"/rl[0-9a-f]+_[0-9a-f]+")
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class TransferServer:
     """Serves this node's segments to other nodes that prove the cluster token."""
 
@@ -141,7 +136,7 @@ def _fetch_range(address: str, token: str, source: str, fd: int, offset: int,
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
     mem = mmap.mmap(fd, offset + length - start, offset=start)
     try:
-        with socket.create_connection(split_address(address), timeout=60) as sock, \
+        with socket.create_connection(p.split_address(address), timeout=60) as sock, \
                 memoryview(mem) as view:
             sock.sendall(p.encode_frame([p.Hello("transfer", os.getpid(), b"", token),
                                          p.FetchSegment(source, length, offset)]))
