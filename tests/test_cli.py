@@ -131,6 +131,26 @@ def test_start_join_status_connect_stop(env):
     assert "No rayling daemons" in rayling_cmd(env, "stop").stdout
 
 
+def test_joining_with_the_token_from_the_option_or_the_environment(env, tmp_path):
+    rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "1")
+    info = json.load(open(os.path.join(machine_dir(env), "current_cluster.json")))
+    # Another machine: its own temp directory, and a home directory not shared.
+    (tmp_path / "other-home").mkdir()
+    (tmp_path / "other-tmp").mkdir()
+    other = {**env, "HOME": str(tmp_path / "other-home"), "TMPDIR": str(tmp_path / "other-tmp")}
+    try:
+        refused = rayling_cmd(other, "start", "--address", info["address"], check=False)
+        assert refused.returncode != 0 and "no token" in refused.stderr
+        rayling_cmd(other, "start", "--address", info["address"], "--num-cpus", "1",
+                    "--token", info["token"])
+        rayling_cmd({**other, "RAYLING_TOKEN": info["token"]}, "start", "--address",
+                    info["address"], "--num-cpus", "1", "--num-gpus", "1")
+        status = rayling_cmd(env, "status").stdout
+        assert "0/3 CPU" in status and "0/1 GPU" in status
+    finally:
+        rayling_cmd(other, "stop")
+
+
 def test_start_errors_say_what_to_do(env):
     bad = rayling_cmd(env, "start", "--head", "--resources", "{nope", check=False)
     assert bad.returncode != 0 and "--resources must be a JSON object" in bad.stderr
@@ -188,6 +208,8 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
             task_tmp = tmp_path / f"task{rank}"
             task_tmp.mkdir()
             task_env = {**env, **job, "SLURM_PROCID": str(rank), "TMPDIR": str(task_tmp)}
+            if rank == 1:
+                task_env["SLURM_GPUS_ON_NODE"] = "1"  # this task's machine has a GPU
             tasks.append(subprocess.Popen(
                 [sys.executable, "-m", "rayling.scripts", "start", "--slurm", "--block"],
                 env=task_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -214,10 +236,10 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
                 import time
                 time.sleep(0.3)
                 return rayling.get_runtime_context().get_node_id()
-            print(rayling.cluster_resources()["CPU"], len(set(rayling.get(
-                [node.remote() for _ in range(3)]))))
+            print(rayling.cluster_resources()["CPU"], rayling.cluster_resources()["GPU"],
+                  len(set(rayling.get([node.remote() for _ in range(3)]))))
         """)
-        assert out.split() == ["3.0", "3"]
+        assert out.split() == ["3.0", "1.0", "3"]
         daemons = [c.pid for t in tasks for c in psutil.Process(t.pid).children()]
         # The job ends: Slurm sends SIGTERM to every task.
         for task in tasks:
