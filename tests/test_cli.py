@@ -164,6 +164,11 @@ def test_start_errors_say_what_to_do(env):
     assert "Could not find a running rayling cluster" in no_cluster
     slurm = rayling_cmd(env, "start", "--slurm", check=False)
     assert slurm.returncode != 0 and "SLURM_JOB_ID" in slurm.stderr
+    rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "1")
+    taken = json.load(open(os.path.join(machine_dir(env), "current_cluster.json")))["address"]
+    busy = rayling_cmd(env, "start", "--head", "--port", taken.split(":")[1], check=False)
+    assert busy.returncode != 0 and "cannot listen on" in busy.stderr
+    assert "Traceback" not in busy.stderr
 
 
 def run_script_failing(env, code: str) -> str:

@@ -274,8 +274,16 @@ def _serve(config: dict, template: subprocess.Popen, template_sock: socket.socke
         servers = [server]
         port = None
         if config.get("port") is not None:
-            tcp = await loop.create_server(Connection, node_ip, int(config["port"]),
-                                           reuse_address=True)
+            try:
+                tcp = await loop.create_server(Connection, node_ip, int(config["port"]),
+                                               reuse_address=True)
+            except OSError as e:
+                sys.stderr.write(
+                    f"cannot listen on {node_ip}:{config['port']}: {e.strerror or e}. Pick "
+                    f"another --port (0 picks a free one), or stop what uses it (`rayling "
+                    f"stop` if it is a rayling head).\n")
+                server.close()
+                return
             servers.append(tcp)
             port = tcp.sockets[0].getsockname()[1]
         for _ in range(int(config.get("prestart_workers", 0))):
