@@ -1,15 +1,16 @@
 """poissonDistributed.py as the seed runs it on a cluster: each actor asks for one CPU,
-`@ray.remote(num_cpus=1)`, so that the 4 actors spread over the 4 CPUs (seed 002 "Running
-on multiple cluster nodes").
+`@ray.remote(num_cpus=1)`, so that the 4 actors spread over the 4 CPUs of 2 nodes (seed
+002 "Running on multiple cluster nodes").
 
 Seed code with `import rayling as ray`; sizes shrunk as in poisson_serial.py (n = 1_000
-instead of 20_000_000, relativeTolerance = 1e-3 instead of 1e-4). rayling runs local clusters
-only, so instead of the seed's `ray.init(address=..., _node_ip_address=...)` (connect to
-the cluster started with `ray start`) this starts a local cluster with `ncores` CPUs, as the
-single-node poissonDistributed.py does (without its `_system_config`). Added at the end:
-labelled prints of the iteration count, the final diff, the whole solution (all four
-intervals) at full precision and the CPUs left free while the actors live (none: each holds
-one), and `ray.shutdown()`.
+instead of 20_000_000, relativeTolerance = 1e-3 instead of 1e-4). The seed's cluster is
+two Slurm nodes of 2 CPUs started with `ray start --head ...` and `ray start --address
+...`; here `rayling.cluster_utils.Cluster` starts the same two nodes on this machine (the
+same daemons `rayling start` runs), and the script connects as the seed does, with
+`ray.init(address=f"{HEAD_NODE}:{RAY_PORT}", _node_ip_address=HEAD_NODE)`. Added at the
+end: labelled prints of the iteration count, the final diff, the whole solution (all
+four intervals) at full precision, the nodes, and the CPUs left free on each node while
+the actors live (none: each holds one), then `ray.shutdown()` and the cluster's.
 
 With 4 intervals the iteration is not poisson_serial.py's 2-interval one (the two
 extra interfaces are updated from ghost values too), so its solution differs from
@@ -33,7 +34,14 @@ if n > intervals[-1][1]:
 
 b = np.ones(n)*2*h*h
 
-ray.init(num_cpus=ncores, configure_logging=False)
+# In the seed: `ray start --head --node-ip-address=$HEAD_NODE --port=$RAY_PORT
+# --num-cpus=2 --block &` and, on the second node, `ray start --address ... --num-cpus=2`.
+from rayling.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+cluster.add_node(num_cpus=2)
+HEAD_NODE, RAY_PORT = cluster.address.split(":")
+
+ray.init(address=f"{HEAD_NODE}:{RAY_PORT}",_node_ip_address=HEAD_NODE)
 
 @ray.remote(num_cpus=1)
 class ArrayStorage:
@@ -90,5 +98,9 @@ print("iterations:", count)
 print("final diff:", repr(float(diff)))
 print("solution:", np.concatenate(ray.get([w.get_u.remote() for w in workers])).tolist())
 print("CPUs available while the actors live:", ray.available_resources().get("CPU", 0))
+print("nodes alive:", sum(node["Alive"] for node in ray.nodes()))
+print("CPUs available per node:",
+      [node["AvailableResources"].get("CPU", 0) for node in ray.nodes()])
 
 ray.shutdown()
+cluster.shutdown()

@@ -174,8 +174,10 @@ def test_poisson_distributed(tmp_path):
 def test_poisson_distributed_one_cpu_per_actor(tmp_path):
     out = run_example("poisson_distributed_cluster", tmp_path)
     check_poisson(out, ncores=4)
-    # Each of the 4 actors holds the CPU it asked for.
+    # Each of the 4 actors holds the CPU it asked for: 2 on each of the 2 nodes.
     assert float(value_after(out, "CPUs available while the actors live:")) == 0.0
+    assert value_after(out, "nodes alive:") == "2"
+    assert ast.literal_eval(value_after(out, "CPUs available per node:")) == [0.0, 0.0]
 
 
 def test_four_intervals_differ_from_two():
