@@ -135,3 +135,19 @@ def test_a_worker_of_an_unknown_node_is_refused():
     conn = FakeConn()
     assert not manager.on_hello(conn, p.Hello("worker", 1, b"w" * 28, TOKEN, node_id=NODE_B))
     assert conn.take(p.Rejected)
+
+
+def test_a_task_runs_where_its_large_argument_is_when_it_can():
+    manager, _, _ = make_manager(cpus=2)
+    join(manager)
+    connect(manager, "worker", 1)
+    b_worker = worker_on(manager, NODE_B, 3)
+    driver = connect(manager, "driver", 10)
+    manager.handle(b_worker, p.ReserveShm(1, b"o" * 28, 50_000_000))
+    name = b_worker.take(p.ShmReserved)[0].name
+    manager.handle(b_worker, p.PutObject(b"o" * 28, p.ObjectData(shm=name, size=50_000_000)))
+    manager.handle(driver, p.RefUpdate([b"o" * 28], []))
+    # Both nodes are idle (a tie goes to the driver's node), but the argument is on B.
+    submit(manager, driver, deps=[b"o" * 28])
+    (execute,) = b_worker.take(p.ExecuteTask)
+    assert execute.deps[0].shm == name

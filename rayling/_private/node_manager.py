@@ -701,8 +701,12 @@ class NodeManager(ActorManagerMixin):
                     queue.popleft()
                     continue
                 spec = task.spec
-                node = pick(nodes, by_id, task.request, spec.strategy,
-                            getattr(task.submitter, "node", None))
+                node = None
+                if spec.deps and not spec.strategy and len(nodes) > 1:
+                    node = self._where_its_data_is(task)
+                if node is None:
+                    node = pick(nodes, by_id, task.request, spec.strategy,
+                                getattr(task.submitter, "node", None))
                 if node is None:
                     if spec.strategy and self._affinity_node_gone(task):
                         queue.popleft()
@@ -722,6 +726,28 @@ class NodeManager(ActorManagerMixin):
                 node.starting += 1
                 node.starting_since = time.monotonic()
                 node.agent.spawn_worker()
+
+    def _where_its_data_is(self, task: TaskRecord) -> NodeRecord | None:
+        """The node holding most of a task's large arguments, if it can start the task
+        now (an idle worker, the resources free): running there saves copying them."""
+        bytes_on: dict[NodeRecord, int] = {}
+        copies = self._copies
+        for oid in task.spec.deps:
+            data = self.objects.get(oid)
+            if data is None or data.shm is None:
+                continue
+            home = self._segments.get(data.shm)
+            if home is not None:
+                bytes_on[home[0]] = bytes_on.get(home[0], 0) + home[1]
+            for node_id in copies.get(oid, ()):
+                node = self.nodes[node_id]
+                bytes_on[node] = bytes_on.get(node, 0) + data.size
+        if not bytes_on:
+            return None
+        node = max(bytes_on, key=bytes_on.get)
+        if node.alive and node.idle and node.pool.fits_now(task.request):
+            return node
+        return None
 
     def _affinity_node_gone(self, task: TaskRecord) -> bool:
         """Fail a task bound (hard) to a node that is dead or unknown. True if it failed."""

@@ -3,7 +3,8 @@
 A NodeRecord holds one node's resources, idle workers and object-store accounting, and
 an *agent* that acts on that node: the head's own node has the daemon's local spawner,
 segment thread and puller; a joined node has a RemoteAgent that sends the same requests
-over its connection. ``Placement.pick`` decides where a task runs:
+over its connection. ``Placement.pick`` decides where a task runs (NodeManager first
+tries the node holding most of a task's large arguments):
 
 * default: among the nodes where the task fits now, the least loaded (fraction of its
   CPUs in use), preferring the submitter's node on a tie, so work spreads over the
