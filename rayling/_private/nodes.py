@@ -40,7 +40,8 @@ class NodeRecord:
         self.transfer_address = transfer_address
         self.conn = conn  # the joined node's connection (None for the head's own node)
         self.store_capacity = store_capacity
-        self.store_used = 0
+        self._store_used = 0
+        self.store_peak = 0  # the most store_used has been (for tests and benchmarks)
         self.idle: list = []  # idle WorkerRecords on this node
         self.workers = 0  # workers connected
         self.starting = 0  # workers asked for that have not said Hello yet
@@ -50,6 +51,17 @@ class NodeRecord:
         self.max_workers = max_workers or max(32, 8 * cpus)
         self.alive = True
         self._cpu_total = self.pool.total.get(_CPU, 0)
+
+    @property
+    def store_used(self) -> int:
+        """Bytes of this node's store reserved or in use."""
+        return self._store_used
+
+    @store_used.setter
+    def store_used(self, value: int) -> None:
+        self._store_used = value
+        if value > self.store_peak:
+            self.store_peak = value
 
     def load(self) -> float:
         """Fraction of this node's CPUs in use (1.0 for a node without CPUs)."""
@@ -71,6 +83,7 @@ class NodeRecord:
             "AvailableResources": self.pool.free_float() if self.alive else {},
             "ObjectStoreUsed": self.store_used,
             "ObjectStoreCapacity": self.store_capacity,
+            "ObjectStorePeak": self.store_peak,
             "TransferAddress": self.transfer_address,
             "ObjectStoreSocketName": self.shm_session,
         }
