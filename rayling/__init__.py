@@ -34,6 +34,16 @@ from .runtime_context import get_runtime_context
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # rayling.data imports pyarrow, so it is loaded on first use, not with rayling.
+    if name == "data":
+        import importlib
+
+        return importlib.import_module(".data", __name__)
+    raise AttributeError(f"module 'rayling' has no attribute {name!r}")
+
+
 __all__ = [
     "ActorClass",
     "ActorHandle",
@@ -46,6 +56,7 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
+    "data",
     "exceptions",
     "get",
     "get_gpu_ids",

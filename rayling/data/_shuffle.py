@@ -1,0 +1,153 @@
+"""The operators that need every input block first: zip, repartition, random_shuffle,
+sort, and groupby (aggregations and map_groups).
+
+Each runs as tasks over the blocks where they are; the driver only sees metadata and key
+samples. Sort and groupby are sort-based: sample the first key of every block, pick
+boundaries, have each block cut itself into one part per output partition
+(``partition_sorted``), then one reduce task per partition merges its parts. Equal keys
+land in one partition, so groups never straddle two, and the output is ordered by key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import rayling
+
+from . import _plan as P
+from ._executor import Bundle, remote_fn
+
+SHUFFLE_BLOCK_BYTES = 32 * 1024 * 1024  # aim for output partitions about this size
+SAMPLES_PER_BLOCK = 16
+
+
+def run(op: P.AllToAll | P.Zip, inputs: list[list[Bundle]], cpus: float
+        ) -> tuple[list[Bundle], int]:
+    """The output blocks of ``op`` over its collected inputs, and how many tasks ran."""
+    if isinstance(op, P.Zip):
+        return _zip(inputs[0], inputs[1])
+    bundles = [b for b in inputs[0] if b[1].num_rows]
+    kind, args = op.kind, op.args
+    if kind == "repartition" and not args.get("shuffle"):
+        return _repartition(bundles, args["num_blocks"], inputs[0])
+    if not bundles:
+        return [], 0
+    parts = args.get("num_blocks") or _num_partitions(bundles, cpus)
+    if kind in ("random_shuffle", "repartition"):
+        return _shuffle(bundles, parts, args.get("seed"))
+    keys, descending = args["keys"], args.get("descending", False)
+    boundaries, sample_tasks = _boundaries(bundles, keys[0], parts)
+    split = _partition(bundles, keys, descending, boundaries)
+    if kind == "sort":
+        reduce, extra = "reduce_sorted", (keys, descending)
+    elif kind == "aggregate":
+        reduce, extra = "reduce_groups", (keys, args["aggs"])
+    else:
+        reduce, extra = "map_groups", (keys, args["fn"], args["batch_format"],
+                                       args["fn_args"], args["fn_kwargs"])
+    outputs = _reduce(reduce, extra, split)
+    return outputs, sample_tasks + len(bundles) + len(split)
+
+
+def _num_partitions(bundles: list[Bundle], cpus: float) -> int:
+    size = sum(m.size_bytes for _, m in bundles)
+    wanted = max(int(cpus) or 1, math.ceil(size / SHUFFLE_BLOCK_BYTES))
+    return max(1, min(len(bundles), wanted))
+
+
+def _offsets(bundles: list[Bundle]) -> list[int]:
+    edges = [0]
+    for _, meta in bundles:
+        edges.append(edges[-1] + meta.num_rows)
+    return edges
+
+
+def _row_spec(bundles: list[Bundle], edges: list[int], start: int, end: int):
+    """Which blocks and rows make up rows start..end: (refs, [(position, a, b)])."""
+    refs, spec = [], []
+    for i, (ref, _) in enumerate(bundles):
+        lo, hi = max(start, edges[i]), min(end, edges[i + 1])
+        if lo < hi:
+            spec.append((len(refs), lo - edges[i], hi - edges[i]))
+            refs.append(ref)
+    return refs, spec
+
+
+def _gathered(calls: list) -> list[Bundle]:
+    metas = rayling.get([meta for _, meta in calls])
+    return [(block, meta) for (block, _), meta in zip(calls, metas, strict=True)]
+
+
+def _repartition(bundles: list[Bundle], num_blocks: int, everything: list[Bundle]):
+    """Rows in order, cut into ``num_blocks`` blocks of nearly equal size."""
+    if num_blocks < 1:
+        raise ValueError(f"repartition: num_blocks must be at least 1, got {num_blocks}")
+    edges = _offsets(bundles)
+    total = edges[-1]
+    if total == 0:
+        return everything[:1], 0
+    gather = remote_fn("gather_rows", num_returns=2)
+    calls = []
+    for j in range(num_blocks):
+        refs, spec = _row_spec(bundles, edges, total * j // num_blocks,
+                               total * (j + 1) // num_blocks)
+        if spec:
+            calls.append(gather.remote(spec, *refs))
+    return _gathered(calls), len(calls)
+
+
+def _zip(left: list[Bundle], right: list[Bundle]):
+    left_rows, right_rows = _offsets(left)[-1], _offsets(right)[-1]
+    if left_rows != right_rows:
+        raise ValueError(f"zip: the datasets have different numbers of rows ({left_rows} and "
+                         f"{right_rows}); zip pairs rows one to one")
+    edges, right_edges = _offsets(left), _offsets(right)
+    zip_blocks = remote_fn("zip_blocks", num_returns=2)
+    calls = []
+    for i, (ref, _) in enumerate(left):
+        refs, spec = _row_spec(right, right_edges, edges[i], edges[i + 1])
+        calls.append(zip_blocks.remote(ref, spec, *refs))
+    return _gathered(calls), len(calls)
+
+
+def _shuffle(bundles: list[Bundle], parts: int, seed: int | None):
+    split = remote_fn("shuffle_partition", num_returns=parts + 1)
+    pieces = []
+    for i, (ref, _) in enumerate(bundles):
+        pieces.append(split.remote(ref, parts, seed, i))
+    rayling.get([p[-1] for p in pieces])  # the parts exist (and errors surface) here
+    columns = [[p[j] for p in pieces] for j in range(parts)]
+    reduce = remote_fn("reduce_shuffled", num_returns=2)
+    calls = [reduce.remote(seed, j, *column) for j, column in enumerate(columns)]
+    return _gathered(calls), len(bundles) + len(calls)
+
+
+def _boundaries(bundles: list[Bundle], key: str, parts: int) -> tuple[list, int]:
+    """``parts - 1`` ascending values of ``key`` that cut its range into even parts."""
+    if parts <= 1:
+        return [], 0
+    sample = remote_fn("sample_keys")
+    samples = [v for s in rayling.get([sample.remote(ref, key, SAMPLES_PER_BLOCK)
+                                       for ref, _ in bundles]) for v in s if v is not None]
+    if not samples:
+        return [], len(bundles)
+    samples.sort()
+    picks = np.linspace(0, len(samples) - 1, parts + 1)[1:-1].round().astype(int)
+    return [samples[i] for i in picks], len(bundles)
+
+
+def _partition(bundles: list[Bundle], keys: list[str], descending: bool, boundaries: list):
+    """Each block's parts, grouped by output partition (in output order)."""
+    parts = len(boundaries) + 1
+    split = remote_fn("partition_sorted", num_returns=parts + 1)
+    pieces = [split.remote(ref, keys, descending, boundaries) for ref, _ in bundles]
+    rayling.get([p[-1] for p in pieces])
+    return [[p[j] for p in pieces] for j in range(parts)]
+
+
+def _reduce(name: str, extra: tuple, split: list[list]) -> list[Bundle]:
+    reduce = remote_fn(name, num_returns=2)
+    calls = [reduce.remote(*extra, *column) for column in split]
+    return [b for b in _gathered(calls) if b[1].num_rows]
