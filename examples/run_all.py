@@ -6,7 +6,8 @@
 
 Exits with status 1 if any example fails (non-zero exit or timeout). Examples that import
 numba are skipped when numba is not installed (`pip install numba`, or
-`pip install -e ".[test]"`).
+`pip install -e ".[test]"`), and those that use rayling.data when pyarrow is not
+(`pip install -e ".[data]"`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ def example_scripts() -> list[Path]:
     return sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name)
 
 
+# module: what a script says when it needs it
+OPTIONAL_MODULES = {"numba": ("import numba", "from numba import"), "pyarrow": ("ray.data.",)}
+
+
 def needs_missing_module(script: Path) -> str | None:
     text = script.read_text()
-    for module in ("numba",):
-        uses = f"import {module}" in text or f"from {module} import" in text
+    for module, markers in OPTIONAL_MODULES.items():
+        uses = any(marker in text for marker in markers)
         if uses and importlib.util.find_spec(module) is None:
             return module
     return None
