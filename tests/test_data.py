@@ -202,6 +202,9 @@ def test_callable_class_runs_on_an_actor_pool():
     out = ds.take_all()
     assert [r["id"] for r in out] == list(range(100, 140))
     assert len({r["pid"] for r in out}) == 2
+    legacy = data.range(8, override_num_blocks=4).map_batches(
+        AddPid, compute=data.ActorPoolStrategy(size=2), fn_constructor_args=(0,))
+    assert len({r["pid"] for r in legacy.take_all()}) == 2
     with pytest.raises(ValueError, match="concurrency"):
         data.range(3).map_batches(AddPid)
 

@@ -398,6 +398,7 @@ def test_every_example_is_tested():
         "fibonacci", "task_dependencies", "tree_reduce",
     }
     from .test_seed_actor_examples import ACTOR_EXAMPLES
+    from .test_seed_data_examples import DATA_EXAMPLES
 
     scripts = {p.stem for p in EXAMPLES.glob("*.py")} - {"run_all"}
-    assert scripts == tested | ACTOR_EXAMPLES, "an example script has no test"
+    assert scripts == tested | ACTOR_EXAMPLES | DATA_EXAMPLES, "an example script has no test"

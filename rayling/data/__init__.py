@@ -20,7 +20,14 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 from ._datasource import FileReadError
 from .aggregate import AggregateFn, Count, Max, Mean, Min, Std, Sum, Unique
 from .context import DataContext
-from .dataset import DataIterator, Dataset, GroupedData, MaterializedDataset, Schema
+from .dataset import (
+    ActorPoolStrategy,
+    DataIterator,
+    Dataset,
+    GroupedData,
+    MaterializedDataset,
+    Schema,
+)
 from .read_api import (
     from_arrow,
     from_items,
@@ -38,6 +45,7 @@ from .read_api import (
 )
 
 __all__ = [
+    "ActorPoolStrategy",
     "AggregateFn",
     "Count",
     "DataContext",

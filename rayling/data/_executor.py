@@ -264,6 +264,7 @@ class _PoolRuntime(_MapRuntime):
         self._actors: list = []
         self._load: dict[int, int] = {}
         self._actor_of: dict = {}
+        self._turn = 0
         self.max_running = stage.pool_size * self.PER_ACTOR
 
     def _submit(self, seq: int, source):
@@ -274,7 +275,11 @@ class _PoolRuntime(_MapRuntime):
             chain = Chain(self.stage.transforms)
             self._actors = [worker.remote(chain) for _ in range(self.stage.pool_size)]
             self._load = dict.fromkeys(range(len(self._actors)), 0)
-        index = min(self._load, key=self._load.get)
+        # The least loaded actor; ties go round the pool, so every actor gets work.
+        count = len(self._actors)
+        order = [(self._turn + k) % count for k in range(count)]
+        index = min(order, key=self._load.__getitem__)
+        self._turn = index + 1
         self._load[index] += 1
         refs = self._actors[index].run.options(num_returns=2).remote(seq, source)
         self._actor_of[refs[1]] = index

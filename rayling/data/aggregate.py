@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+
+def _compute():
+    """pyarrow.compute, imported when first needed (it takes a while to import)."""
+    import pyarrow.compute
+
+    return pyarrow.compute
 
 
 class AggregateFn:
@@ -138,7 +144,7 @@ class Sum(_ColumnAggregate):
     label = "sum"
 
     def _partial(self, column):
-        return _scalar(pc.sum(column))
+        return _scalar(_compute().sum(column))
 
     def _merge_states(self, a, b):
         return a + b
@@ -148,7 +154,7 @@ class Min(_ColumnAggregate):
     label = "min"
 
     def _partial(self, column):
-        return _scalar(pc.min(column))
+        return _scalar(_compute().min(column))
 
     def _merge_states(self, a, b):
         return min(a, b)
@@ -158,7 +164,7 @@ class Max(_ColumnAggregate):
     label = "max"
 
     def _partial(self, column):
-        return _scalar(pc.max(column))
+        return _scalar(_compute().max(column))
 
     def _merge_states(self, a, b):
         return max(a, b)
@@ -169,7 +175,7 @@ class Mean(_ColumnAggregate):
 
     def _partial(self, column):
         count = len(column) - column.null_count
-        return (_scalar(pc.sum(column)) or 0, count) if count else None
+        return (_scalar(_compute().sum(column)) or 0, count) if count else None
 
     def _merge_states(self, a, b):
         return (a[0] + b[0], a[1] + b[1])
@@ -214,7 +220,7 @@ class Unique(_ColumnAggregate):
     label = "unique"
 
     def _partial(self, column):
-        return set(pc.unique(column).to_pylist())
+        return set(_compute().unique(column).to_pylist())
 
     def _merge_states(self, a, b):
         return a | b

@@ -65,11 +65,23 @@ def _check_callable(fn: Any, what: str) -> None:
                         f"{type(fn).__name__}: {fn!r}")
 
 
+class ActorPoolStrategy:
+    """Ray's older way to ask for an actor pool: ``compute=ActorPoolStrategy(size=n)``
+    (the same as ``concurrency=n``; a ``(min_size, max_size)`` pool gets ``max_size``)."""
+
+    def __init__(self, *, size: int | None = None, min_size: int | None = None,
+                 max_size: int | None = None, max_tasks_in_flight_per_actor: int | None = None
+                 ) -> None:
+        self.size = size or max_size or min_size or 1
+
+
 def _map_options(fn, what: str, concurrency, num_cpus, num_gpus, memory,
                  remote_args: dict) -> tuple[dict, int | None]:
     """The remote options and actor-pool size of a map-like op."""
     options = dict(remote_args)
-    options.pop("compute", None)
+    compute = options.pop("compute", None)
+    if isinstance(compute, ActorPoolStrategy) and concurrency is None:
+        concurrency = compute.size
     if num_cpus is not None:
         options["num_cpus"] = num_cpus
     if num_gpus is not None:
@@ -116,7 +128,7 @@ class Dataset:
         """Apply ``fn`` to each row (a dict); it must return a dict (the new row)."""
         _check_callable(fn, "map")
         options, pool = _map_options(fn, "map", concurrency, num_cpus, num_gpus, memory,
-                                     ray_remote_args)
+                                     {**ray_remote_args, "compute": compute})
         transform = MapRows(fn, fn_args, fn_kwargs, fn_constructor_args, fn_constructor_kwargs)
         return self._map_op(transform, f"Map({transform.label})", options, pool,
                             keeps_rows=True)
@@ -140,7 +152,7 @@ class Dataset:
             raise ValueError(f"map_batches: batch_size must be a positive integer or None, "
                              f"got {batch_size!r}")
         options, pool = _map_options(fn, "map_batches", concurrency, num_cpus, num_gpus,
-                                     memory, ray_remote_args)
+                                     memory, {**ray_remote_args, "compute": compute})
         transform = MapBatches(fn, batch_size, batch_format, fn_args=fn_args,
                                fn_kwargs=fn_kwargs, fn_constructor_args=fn_constructor_args,
                                fn_constructor_kwargs=fn_constructor_kwargs)
@@ -153,7 +165,7 @@ class Dataset:
         """Apply ``fn`` to each row; it returns a list of rows (any number)."""
         _check_callable(fn, "flat_map")
         options, pool = _map_options(fn, "flat_map", concurrency, num_cpus, num_gpus, memory,
-                                     ray_remote_args)
+                                     {**ray_remote_args, "compute": compute})
         transform = FlatMap(fn, fn_args, fn_kwargs, fn_constructor_args,
                             fn_constructor_kwargs)
         return self._map_op(transform, f"FlatMap({transform.label})", options, pool)
@@ -168,7 +180,7 @@ class Dataset:
                                       "function of the row instead")
         _check_callable(fn, "filter")
         options, pool = _map_options(fn, "filter", concurrency, num_cpus, num_gpus, memory,
-                                     ray_remote_args)
+                                     {**ray_remote_args, "compute": compute})
         transform = Filter(fn, fn_args, fn_kwargs, fn_constructor_args, fn_constructor_kwargs)
         return self._map_op(transform, f"Filter({transform.label})", options, pool,
                             keeps_schema=True)
