@@ -413,3 +413,127 @@ def test_an_early_stop_cancels_the_tasks_still_running():
     # Without cancelling, the ~10 tasks in flight would keep both CPUs busy for ~10 s.
     wait_until(lambda: _object_store_stats()["tasks"] == 0, timeout=4,
                what="the dataset's remaining tasks to be cancelled")
+
+
+# -- edge cases: nulls, empty blocks, more parts than rows, early stops ------------------------
+def test_sort_and_groupby_with_null_keys():
+    rows = [{"k": None if i % 4 == 0 else i % 3, "s": None if i % 5 == 0 else str(i % 7),
+             "v": 1} for i in range(40)]
+    ds = data.from_items(rows, override_num_blocks=6)
+    keys = [r["k"] for r in ds.sort("k").take_all()]
+    assert keys[:30] == sorted(k for k in keys if k is not None) and keys[30:] == [None] * 10
+    down = [r["k"] for r in ds.sort("k", descending=True).take_all()]
+    assert down[:30] == sorted((k for k in down if k is not None), reverse=True)
+    assert down[30:] == [None] * 10
+    strings = [r["s"] for r in ds.sort("s").take_all()]
+    assert strings[-8:] == [None] * 8 and strings[:32] == sorted(strings[:32])
+    counts = {r["k"]: r["count()"] for r in ds.groupby("k").count().take_all()}
+    assert counts == {0: 10, 1: 10, 2: 10, None: 10}
+    all_null = data.from_items([{"k": None, "v": 1}] * 3 + [{"k": 0.5, "v": 2}] * 3,
+                               override_num_blocks=2)
+    assert {r["k"]: r["sum(v)"] for r in all_null.groupby("k").sum("v").take_all()} == \
+        {0.5: 6, None: 3}
+    with pytest.raises(ValueError, match="groupby: no column named 'nope'"):
+        ds.groupby("nope").count().take_all()
+
+
+def test_aggregations_with_nulls_and_empty_blocks():
+    ds = data.from_items([{"x": 1}, {"x": None}, {"x": 3}], override_num_blocks=3)
+    assert ds.sum("x") == 4 and ds.mean("x") == 2
+    assert ds.sum("x", ignore_nulls=False) is None
+    assert ds.max("x", ignore_nulls=False) is None
+    assert sorted(ds.unique("x")) == [1, 3]
+    assert np.isnan(data.from_items([{"x": 1.0}]).std("x"))
+    sparse = data.range(10).flat_map(lambda r: [r] if r["id"] > 5 else [])
+    assert sparse.aggregate(data.Count("id")) == {"count(id)": 4}
+    keyed = data.from_items([{"g": g, "v": v} for g in "ab" for v in range(3)])
+    first_keys = data.AggregateFn(init=lambda k: [k], accumulate_row=lambda a, r: a,
+                                  merge=lambda a, b: a, name="key")
+    assert [r["key"] for r in keyed.groupby("g").aggregate(first_keys).take_all()] == \
+        [["a"], ["b"]]
+
+
+def test_more_parts_than_rows():
+    parts = data.range(3).split(5, equal=True)
+    assert len(parts) == 5 and [p.count() for p in parts] == [0] * 5
+    blocks = data.range(3).repartition(5).materialize()
+    assert blocks.num_blocks() == 5 and blocks.count() == 3
+
+
+def test_an_actor_pool_larger_than_the_cluster_runs_on_the_actors_it_has():
+    class Same:
+        def __call__(self, batch):
+            return batch
+
+    out = data.from_items(list(range(40)), override_num_blocks=8).map_batches(
+        Same, concurrency=3, num_cpus=1).take_all()
+    assert [r["item"] for r in out] == list(range(40))
+
+
+def test_stopping_early_releases_the_blocks():
+    ds = data.range_tensor(40, shape=(64, 1024), override_num_blocks=20)  # 512 KiB blocks
+    batches = ds.iter_batches(batch_size=2)
+    next(batches)
+    assert _object_store_stats()["store_used"] > 0
+    batches.close()
+    wait_until(lambda: _object_store_stats()["store_used"] == 0, timeout=10,
+               what="the blocks of a stopped run to be freed")
+
+
+def test_streaming_split_epochs_equal_shares_and_errors():
+    iterators = data.range(30, override_num_blocks=3).streaming_split(2)
+
+    @rayling.remote
+    def epochs(it, n):
+        return [sorted(r["id"] for r in it.iter_rows()) for _ in range(n)]
+
+    first, second = rayling.get([epochs.remote(it, 2) for it in iterators])
+    for epoch in range(2):
+        assert sorted(first[epoch] + second[epoch]) == list(range(30))
+    equal = data.range(31, override_num_blocks=3).streaming_split(2, equal=True)
+    counts = rayling.get([epochs.remote(it, 1) for it in equal])
+    assert [len(c[0]) for c in counts] == [15, 15]
+
+    def fail(row):
+        if row["id"] == 25:
+            raise KeyError("row 25")
+        return row
+
+    failing = data.range(30, override_num_blocks=3).map(fail).streaming_split(2)
+    results = [epochs.remote(it, 1) for it in failing]
+    for ref in results:
+        with pytest.raises(KeyError, match="row 25"):
+            rayling.get(ref)
+
+
+def test_batches_writable_copies_local_shuffle_and_text_lines(tmp_path):
+    def bump(batch):
+        batch["id"] += 1
+        return batch
+
+    assert data.range(3).map_batches(bump, zero_copy_batch=False).take_all() == [
+        {"id": 1}, {"id": 2}, {"id": 3}]
+    ds = data.range(100, override_num_blocks=2)
+    shuffled = [int(x) for b in ds.iter_batches(batch_size=10, local_shuffle_buffer_size=30,
+                                                local_shuffle_seed=1) for x in b["id"]]
+    assert sorted(shuffled) == list(range(100)) and shuffled != list(range(100))
+    (tmp_path / "t.txt").write_text("a\n\nb\r\nc")
+    assert [r["text"] for r in data.read_text(str(tmp_path / "t.txt")).take_all()] == \
+        ["a", "b", "c"]
+    assert data.read_text(str(tmp_path / "t.txt"), drop_empty_lines=False).count() == 4
+
+
+def test_from_pandas_missing_values_are_nulls():
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, np.nan, 3.0],
+                          "n": pd.array([1, None, 2], dtype="Int64")})
+    ds = data.from_pandas(frame)
+    assert ds.mean("x") == 2.0
+    assert [r["n"] for r in ds.take_all()] == [1, None, 2]
+
+
+def test_take_records_stats():
+    ds = data.range(10).map(lambda r: r)
+    ds.take(2)
+    assert "Map(<lambda>)" in ds.stats()

@@ -72,7 +72,7 @@ def test_batches_in_each_format_and_back():
     assert numpy_batch["id"].tolist() == [0, 1, 2, 3] and numpy_batch["s"][1] == "b"
     frame = B.block_to_batch(block, "pandas")
     assert list(frame.columns) == ["id", "s"] and frame["id"].sum() == 6
-    assert B.block_from_batch(frame).equals(block)
+    assert B.block_to_rows(B.block_from_batch(frame)) == B.block_to_rows(block)
     assert B.block_to_batch(block, "pyarrow") is block
     with pytest.raises(ValueError, match="batch_format"):
         B.block_to_batch(block, "torch")
@@ -197,7 +197,7 @@ def test_partitions_hold_key_ranges_in_output_order_and_keep_equal_keys_together
     rng = np.random.default_rng(1)
     blocks = [pa.table({"k": rng.integers(0, 20, 50)}) for _ in range(4)]
     boundaries = [5, 10, 15]
-    parts = [_tasks.partition_sorted(b, ["k"], descending, boundaries) for b in blocks]
+    parts = [_tasks.partition_sorted(b, ["k"], descending, boundaries, "sort") for b in blocks]
     merged = [_tasks.reduce_sorted(["k"], descending, *[p[j] for p in parts])[0]
               for j in range(4)]
     keys = [v for m in merged for v in m.column("k").to_pylist()]

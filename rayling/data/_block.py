@@ -248,13 +248,15 @@ def block_from_batch(batch: Any, what: str = "map_batches") -> pa.Table:
 
 
 def _block_from_pandas(df) -> pa.Table:
+    """Arrow's conversion (NaN and pandas' missing values become nulls), except that
+    object columns go through column_from_values (arrays become tensor columns)."""
     columns = {}
     for name in df.columns:
         series = df[name]
         if series.dtype == object:
             columns[str(name)] = column_from_values(series.tolist())
         else:
-            columns[str(name)] = pa.array(series.to_numpy())
+            columns[str(name)] = pa.array(series, from_pandas=True)
     return pa.table(columns)
 
 

@@ -157,9 +157,11 @@ def _read_parquet(path: str, columns: list[str] | None = None, **options) -> pa.
     return pq.read_table(path, columns=columns, **options)
 
 
-def _read_text(path: str, encoding: str = "utf-8", drop_empty_lines: bool = False):
-    with open(path, encoding=encoding) as f:
-        lines = f.read().splitlines()
+def _read_text(path: str, encoding: str = "utf-8", drop_empty_lines: bool = True):
+    with open(path, encoding=encoding, newline="") as f:
+        lines = [line.removesuffix("\r") for line in f.read().split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
     if drop_empty_lines:
         lines = [line for line in lines if line.strip()]
     return pa.table({"text": pa.array(lines, type=pa.string())})

@@ -102,12 +102,12 @@ class _Runtime:
         self.inputs.append((self._next_in, item))
         self._next_in += 1
         if isinstance(item, tuple):
-            self._input_bytes += item[1].size_bytes
+            self._input_bytes += self.executor.counted(item)
 
     def pop_input(self):
         seq, item = self.inputs.popleft()
         if isinstance(item, tuple):
-            self._input_bytes -= item[1].size_bytes
+            self._input_bytes -= self.executor.counted(item)
         return seq, item
 
     def input_finished(self, which: int = 0) -> None:
@@ -129,7 +129,7 @@ class _Runtime:
         return not self.stopped
 
     def held_bytes(self) -> int:
-        return self._input_bytes + sum(m.size_bytes for _, m in self.outputs)
+        return self._input_bytes + sum(map(self.executor.counted, self.outputs))
 
     def stop(self) -> None:
         self.stopped = True
@@ -137,7 +137,9 @@ class _Runtime:
         self._input_bytes = 0
 
     def close(self) -> None:
-        """Release what this stage still runs (the execution is over)."""
+        """The run is over: stop what still runs and drop every block this stage holds."""
+        self.stop()
+        self.outputs.clear()
 
 
 class _MapRuntime(_Runtime):
@@ -240,7 +242,7 @@ class _MapRuntime(_Runtime):
             self.outputs.append(bundle)
 
     def held_bytes(self) -> int:
-        return super().held_bytes() + sum(m.size_bytes for _, m in self._done.values())
+        return super().held_bytes() + sum(map(self.executor.counted, self._done.values()))
 
     def stop(self) -> None:
         super().stop()
@@ -250,50 +252,78 @@ class _MapRuntime(_Runtime):
         self._running_input_bytes = 0
 
     def close(self) -> None:
-        if self._running:
-            self.stop()
+        super().close()
+        self._done.clear()
+        self._chain_ref = None
 
 
 class _PoolRuntime(_MapRuntime):
-    """A pool of actors, each with the stage's transforms set up once (callable classes)."""
+    """A pool of actors, each with the stage's transforms set up once (callable classes).
+
+    Calls go only to actors that have started, so a pool larger than the cluster can place
+    runs on the actors it has (the others start when resources free up, or never)."""
 
     PER_ACTOR = 2  # calls queued at each actor
 
     def __init__(self, stage: P.Stage, executor: Executor) -> None:
         super().__init__(stage, executor)
         self._actors: list = []
-        self._load: dict[int, int] = {}
-        self._actor_of: dict = {}
+        self._starting: dict = {}  # ready() ref -> actor index
+        self._ready: list[int] = []  # indices of actors that have started
+        self._load: dict[int, int] = {}  # calls in flight per started actor
+        self._actor_of: dict = {}  # meta ref -> actor index
         self._turn = 0
-        self.max_running = stage.pool_size * self.PER_ACTOR
+
+    def launch_one(self) -> bool:
+        if not self._actors and self.inputs and not self.stopped:
+            self._start_pool()
+        if len(self._running) >= len(self._ready) * self.PER_ACTOR:
+            return False
+        return super().launch_one()
+
+    def _start_pool(self) -> None:
+        from ._transforms import Chain
+
+        worker = rayling.remote(_tasks.MapWorker).options(**self._options)
+        chain = Chain(self.stage.transforms)
+        self._actors = [worker.remote(chain) for _ in range(self.stage.pool_size)]
+        self._starting = {a.ready.remote(): i for i, a in enumerate(self._actors)}
 
     def _submit(self, seq: int, source):
-        if not self._actors:
-            from ._transforms import Chain
-
-            worker = rayling.remote(_tasks.MapWorker).options(**self._options)
-            chain = Chain(self.stage.transforms)
-            self._actors = [worker.remote(chain) for _ in range(self.stage.pool_size)]
-            self._load = dict.fromkeys(range(len(self._actors)), 0)
-        # The least loaded actor; ties go round the pool, so every actor gets work.
-        count = len(self._actors)
-        order = [(self._turn + k) % count for k in range(count)]
+        # The least loaded started actor; ties go round the pool, so every actor gets work.
+        count = len(self._ready)
+        order = [self._ready[(self._turn + k) % count] for k in range(count)]
         index = min(order, key=self._load.__getitem__)
-        self._turn = index + 1
+        self._turn = self._ready.index(index) + 1
         self._load[index] += 1
         refs = self._actors[index].run.options(num_returns=2).remote(seq, source)
         self._actor_of[refs[1]] = index
         return refs
 
-    def on_ready(self, meta_ref) -> None:
-        self._load[self._actor_of.pop(meta_ref)] -= 1
-        super().on_ready(meta_ref)
+    def pending(self) -> dict:
+        return {**self._running, **self._starting} if self._starting else self._running
+
+    @property
+    def finished(self) -> bool:
+        return self.inputs_done and not self.inputs and not self._running
+
+    def on_ready(self, ref) -> None:
+        index = self._starting.pop(ref, None)
+        if index is not None:
+            rayling.get(ref)  # raises the constructor's error if the actor died
+            self._ready.append(index)
+            self._load[index] = 0
+            return
+        self._load[self._actor_of.pop(ref)] -= 1
+        super().on_ready(ref)
 
     def close(self) -> None:
         self._running.clear()
+        super().close()
         for actor in self._actors:
             rayling.kill(actor)
         self._actors = []
+        self._starting.clear()
 
 
 class _LimitRuntime(_Runtime):
@@ -374,7 +404,13 @@ class _UnionRuntime(_Runtime):
         return self._current >= len(self._queues)
 
     def held_bytes(self) -> int:
-        return super().held_bytes() + sum(m.size_bytes for q in self._queues for _, m in q)
+        return super().held_bytes() + sum(self.executor.counted(b) for q in self._queues
+                                          for b in q)
+
+    def close(self) -> None:
+        super().close()
+        for queue in self._queues:
+            queue.clear()
 
 
 class _BarrierRuntime(_Runtime):
@@ -412,7 +448,12 @@ class _BarrierRuntime(_Runtime):
         return self._ran
 
     def held_bytes(self) -> int:
-        return super().held_bytes() + sum(m.size_bytes for c in self._collected for _, m in c)
+        return super().held_bytes() + sum(self.executor.counted(b) for c in self._collected
+                                          for b in c)
+
+    def close(self) -> None:
+        super().close()
+        self._collected = []
 
 
 _RUNTIMES = {"read": _MapRuntime, "input": _MapRuntime, "tasks": _MapRuntime,
@@ -428,6 +469,7 @@ class Executor:
         context = DataContext.get_current()
         self.budget = int(store * context.execution_memory_fraction)
         stages = P.stage_list(final)
+        self._preexisting = {ref for s in stages if s.kind == "input" for ref in s.op.refs}
         self.runtimes = [_RUNTIMES[s.kind](s, self) for s in stages]
         by_stage = {id(s): r for s, r in zip(stages, self.runtimes, strict=True)}
         # Each stage has one consumer: plan_stages makes a tree, even when two branches
@@ -450,6 +492,11 @@ class Executor:
             if isinstance(r, _MapRuntime):
                 total += r.running_bytes()
         return total
+
+    def counted(self, bundle: Bundle) -> int:
+        """The bytes of ``bundle`` this run answers for: none for blocks that were in the
+        store before it began (a materialized dataset's)."""
+        return 0 if bundle[0] in self._preexisting else bundle[1].size_bytes
 
     def room_for(self, size: int) -> bool:
         return self.used_bytes() + size <= self.budget

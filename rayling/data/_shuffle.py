@@ -16,7 +16,7 @@ import numpy as np
 
 import rayling
 
-from . import _plan as P
+from . import _block as B, _plan as P
 from ._executor import Bundle, remote_fn
 
 SHUFFLE_BLOCK_BYTES = 32 * 1024 * 1024  # aim for output partitions about this size
@@ -38,8 +38,9 @@ def run(op: P.AllToAll | P.Zip, inputs: list[list[Bundle]], cpus: float
     if kind in ("random_shuffle", "repartition"):
         return _shuffle(bundles, parts, args.get("seed"))
     keys, descending = args["keys"], args.get("descending", False)
-    boundaries, sample_tasks = _boundaries(bundles, keys[0], parts)
-    split = _partition(bundles, keys, descending, boundaries)
+    what = "sort" if kind == "sort" else "groupby"
+    boundaries, sample_tasks = _boundaries(bundles, keys[0], parts, what)
+    split = _partition(bundles, keys, descending, boundaries, what)
     if kind == "sort":
         reduce, extra = "reduce_sorted", (keys, descending)
     elif kind == "aggregate":
@@ -95,7 +96,11 @@ def _repartition(bundles: list[Bundle], num_blocks: int, everything: list[Bundle
                                total * (j + 1) // num_blocks)
         if spec:
             calls.append(gather.remote(spec, *refs))
-    return _gathered(calls), len(calls)
+    outputs = _gathered(calls)
+    if len(outputs) < num_blocks:  # more blocks than rows: the rest are empty, as in Ray
+        empty = B.empty_block(bundles[0][1].schema)
+        outputs += [(rayling.put(empty), B.metadata(empty))] * (num_blocks - len(outputs))
+    return outputs, len(calls)
 
 
 def _zip(left: list[Bundle], right: list[Bundle]):
@@ -124,25 +129,32 @@ def _shuffle(bundles: list[Bundle], parts: int, seed: int | None):
     return _gathered(calls), len(bundles) + len(calls)
 
 
-def _boundaries(bundles: list[Bundle], key: str, parts: int) -> tuple[list, int]:
+def _boundaries(bundles: list[Bundle], key: str, parts: int, what: str
+                ) -> tuple[list, int]:
     """``parts - 1`` ascending values of ``key`` that cut its range into even parts."""
     if parts <= 1:
         return [], 0
     sample = remote_fn("sample_keys")
-    samples = [v for s in rayling.get([sample.remote(ref, key, SAMPLES_PER_BLOCK)
-                                       for ref, _ in bundles]) for v in s if v is not None]
+    samples = [v for s in rayling.get([sample.remote(ref, key, SAMPLES_PER_BLOCK, what)
+                                       for ref, _ in bundles]) for v in s]
     if not samples:
         return [], len(bundles)
-    samples.sort()
+    try:
+        samples.sort()
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in samples})
+        raise TypeError(f"{what}: the values of {key!r} cannot be ordered; they are of types "
+                        f"{', '.join(kinds)}") from None
     picks = np.linspace(0, len(samples) - 1, parts + 1)[1:-1].round().astype(int)
     return [samples[i] for i in picks], len(bundles)
 
 
-def _partition(bundles: list[Bundle], keys: list[str], descending: bool, boundaries: list):
+def _partition(bundles: list[Bundle], keys: list[str], descending: bool, boundaries: list,
+               what: str):
     """Each block's parts, grouped by output partition (in output order)."""
     parts = len(boundaries) + 1
     split = remote_fn("partition_sorted", num_returns=parts + 1)
-    pieces = [split.remote(ref, keys, descending, boundaries) for ref, _ in bundles]
+    pieces = [split.remote(ref, keys, descending, boundaries, what) for ref, _ in bundles]
     rayling.get([p[-1] for p in pieces])
     return [[p[j] for p in pieces] for j in range(parts)]
 

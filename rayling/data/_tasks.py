@@ -94,40 +94,57 @@ def zip_blocks(left: pa.Table, spec: list[tuple[int, int, int]], *rights: pa.Tab
 
 
 # -- sorting, grouping and shuffling --------------------------------------------------------
-def sample_keys(block: pa.Table, key: str, count: int) -> list:
-    """Up to ``count`` values of the first sort key, spread evenly over the block."""
+def sample_keys(block: pa.Table, key: str, count: int, what: str) -> list:
+    """Up to ``count`` non-null values of the first sort key, spread over the block."""
     if block.num_rows == 0:
         return []
-    if key not in block.column_names:
-        raise ValueError(f"sort: no column named {key!r}; the columns are {block.column_names}")
+    _check_keys(block, [key], what)
     picks = np.linspace(0, block.num_rows - 1, min(count, block.num_rows)).astype(np.int64)
-    return block.column(key).take(pa.array(picks)).to_pylist()
+    values = block.column(key).take(pa.array(picks)).to_pylist()
+    return [v for v in values if v is not None and v == v]  # no nulls, no NaN
+
+
+def _check_keys(block: pa.Table, keys: list[str], what: str) -> None:
+    missing = [k for k in keys if k not in block.column_names]
+    if missing and block.num_columns:
+        raise ValueError(f"{what}: no column named {', '.join(map(repr, missing))}; the "
+                         f"columns are {block.column_names}")
 
 
 def _sort(block: pa.Table, keys: list[str], descending: bool) -> pa.Table:
+    """``block`` sorted by ``keys``; nulls (and NaN) last either way, as Arrow does."""
     order = "descending" if descending else "ascending"
     return block.sort_by([(k, order) for k in keys]) if block.num_rows else block
 
 
+def _valid_count(values: np.ndarray) -> int:
+    """How many leading values of a sorted key are neither null nor NaN (those sort last)."""
+    if values.dtype == object:
+        return sum(1 for v in values if v is not None and v == v)
+    if values.dtype.kind == "f":
+        return int(np.count_nonzero(~np.isnan(values)))
+    return len(values)
+
+
 def partition_sorted(block: pa.Table, keys: list[str], descending: bool,
-                     boundaries: list) -> list:
+                     boundaries: list, what: str) -> list:
     """``block`` sorted and cut at ``boundaries`` (ascending values of the first key):
     len(boundaries) + 1 parts, in output order, then their metadata. Part i holds the keys
     in (boundaries[i-1], boundaries[i]] (reversed when descending), so equal keys always
-    fall in the same part."""
-    for k in keys:
-        if block.num_rows and k not in block.column_names:
-            raise ValueError(f"no column named {k!r}; the columns are {block.column_names}")
+    fall in the same part; rows whose first key is null or NaN go to the last part."""
+    if block.num_rows:
+        _check_keys(block, keys, what)
     block = _sort(block, keys, descending)
     if block.num_rows == 0:
         parts = [block] * (len(boundaries) + 1)
     else:
         values = B.column_numpy(block.column(keys[0]))
+        valid = values[:_valid_count(values)]
         if descending:
-            cuts = len(values) - np.searchsorted(values[::-1], boundaries[::-1], side="right")
+            cuts = len(valid) - np.searchsorted(valid[::-1], boundaries[::-1], side="right")
         else:
-            cuts = np.searchsorted(values, boundaries, side="right")
-        edges = [0, *cuts.tolist(), block.num_rows]
+            cuts = np.searchsorted(valid, boundaries, side="right")
+        edges = [0, *np.asarray(cuts, dtype=np.int64).tolist(), block.num_rows]
         parts = [B.compact(block.slice(a, b - a)) for a, b in zip(edges[:-1], edges[1:],
                                                                    strict=True)]
     return [*parts, [B.metadata(p) for p in parts]]

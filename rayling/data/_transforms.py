@@ -102,10 +102,12 @@ class MapBatches(_UserFunction):
     """``map_batches``: a batch in (of ``batch_size`` rows, or the whole block), a batch out;
     a function may also yield several batches."""
 
-    def __init__(self, fn, batch_size, batch_format, **kwargs) -> None:
+    def __init__(self, fn, batch_size, batch_format, zero_copy_batch: bool = True,
+                 **kwargs) -> None:
         super().__init__(fn, **kwargs)
         self.batch_size = batch_size
         self.batch_format = batch_format
+        self.zero_copy_batch = zero_copy_batch
 
     def __call__(self, block: pa.Table, index: int) -> pa.Table:
         fn = self._user()
@@ -117,7 +119,10 @@ class MapBatches(_UserFunction):
         pieces = [block] if size >= rows else [block.slice(s, size) for s in range(0, rows, size)]
         outputs = []
         for piece in pieces:
-            result = fn(B.block_to_batch(piece, self.batch_format))
+            batch = B.block_to_batch(piece, self.batch_format)
+            if not self.zero_copy_batch and isinstance(batch, dict):
+                batch = {k: v.copy() for k, v in batch.items()}  # writable arrays
+            result = fn(batch)
             if inspect.isgenerator(result):
                 outputs.extend(B.block_from_batch(r, what) for r in result)
             else:

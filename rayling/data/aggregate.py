@@ -43,8 +43,9 @@ class AggregateFn:
         self._finalize = finalize or (lambda a: a)
         self.name = name
 
-    def accumulate_block(self, block: pa.Table) -> Any:
-        state = self._init(None)
+    def accumulate_block(self, block: pa.Table, key: Any = None) -> Any:
+        """The partial state of one block (of the group ``key``, in a groupby)."""
+        state = self._init(key)
         if self._accumulate_block is not None:
             return self._accumulate_block(state, block)
         from ._block import block_to_rows
@@ -79,7 +80,7 @@ class _ColumnAggregate(AggregateFn):
                              f"{block.column_names}")
         return block.column(self.on)
 
-    def accumulate_block(self, block: pa.Table) -> Any:
+    def accumulate_block(self, block: pa.Table, key: Any = None) -> Any:
         column = self._column(block)
         if column is None or len(column) == 0:
             return None
@@ -111,7 +112,15 @@ class _ColumnAggregate(AggregateFn):
         return state
 
 
-_NULL = object()  # a partial state meaning "a null was seen and nulls are not ignored"
+class _NullSeen:
+    """The partial state "a null was seen and nulls are not ignored". It pickles by name,
+    so the one made in a worker is this same object in the driver."""
+
+    def __reduce__(self):
+        return "_NULL"
+
+
+_NULL = _NullSeen()
 
 
 def _scalar(value: pa.Scalar) -> Any:
@@ -127,9 +136,11 @@ class Count(AggregateFn):
         self.ignore_nulls = ignore_nulls
         self.name = alias_name or f"count({on or ''})"
 
-    def accumulate_block(self, block: pa.Table) -> int:
+    def accumulate_block(self, block: pa.Table, key: Any = None) -> int:
         if self.on is None:
             return block.num_rows
+        if block.num_columns == 0:
+            return 0
         column = block.column(self.on)
         return len(column) - (column.null_count if self.ignore_nulls else 0)
 
@@ -212,15 +223,23 @@ class Std(_ColumnAggregate):
     def _final(self, state):
         n, _, m2 = state
         if n - self.ddof <= 0:
-            return None
+            return math.nan
         return math.sqrt(m2 / (n - self.ddof))
 
 
 class Unique(_ColumnAggregate):
+    """The distinct values (nulls left out when ``ignore_nulls``)."""
+
     label = "unique"
 
-    def _partial(self, column):
-        return set(_compute().unique(column).to_pylist())
+    def accumulate_block(self, block: pa.Table, key: Any = None) -> Any:
+        column = self._column(block)
+        if column is None or len(column) == 0:
+            return None
+        values = set(_compute().unique(column).to_pylist())
+        if self.ignore_nulls:
+            values.discard(None)
+        return values
 
     def _merge_states(self, a, b):
         return a | b
@@ -257,8 +276,10 @@ def aggregate_groups(block: pa.Table, keys: list[str], aggs: list[AggregateFn]) 
         piece = block.slice(start, end - start)
         for k in keys:
             key_values[k].append(block.column(k)[start].as_py())
+        key = key_values[keys[0]][-1] if len(keys) == 1 else tuple(
+            key_values[k][-1] for k in keys)
         for i, agg in enumerate(aggs):
-            results[i].append(agg.finalize(agg.accumulate_block(piece)))
+            results[i].append(agg.finalize(agg.accumulate_block(piece, key)))
     columns = {k: pa.array(v, type=block.schema.field(k).type) for k, v in key_values.items()}
     for agg, values in zip(aggs, results, strict=True):
         columns[agg.name] = column_from_values(values)
@@ -273,12 +294,17 @@ def group_bounds(block: pa.Table, keys: list[str]) -> list[tuple[int, int]]:
     change = np.zeros(n, dtype=bool)
     change[0] = True
     for k in keys:
-        values = block.column(k).to_numpy(zero_copy_only=False)
+        column = block.column(k)
+        values = column.to_numpy(zero_copy_only=False)
+        missing = np.asarray(column.is_null(nan_is_null=True))
         if values.dtype == object:
-            change[1:] |= np.array([a != b for a, b in zip(values[1:], values[:-1],
-                                                          strict=True)], dtype=bool)
+            differ = np.array([a != b for a, b in zip(values[1:], values[:-1], strict=True)],
+                              dtype=bool)
         else:
-            change[1:] |= values[1:] != values[:-1]
+            differ = values[1:] != values[:-1]
+        # Nulls (and NaN) are one group: two missing keys in a row are the same key.
+        both_missing = missing[1:] & missing[:-1]
+        change[1:] |= (differ & ~both_missing) | (missing[1:] ^ missing[:-1])
     starts = np.flatnonzero(change)
     ends = np.append(starts[1:], n)
     return list(zip(starts.tolist(), ends.tolist(), strict=True))

@@ -18,7 +18,7 @@ import rayling
 
 from . import _block as B, _plan as P, aggregate as A
 from ._datasource import WriteTransform
-from ._executor import Bundle, Executor, remote_fn
+from ._executor import Bundle, Executor, StageStats, remote_fn
 from ._transforms import (
     Filter,
     FlatMap,
@@ -110,7 +110,7 @@ class Dataset:
 
     def __init__(self, op: P.Op) -> None:
         self._op = op
-        self._executions: list[Executor] = []
+        self._last_run: list[StageStats] | None = None  # what the last run did
 
     # -- building the plan ------------------------------------------------------------------
     def _with(self, op_type, name: str, **fields) -> Dataset:
@@ -153,7 +153,7 @@ class Dataset:
                              f"got {batch_size!r}")
         options, pool = _map_options(fn, "map_batches", concurrency, num_cpus, num_gpus,
                                      memory, {**ray_remote_args, "compute": compute})
-        transform = MapBatches(fn, batch_size, batch_format, fn_args=fn_args,
+        transform = MapBatches(fn, batch_size, batch_format, zero_copy_batch, fn_args=fn_args,
                                fn_kwargs=fn_kwargs, fn_constructor_args=fn_constructor_args,
                                fn_constructor_kwargs=fn_constructor_kwargs)
         return self._map_op(transform, f"MapBatches({transform.label})", options, pool)
@@ -269,24 +269,25 @@ class Dataset:
         return GroupedData(self, _keys(key, "groupby"))
 
     # -- running ----------------------------------------------------------------------------
-    def _bundles(self) -> Iterator[Bundle]:
+    def _bundles(self, stats_of: Dataset | None = None) -> Iterator[Bundle]:
+        """Run the plan; ``stats_of`` (this dataset by default) keeps what the run did."""
         executor = Executor(P.plan_stages(self._op), P.known_num_blocks(self._op))
-        self._executions = [executor]
+        (stats_of or self)._last_run = executor.stats()
         yield from executor.run()
 
     def iter_internal_ref_bundles(self) -> Iterator[Bundle]:
         """(block ref, metadata) of each block, in order, as they are made."""
         return self._bundles()
 
-    def _blocks(self) -> Iterator[pa.Table]:
-        for ref, _ in self._bundles():
+    def _blocks(self, stats_of: Dataset | None = None) -> Iterator[pa.Table]:
+        for ref, _ in self._bundles(stats_of):
             yield rayling.get(ref)
 
     # -- consuming --------------------------------------------------------------------------
     def take(self, limit: int = 20) -> list[dict]:
         """The first ``limit`` rows, as dicts."""
         rows: list[dict] = []
-        for block in self.limit(limit)._blocks():
+        for block in self.limit(limit)._blocks(self):
             rows.extend(B.block_to_rows(block.slice(0, limit - len(rows))))
             if len(rows) >= limit:
                 break
@@ -303,7 +304,7 @@ class Dataset:
 
     def take_batch(self, batch_size: int = 20, *, batch_format: str | None = "default"):
         """The first ``batch_size`` rows as one batch."""
-        blocks = list(self.limit(batch_size)._blocks())
+        blocks = list(self.limit(batch_size)._blocks(self))
         block = B.concat(blocks)
         if block.num_rows == 0:
             raise ValueError("The dataset is empty.")
@@ -347,8 +348,11 @@ class Dataset:
                      batch_format: str | None = "default", drop_last: bool = False,
                      prefetch_batches: int = 1, local_shuffle_buffer_size: int | None = None,
                      local_shuffle_seed: int | None = None) -> Iterator[Any]:
-        """Batches of ``batch_size`` rows (whole blocks when None), across block edges."""
-        return _batches(self._blocks(), batch_size, batch_format, drop_last)
+        """Batches of ``batch_size`` rows (whole blocks when None), across block edges;
+        with ``local_shuffle_buffer_size``, rows drawn at random from a buffer of at least
+        that many."""
+        return _batches(self._blocks(), batch_size, batch_format, drop_last,
+                        local_shuffle_buffer_size, local_shuffle_seed)
 
     def iterator(self) -> DataIterator:
         return DataIterator(self._blocks, self.stats)
@@ -368,7 +372,7 @@ class Dataset:
         bundles = list(self._bundles())
         op = P.InputBlocks("Materialized", [], [r for r, _ in bundles], [m for _, m in bundles])
         out = MaterializedDataset(op)
-        out._executions = self._executions
+        out._last_run = self._last_run
         return out
 
     def split(self, n: int, *, equal: bool = False, locality_hints=None
@@ -383,6 +387,8 @@ class Dataset:
             each = total // n
             parts = Dataset(P.InputBlocks("Split", [], [r for r, _ in bundles],
                                           [m for _, m in bundles]))
+            if each == 0:
+                return [_empty_like(bundles) for _ in range(n)]
             pieces = parts.limit(each * n).repartition(n).materialize()
             op = pieces._op
             return [MaterializedDataset(P.InputBlocks("Split", [], [r], [m]))
@@ -406,9 +412,9 @@ class Dataset:
 
     def stats(self) -> str:
         """What the last run of this dataset did, stage by stage."""
-        if not self._executions:
+        if self._last_run is None:
             return "This dataset has not run yet."
-        return "\n".join(s.text() for s in self._executions[-1].stats())
+        return "\n".join(s.text() for s in self._last_run)
 
     # -- aggregations -----------------------------------------------------------------------
     def aggregate(self, *aggs: A.AggregateFn) -> dict[str, Any]:
@@ -465,9 +471,8 @@ class Dataset:
                                       "writes only to local and shared file systems")
         transform = WriteTransform(fmt, path, uuid.uuid4().hex[:12], options)
         ds = self._map_op(transform, transform.name, dict(ray_remote_args or {}), None)
-        for _ in ds._bundles():
+        for _ in ds._bundles(self):
             pass
-        self._executions = ds._executions
 
     def write_parquet(self, path: str, *, ray_remote_args=None, **arrow_parquet_args) -> None:
         self._write("parquet", path, arrow_parquet_args, ray_remote_args)
@@ -564,8 +569,10 @@ class DataIterator:
 
     def iter_batches(self, *, batch_size: int | None = 256,
                      batch_format: str | None = "default", drop_last: bool = False,
-                     prefetch_batches: int = 1, **_ignored) -> Iterator[Any]:
-        return _batches(self._make_blocks(), batch_size, batch_format, drop_last)
+                     prefetch_batches: int = 1, local_shuffle_buffer_size: int | None = None,
+                     local_shuffle_seed: int | None = None) -> Iterator[Any]:
+        return _batches(self._make_blocks(), batch_size, batch_format, drop_last,
+                        local_shuffle_buffer_size, local_shuffle_seed)
 
     def iter_rows(self) -> Iterator[dict]:
         for block in self._make_blocks():
@@ -579,14 +586,19 @@ class DataIterator:
 
 
 def _batches(blocks: Iterator[pa.Table], batch_size: int | None, batch_format: str | None,
-             drop_last: bool) -> Iterator[Any]:
+             drop_last: bool, shuffle_buffer: int | None = None,
+             shuffle_seed: int | None = None) -> Iterator[Any]:
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+    if shuffle_buffer:
+        if batch_size is None:
+            raise ValueError("local_shuffle_buffer_size needs a batch_size")
+        blocks = _locally_shuffled(blocks, shuffle_buffer, batch_size, shuffle_seed)
     if batch_size is None:
         for block in blocks:
             if block.num_rows:
                 yield B.block_to_batch(block, batch_format)
         return
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
     pending: list[pa.Table] = []
     count = 0
     for block in blocks:
@@ -601,6 +613,31 @@ def _batches(blocks: Iterator[pa.Table], batch_size: int | None, batch_format: s
                 pending, count = [], 0
     if count and not drop_last:
         yield B.block_to_batch(B.concat(pending), batch_format)
+
+
+def _locally_shuffled(blocks: Iterator[pa.Table], buffer_rows: int, batch_size: int,
+                      seed: int | None) -> Iterator[pa.Table]:
+    """Blocks of ``batch_size`` rows drawn at random from a buffer kept above
+    ``buffer_rows`` rows (smaller at the end)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    buffer: pa.Table | None = None
+    for block in blocks:
+        buffer = block if buffer is None else B.concat([buffer, block])
+        while buffer.num_rows >= buffer_rows + batch_size:
+            order = rng.permutation(buffer.num_rows)
+            yield buffer.take(pa.array(order[:batch_size]))
+            buffer = buffer.take(pa.array(np.sort(order[batch_size:])))
+    if buffer is not None and buffer.num_rows:
+        yield buffer.take(pa.array(rng.permutation(buffer.num_rows)))
+
+
+def _empty_like(bundles: list[Bundle]) -> MaterializedDataset:
+    schema = next((m.schema for _, m in bundles), None)
+    block = B.empty_block(schema)
+    return MaterializedDataset(P.InputBlocks("Split", [], [rayling.put(block)],
+                                             [B.metadata(block)]))
 
 
 def _keys(key, what: str) -> list[str]:

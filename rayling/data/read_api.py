@@ -156,10 +156,11 @@ def read_parquet(paths, *, columns: list[str] | None = None, include_paths: bool
                        ray_remote_args=ray_remote_args)
 
 
-def read_text(paths, *, encoding: str = "utf-8", drop_empty_lines: bool = False,
+def read_text(paths, *, encoding: str = "utf-8", drop_empty_lines: bool = True,
               include_paths: bool = False, override_num_blocks: int | None = None,
               parallelism: int = -1, file_extensions=None, ray_remote_args=None) -> Dataset:
-    """One row ``{"text": line}`` per line."""
+    """One row ``{"text": line}`` per line (empty lines left out unless
+    ``drop_empty_lines=False``)."""
     return _read_files("text", paths, extensions=_exts(file_extensions),
                        include_paths=include_paths, override_num_blocks=override_num_blocks,
                        parallelism=parallelism,
