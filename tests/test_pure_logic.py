@@ -189,3 +189,38 @@ def test_exceptions_pickle_roundtrip():
     dual = again.as_instanceof_cause()
     assert isinstance(dual, ValueError) and isinstance(dual, exc.RayTaskError)
     assert "Traceback" in str(dual)
+
+
+def test_a_task_cancelled_before_it_starts_keeps_its_function_for_the_next():
+    """The daemon sends a function's code with the first task of it a worker gets; if that
+    task is cancelled before it starts, the worker must still keep the code."""
+    import cloudpickle
+
+    from rayling._private import protocol as p
+    from rayling._private.worker import Executor
+
+    class Client:
+        on_cancel = None
+        peers = None
+
+        def __init__(self):
+            self.sent = []
+
+        def send(self, msg):
+            self.sent.append(msg)
+
+        def store(self, oid, value, what):
+            return p.ObjectData(inline=cloudpickle.dumps(value)), None
+
+    def task(task_id: bytes, function: bytes | None) -> p.ExecuteTask:
+        return p.ExecuteTask(task_id, b"\0" * 4, b"fid", function, "double",
+                             cloudpickle.dumps(((21,), {})), [], 1, [])
+
+    client = Client()
+    executor = Executor(client)
+    executor.cancel(b"first")  # cancelled while it waits to start
+    executor.execute(task(b"first", cloudpickle.dumps(lambda x: 2 * x)))
+    executor.execute(task(b"second", None))
+    first, second = client.sent
+    assert first.results[0].error and not second.results[0].error
+    assert cloudpickle.loads(second.results[0].inline) == 42

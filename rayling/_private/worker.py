@@ -175,6 +175,10 @@ class Executor:
         on_main = threading.get_ident() == self._main_thread
         try:
             try:
+                if msg.function is not None:
+                    # The daemon sends a function's code only once to each worker: keep it
+                    # even when this task was cancelled before it started.
+                    self._load(msg)
                 if msg.task_id in self._cancelled:
                     self._cancelled.discard(msg.task_id)
                     raise KeyboardInterrupt
