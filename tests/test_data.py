@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -374,7 +375,7 @@ def test_writers_make_one_file_per_block(tmp_path):
 # -- errors -----------------------------------------------------------------------------------
 def test_map_returning_a_non_dict_says_so():
     with pytest.raises(TypeError, match=r"map\(<lambda>\): the function must return a dict.*"
-                                        r"returned a int: 0"):
+                                        r"returned a int: \d"):
         data.range(3).map(lambda r: r["id"]).take_all()
 
 
@@ -471,12 +472,14 @@ def test_an_actor_pool_larger_than_the_cluster_runs_on_the_actors_it_has():
 
 
 def test_stopping_early_releases_the_blocks():
+    gc.collect()  # what earlier tests left in reference cycles goes now, not during the test
+    before = _object_store_stats()["store_used"]
     ds = data.range_tensor(40, shape=(64, 1024), override_num_blocks=20)  # 512 KiB blocks
     batches = ds.iter_batches(batch_size=2)
     next(batches)
-    assert _object_store_stats()["store_used"] > 0
+    assert _object_store_stats()["store_used"] > before
     batches.close()
-    wait_until(lambda: _object_store_stats()["store_used"] == 0, timeout=10,
+    wait_until(lambda: _object_store_stats()["store_used"] == before, timeout=10,
                what="the blocks of a stopped run to be freed")
 
 

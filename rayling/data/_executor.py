@@ -566,6 +566,7 @@ class Executor:
             callbacks[ref].on_ready(ref)
 
     def close(self) -> None:
+        self._preexisting = set()  # runtimes point back here: hold no refs after the run
         for runtime in self.runtimes:
             runtime.close()
             if runtime.stats.started is not None and runtime.stats.finished is None:
