@@ -56,7 +56,9 @@ def daemon_records(env) -> list[dict]:
     directory = os.path.join(machine_dir(env), "nodes")
     if not os.path.isdir(directory):
         return []
-    return [json.load(open(os.path.join(directory, f))) for f in os.listdir(directory)]
+    # Records are written to a ".tmp" file first, then renamed into place.
+    return [json.load(open(os.path.join(directory, f))) for f in os.listdir(directory)
+            if not f.startswith(".")]
 
 
 def run_script(env, code: str, extra_env=None) -> str:
