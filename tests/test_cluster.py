@@ -183,3 +183,18 @@ def test_each_script_is_its_own_job(two_nodes):
                            text=True, timeout=60, check=True).stdout.strip() for _ in range(2)}
     jobs.add(rayling.get_runtime_context().get_job_id())
     assert len(jobs) == 3
+
+
+def test_a_dataset_runs_across_nodes_and_moves_blocks_between_them(two_nodes):
+    rayling.data.DataContext.get_current().enable_progress_bars = False
+
+    def tag(batch):
+        node = rayling.get_runtime_context().get_node_id()
+        return {"id": batch["id"], "node": np.array([node] * len(batch["id"])),
+                "payload": np.ones((len(batch["id"]), 32 * 1024))}  # 256 KiB a row
+
+    ds = rayling.data.range(64, override_num_blocks=16).map_batches(tag)
+    rows = ds.sort("id", descending=True).take_all()  # blocks cross nodes to be sorted
+    assert [r["id"] for r in rows] == list(range(63, -1, -1))
+    assert len({r["node"] for r in rows}) == 2
+    assert all(r["payload"].shape == (32 * 1024,) for r in rows)
