@@ -11,11 +11,13 @@ driver moves outputs downstream, launches what it may (the stages nearest the co
 first, so memory drains before more is made), then waits for any task to finish. Only
 block metadata comes to the driver; blocks stay in the object store until a consumer asks.
 
-Backpressure: the bytes of blocks made but not yet consumed, plus an estimate for every
-running task, stay under ``DataContext.execution_memory_fraction`` of the cluster's object
-store (one task per stage may always run, so a pipeline never stalls). When a limit has
-all it needs, or the consumer stops early, the stages above it stop and their running
-tasks are cancelled.
+Backpressure: the bytes of blocks made but not yet consumed, plus what running tasks pin
+and are estimated to make, stay under ``DataContext.execution_memory_fraction`` of the
+cluster's object store. A task that makes no more than it reads may always start (it
+frees memory when it ends), and so may any task when nothing runs at all, so a pipeline
+never stalls; blocks that were in the store before the run (a materialized dataset's)
+do not count. When a limit has all it needs, or the consumer stops early, the stages
+above it stop and their running tasks are cancelled.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class _MapRuntime(_Runtime):
     def __init__(self, stage: P.Stage, executor: Executor) -> None:
         super().__init__(stage, executor)
         self._chain_ref = None
-        self._running: dict = {}  # meta ref -> (sequence, block ref, input bytes)
+        self._running: dict = {}  # meta ref -> (sequence, block ref, input bytes pinned)
         self._running_input_bytes = 0  # inputs pinned by running tasks
         self._completed = 0
         self._done: dict[int, Bundle] = {}
@@ -178,19 +180,20 @@ class _MapRuntime(_Runtime):
     def launch_one(self) -> bool:
         if self.stopped or not self.inputs or len(self._running) >= self.max_running:
             return False
-        if self.stage.kind == "input" and not self.stage.transforms:
+        if self.stage.kind == "input":  # blocks already made: pass them on
             seq, bundle = self.pop_input()
             self._done[seq] = bundle
             self._emit()
             return True
-        input_bytes = 0 if self.stage.kind == "read" else self.inputs[0][1][1].size_bytes
+        reads = self.stage.kind == "read"
+        input_bytes = 0 if reads else self.inputs[0][1][1].size_bytes
         if not self._may_start(input_bytes):
             return False
         seq, item = self.pop_input()
-        source = item if self.stage.kind == "read" else item[0]
-        block_ref, meta_ref = self._submit(seq, source)
-        self._running[meta_ref] = (seq, block_ref, input_bytes)
-        self._running_input_bytes += input_bytes
+        pinned = 0 if reads else self.executor.counted(item)
+        block_ref, meta_ref = self._submit(seq, item if reads else item[0])
+        self._running[meta_ref] = (seq, block_ref, pinned)
+        self._running_input_bytes += pinned
         self.stats.tasks += 1
         if self.stats.started is None:
             self.stats.started = time.perf_counter()
@@ -225,8 +228,8 @@ class _MapRuntime(_Runtime):
                                                self._running.values())
 
     def on_ready(self, meta_ref) -> None:
-        seq, block_ref, input_bytes = self._running.pop(meta_ref)
-        self._running_input_bytes -= input_bytes
+        seq, block_ref, pinned = self._running.pop(meta_ref)
+        self._running_input_bytes -= pinned
         meta = rayling.get(meta_ref)
         n = self._completed
         self._completed += 1
