@@ -540,3 +540,28 @@ def test_take_records_stats():
     ds = data.range(10).map(lambda r: r)
     ds.take(2)
     assert "Map(<lambda>)" in ds.stats()
+
+
+def test_split_at_indices_proportions_and_train_test():
+    ds = data.range(10, override_num_blocks=3)
+    parts = ds.split_at_indices([2, 5, 20])
+    assert [[r["id"] for r in p.take_all()] for p in parts] == [
+        [0, 1], [2, 3, 4], list(range(5, 10)), []]
+    shares = ds.split_proportionately([0.2, 0.5])
+    assert [p.count() for p in shares] == [2, 5, 3]
+    train, test = ds.train_test_split(0.3)
+    assert (train.count(), [r["id"] for r in test.take_all()]) == (7, [7, 8, 9])
+    train, test = ds.train_test_split(4, shuffle=True, seed=1)
+    assert sorted(r["id"] for r in train.take_all() + test.take_all()) == list(range(10))
+    assert test.count() == 4
+    with pytest.raises(ValueError, match="ascending"):
+        ds.split_at_indices([5, 2])
+
+
+def test_pandas_and_numpy_refs():
+    ds = data.range(6, override_num_blocks=2)
+    frames = rayling.get(ds.to_pandas_refs())
+    assert [list(f["id"]) for f in frames] == [[0, 1, 2], [3, 4, 5]]
+    arrays = rayling.get(ds.to_numpy_refs(column="id"))
+    assert [a.tolist() for a in arrays] == [[0, 1, 2], [3, 4, 5]]
+    assert len(ds.to_arrow_refs()) == 2

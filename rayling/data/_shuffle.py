@@ -85,21 +85,36 @@ def _repartition(bundles: list[Bundle], num_blocks: int, everything: list[Bundle
     """Rows in order, cut into ``num_blocks`` blocks of nearly equal size."""
     if num_blocks < 1:
         raise ValueError(f"repartition: num_blocks must be at least 1, got {num_blocks}")
-    edges = _offsets(bundles)
-    total = edges[-1]
+    total = _offsets(bundles)[-1]
     if total == 0:
         return everything[:1], 0
+    return gather_ranges(bundles, [(total * j // num_blocks, total * (j + 1) // num_blocks)
+                                   for j in range(num_blocks)])
+
+
+def gather_ranges(bundles: list[Bundle], ranges: list[tuple[int, int]]
+                  ) -> tuple[list[Bundle], int]:
+    """One block per (start, end) range of rows of ``bundles`` (taken in order), made by
+    tasks where the rows are; an empty range is an empty block. Also: how many tasks."""
+    edges = _offsets(bundles)
     gather = remote_fn("gather_rows", num_returns=2)
-    calls = []
-    for j in range(num_blocks):
-        refs, spec = _row_spec(bundles, edges, total * j // num_blocks,
-                               total * (j + 1) // num_blocks)
+    calls, slots = [], []
+    for start, end in ranges:
+        refs, spec = _row_spec(bundles, edges, start, end)
+        slots.append(len(calls) if spec else None)
         if spec:
             calls.append(gather.remote(spec, *refs))
-    outputs = _gathered(calls)
-    if len(outputs) < num_blocks:  # more blocks than rows: the rest are empty, as in Ray
-        empty = B.empty_block(bundles[0][1].schema)
-        outputs += [(rayling.put(empty), B.metadata(empty))] * (num_blocks - len(outputs))
+    made = _gathered(calls)
+    empty = None
+    outputs = []
+    for slot in slots:
+        if slot is None:
+            if empty is None:
+                block = B.empty_block(bundles[0][1].schema if bundles else None)
+                empty = (rayling.put(block), B.metadata(block))
+            outputs.append(empty)
+        else:
+            outputs.append(made[slot])
     return outputs, len(calls)
 
 

@@ -196,6 +196,12 @@ def map_groups(keys: list[str], fn, batch_format: str, fn_args: tuple, fn_kwargs
     return out, B.metadata(out, time.perf_counter() - start_time)
 
 
+def block_as_batch(block: pa.Table, batch_format: str, column: str | None = None):
+    """A block as a batch (for to_pandas_refs and to_numpy_refs)."""
+    batch = B.block_to_batch(block, batch_format)
+    return batch[column] if column is not None else batch
+
+
 def aggregate_block(block: pa.Table, aggs: list) -> list[Any]:
     """Partial states of dataset-wide aggregations for one block."""
     return A.accumulate(aggs, block)

@@ -365,7 +365,21 @@ class Dataset:
         return B.block_to_pandas(block)
 
     def to_arrow_refs(self) -> list:
+        """Refs of the blocks (Arrow tables)."""
         return [ref for ref, _ in self._bundles()]
+
+    def get_internal_block_refs(self) -> list:
+        return self.to_arrow_refs()
+
+    def to_pandas_refs(self) -> list:
+        """Refs of one DataFrame per block, made by tasks."""
+        task = remote_fn("block_as_batch")
+        return [task.remote(ref, "pandas") for ref, _ in self._bundles()]
+
+    def to_numpy_refs(self, *, column: str | None = None) -> list:
+        """Refs of one batch per block: a dict of arrays, or one column's array."""
+        task = remote_fn("block_as_batch")
+        return [task.remote(ref, "numpy", column) for ref, _ in self._bundles()]
 
     def materialize(self) -> MaterializedDataset:
         """Run the plan once and keep its blocks in the object store."""
@@ -401,6 +415,54 @@ class Dataset:
             rows[i] += bundle[1].num_rows
         return [MaterializedDataset(P.InputBlocks("Split", [], [r for r, _ in s],
                                                   [m for _, m in s])) for s in shares]
+
+    def split_at_indices(self, indices: list[int]) -> list[MaterializedDataset]:
+        """Datasets of the rows before ``indices[0]``, between each pair of indices, and
+        after the last (indices past the end give empty datasets)."""
+        if any(not isinstance(i, int) or i < 0 for i in indices) or \
+                list(indices) != sorted(indices):
+            raise ValueError(f"split_at_indices: indices must be non-negative integers in "
+                             f"ascending order, got {indices!r}")
+        from ._shuffle import gather_ranges
+
+        bundles = [b for b in self._bundles() if b[1].num_rows]
+        total = sum(m.num_rows for _, m in bundles)
+        edges = [0, *(min(i, total) for i in indices), total]
+        parts, _ = gather_ranges(bundles, list(zip(edges[:-1], edges[1:], strict=True)))
+        return [MaterializedDataset(P.InputBlocks("Split", [], [r], [m])) for r, m in parts]
+
+    def split_proportionately(self, proportions: list[float]) -> list[MaterializedDataset]:
+        """len(proportions) + 1 datasets: each proportion's share of the rows, in order,
+        and the rest."""
+        if not proportions or any(p <= 0 for p in proportions) or sum(proportions) >= 1:
+            raise ValueError(f"split_proportionately: proportions must be positive and add "
+                             f"up to less than 1, got {proportions!r}")
+        total = self.count()
+        indices, at = [], 0.0
+        for share in proportions:
+            at += share
+            indices.append(int(total * at))
+        return self.split_at_indices(indices)
+
+    def train_test_split(self, test_size: float | int, *, shuffle: bool = False,
+                         seed: int | None = None) -> tuple[MaterializedDataset,
+                                                           MaterializedDataset]:
+        """(train, test): the last ``test_size`` rows (a fraction, or a count) are the
+        test set; ``shuffle`` shuffles the rows first."""
+        ds = self.random_shuffle(seed=seed) if shuffle else self
+        if isinstance(test_size, float):
+            if not 0 < test_size < 1:
+                raise ValueError(f"train_test_split: a fractional test_size must be between "
+                                 f"0 and 1, got {test_size}")
+            train, test = ds.split_proportionately([1 - test_size])
+            return train, test
+        materialized = ds.materialize()
+        total = materialized.count()
+        if not isinstance(test_size, int) or not 0 < test_size < total:
+            raise ValueError(f"train_test_split: test_size must be a fraction or a number of "
+                             f"rows between 0 and {total}, got {test_size!r}")
+        train, test = materialized.split_at_indices([total - test_size])
+        return train, test
 
     def streaming_split(self, n: int, *, equal: bool = False,
                         locality_hints=None) -> list[DataIterator]:
