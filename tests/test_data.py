@@ -565,3 +565,26 @@ def test_pandas_and_numpy_refs():
     arrays = rayling.get(ds.to_numpy_refs(column="id"))
     assert [a.tolist() for a in arrays] == [[0, 1, 2], [3, 4, 5]]
     assert len(ds.to_arrow_refs()) == 2
+
+
+def test_map_batches_bundles_small_blocks_into_whole_batches():
+    class Sizes:
+        def __call__(self, batch):
+            return {"n": np.full(len(batch["id"]), len(batch["id"]))}
+
+    ds = data.range(100, override_num_blocks=20)  # blocks of 5 rows
+    sizes = [r["n"] for r in ds.map_batches(Sizes, batch_size=16, concurrency=1).take_all()]
+    assert sizes == [16] * 96 + [4] * 4  # across block edges, as in Ray
+    after_a_map = ds.map(lambda r: r).map_batches(lambda b: {"n": np.full(len(b["id"]),
+                                                                          len(b["id"]))},
+                                                  batch_size=10, num_cpus=0.5)
+    assert {r["n"] for r in after_a_map.take_all()} == {10}
+
+
+def test_a_big_block_is_batched_in_one_task():
+    # num_cpus keeps map_batches out of the read's stage, so its input comes as blocks.
+    ds = data.range(1000, override_num_blocks=1).map_batches(
+        lambda b: {"n": np.full(len(b["id"]), len(b["id"]))}, batch_size=100, num_cpus=0.5)
+    out = ds.materialize()
+    # Ten batches of 100 rows, all made by one task from the one 1000-row block.
+    assert out.num_blocks() == 1 and {r["n"] for r in out.take_all()} == {100}

@@ -31,6 +31,7 @@ from typing import Any
 import rayling
 
 from . import _block as B, _plan as P, _tasks
+from ._transforms import MapBatches
 from .context import DataContext
 
 Bundle = tuple  # (block ref, BlockMetadata)
@@ -165,6 +166,13 @@ class _MapRuntime(_Runtime):
             for bundle in zip(op.refs, op.metas, strict=True):
                 self.add_input(bundle)
             self.inputs_done = True
+        # A batch function with a batch size gets whole batches: small blocks are bundled
+        # into one task until they hold batch_size rows.
+        first = stage.transforms[0] if stage.transforms else None
+        self._bundle_rows = (first.batch_size if stage.kind in ("tasks", "pool")
+                             and isinstance(first, MapBatches) else None)
+        self._launched = 0  # tasks started: each task's sequence number
+        self._head_offset = 0  # rows of the first queued block that earlier batches took
         self._options = dict(stage.remote_args)
         concurrency = self._options.pop("_concurrency", None)
         cpus = self._options.get("num_cpus", 1) or 1
@@ -185,13 +193,26 @@ class _MapRuntime(_Runtime):
             self._done[seq] = bundle
             self._emit()
             return True
-        reads = self.stage.kind == "read"
-        input_bytes = 0 if reads else self.inputs[0][1][1].size_bytes
-        if not self._may_start(input_bytes):
-            return False
-        seq, item = self.pop_input()
-        pinned = 0 if reads else self.executor.counted(item)
-        block_ref, meta_ref = self._submit(seq, item if reads else item[0])
+        if self.stage.kind == "read":
+            if not self._may_start(0):
+                return False
+            spec, sources, pinned = None, [self.pop_input()[1]], 0
+        elif self._bundle_rows:
+            plan = self._next_batch()
+            if plan is None or not self._may_start(sum(m.size_bytes for _, m in plan[1])):
+                return False
+            spec, bundles = plan
+            sources = [ref for ref, _ in bundles]
+            pinned = self._take_batch(spec, bundles)
+        else:
+            bundle = self.inputs[0][1]
+            if not self._may_start(bundle[1].size_bytes):
+                return False
+            self.pop_input()
+            spec, sources, pinned = None, [bundle[0]], self.executor.counted(bundle)
+        seq = self._launched
+        self._launched += 1
+        block_ref, meta_ref = self._submit(seq, spec, sources)
         self._running[meta_ref] = (seq, block_ref, pinned)
         self._running_input_bytes += pinned
         self.stats.tasks += 1
@@ -211,13 +232,46 @@ class _MapRuntime(_Runtime):
             return True
         return self.executor.room_for(estimate) or not self.executor.anything_running()
 
-    def _submit(self, seq: int, source):
+    def _next_batch(self):
+        """The rows of the next task's batches, across block edges: ([(position, start,
+        end)], the bundles they are in); None to wait for more blocks. The last batch is
+        what is left once the input is done."""
+        size = self._bundle_rows
+        offset = self._head_offset
+        # As many whole batches as the first block holds (one task does them all), else
+        # one batch gathered from several blocks.
+        wanted = size * max(1, (self.inputs[0][1][1].num_rows - offset) // size)
+        spec, bundles = [], []
+        for _, bundle in self.inputs:
+            take = min(wanted, bundle[1].num_rows - offset)
+            if take > 0:
+                spec.append((len(bundles), offset, offset + take))
+                bundles.append(bundle)
+                wanted -= take
+            offset = 0
+            if wanted == 0:
+                return spec, bundles
+        return (spec, bundles) if spec and self.inputs_done else None
+
+    def _take_batch(self, spec: list, bundles: list) -> int:
+        """Drop the blocks the batch uses up; returns the bytes the task pins."""
+        pinned = 0
+        for (_, start, end), bundle in zip(spec, bundles, strict=True):
+            pinned += self.executor.counted(bundle)
+            if end == bundle[1].num_rows:
+                self.pop_input()
+                self._head_offset = 0
+            else:
+                self._head_offset = end  # the rest of this block starts the next batch
+        return pinned
+
+    def _submit(self, seq: int, spec: list | None, sources: list):
         if self._chain_ref is None:
             from ._transforms import Chain
 
             self._chain_ref = rayling.put(Chain(self.stage.transforms))
             self._remote = remote_fn("run_stage", num_returns=2, **self._options)
-        return self._remote.remote([self._chain_ref], seq, source)
+        return self._remote.remote([self._chain_ref], seq, spec, *sources)
 
     def pending(self) -> dict:
         return self._running
@@ -292,14 +346,14 @@ class _PoolRuntime(_MapRuntime):
         self._actors = [worker.remote(chain) for _ in range(self.stage.pool_size)]
         self._starting = {a.ready.remote(): i for i, a in enumerate(self._actors)}
 
-    def _submit(self, seq: int, source):
+    def _submit(self, seq: int, spec: list | None, sources: list):
         # The least loaded started actor; ties go round the pool, so every actor gets work.
         count = len(self._ready)
         order = [self._ready[(self._turn + k) % count] for k in range(count)]
         index = min(order, key=self._load.__getitem__)
         self._turn = self._ready.index(index) + 1
         self._load[index] += 1
-        refs = self._actors[index].run.options(num_returns=2).remote(seq, source)
+        refs = self._actors[index].run.options(num_returns=2).remote(seq, spec, *sources)
         self._actor_of[refs[1]] = index
         return refs
 

@@ -42,17 +42,26 @@ def _chain(ref) -> Chain:
     return chain
 
 
-def _apply(chain: Chain, index: int, source) -> tuple[pa.Table, B.BlockMetadata]:
+def _apply(chain: Chain, index: int, spec: list | None, sources: tuple
+           ) -> tuple[pa.Table, B.BlockMetadata]:
     start = time.perf_counter()
-    block = source() if isinstance(source, ReadTask) else source
+    if isinstance(sources[0], ReadTask):
+        block = sources[0]()
+    elif spec is None:
+        block = sources[0]
+    else:
+        block = B.concat([sources[i].slice(a, b - a) for i, a, b in spec])
     out = B.compact(chain(block, index))
     return out, B.metadata(out, time.perf_counter() - start)
 
 
-def run_stage(chain_box: list, index: int, source) -> tuple[pa.Table, B.BlockMetadata]:
-    """One block through a stage: ``source`` is a ReadTask or a block; ``chain_box`` is
-    ``[ref of the stage's Chain]`` (boxed so the worker fetches it only when not cached)."""
-    return _apply(_chain(chain_box[0]), index, source)
+def run_stage(chain_box: list, index: int, spec: list | None, *sources
+              ) -> tuple[pa.Table, B.BlockMetadata]:
+    """One block through a stage. ``sources`` is a ReadTask, or blocks: one whole block
+    (``spec`` None), or the rows ``spec`` names — (position, start, end) — of a few, made
+    into one batch. ``chain_box`` is ``[ref of the stage's Chain]`` (boxed, so the worker
+    fetches it only when it has not cached it)."""
+    return _apply(_chain(chain_box[0]), index, spec, sources)
 
 
 class MapWorker:
@@ -65,8 +74,8 @@ class MapWorker:
     def ready(self) -> bool:
         return True
 
-    def run(self, index: int, source) -> tuple[pa.Table, B.BlockMetadata]:
-        return _apply(self.chain, index, source)
+    def run(self, index: int, spec: list | None, *sources) -> tuple[pa.Table, B.BlockMetadata]:
+        return _apply(self.chain, index, spec, sources)
 
 
 # -- slicing and gathering rows -------------------------------------------------------------
