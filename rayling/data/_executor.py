@@ -256,7 +256,7 @@ class _MapRuntime(_Runtime):
     def _take_batch(self, spec: list, bundles: list) -> int:
         """Drop the blocks the batch uses up; returns the bytes the task pins."""
         pinned = 0
-        for (_, start, end), bundle in zip(spec, bundles, strict=True):
+        for (_, _, end), bundle in zip(spec, bundles, strict=True):
             pinned += self.executor.counted(bundle)
             if end == bundle[1].num_rows:
                 self.pop_input()
