@@ -23,9 +23,7 @@ table (the table code is microbenchmark.py's).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -34,9 +32,9 @@ from microbenchmark import (
     IMPLS,
     RAY_RUN_TIMEOUT,
     load,
-    print_table,
     report,
     run_json,
+    side_by_side,
 )
 
 NUM_CPUS = 2
@@ -165,19 +163,8 @@ def main() -> None:
                         help=f"interpreter with Ray installed (default: {DEFAULT_RAY_PYTHON})")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    if args.impl:
-        columns = {args.impl: run_impl(args.impl)}
-    else:
-        columns = {"rayling": run_impl("rayling")}
-        if os.path.exists(args.ray_python):
-            columns["ray"] = run_ray_subprocess(args.ray_python)
-        else:
-            print(f"Ray not found at {args.ray_python}; showing rayling only", file=sys.stderr)
-    if args.json:
-        print(json.dumps(columns))
-    else:
-        print(f"\nnum_cpus={NUM_CPUS}")
-        print_table(columns)
+    side_by_side(args, run_impl, lambda: run_ray_subprocess(args.ray_python),
+                 f"num_cpus={NUM_CPUS}")
 
 
 if __name__ == "__main__":

@@ -408,19 +408,27 @@ def main() -> None:
         print(json.dumps(footprint_probe(args.impl, args.num_cpus, settle_for)))
         return
 
+    side_by_side(args, lambda impl: run_impl(impl, args.num_cpus, args.quick),
+                 lambda: run_ray_subprocess(args.ray_python, args.num_cpus, args.quick),
+                 f"num_cpus={args.num_cpus}{' (quick)' if args.quick else ''}")
+
+
+def side_by_side(args: argparse.Namespace, run_impl: Callable[[str], dict],
+                 run_ray: Callable[[], dict], heading: str) -> None:
+    """Run `args.impl`, or rayling and then Ray (when `args.ray_python` exists), and print
+    the results as one table (or as JSON with `--json`). The benchmarks share this."""
     if args.impl:
-        columns = {args.impl: run_impl(args.impl, args.num_cpus, args.quick)}
+        columns = {args.impl: run_impl(args.impl)}
     else:
-        columns = {"rayling": run_impl("rayling", args.num_cpus, args.quick)}
+        columns = {"rayling": run_impl("rayling")}
         if os.path.exists(args.ray_python):
-            columns["ray"] = run_ray_subprocess(args.ray_python, args.num_cpus, args.quick)
+            columns["ray"] = run_ray()
         else:
             print(f"Ray not found at {args.ray_python}; showing rayling only", file=sys.stderr)
-
     if args.json:
         print(json.dumps(columns))
     else:
-        print(f"\nnum_cpus={args.num_cpus}{' (quick)' if args.quick else ''}")
+        print(f"\n{heading}")
         print_table(columns)
 
 

@@ -33,9 +33,7 @@ formatting come from microbenchmark.py beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -45,9 +43,9 @@ from microbenchmark import (
     RAY_RUN_TIMEOUT,
     REPEATS,
     load,
-    print_table,
     report,
     run_json,
+    side_by_side,
 )
 
 NUM_CPUS = 2
@@ -211,20 +209,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.impl:
-        columns = {args.impl: run_impl(args.impl, args.quick)}
-    else:
-        columns = {"rayling": run_impl("rayling", args.quick)}
-        if os.path.exists(args.ray_python):
-            columns["ray"] = run_ray_subprocess(args.ray_python, args.quick)
-        else:
-            print(f"Ray not found at {args.ray_python}; showing rayling only", file=sys.stderr)
-
-    if args.json:
-        print(json.dumps(columns))
-    else:
-        print(f"\nnum_cpus={NUM_CPUS}{' (quick)' if args.quick else ''}")
-        print_table(columns)
+    side_by_side(args, lambda impl: run_impl(impl, args.quick),
+                 lambda: run_ray_subprocess(args.ray_python, args.quick),
+                 f"num_cpus={NUM_CPUS}{' (quick)' if args.quick else ''}")
 
 
 if __name__ == "__main__":
