@@ -36,7 +36,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # rayling.data imports pyarrow, so it is loaded on first use, not with rayling.
+    # rayling.data imports pyarrow, so it is loaded on first use, not with rayling (and it
+    # is not in __all__, so "from rayling import *" works without pyarrow).
     if name == "data":
         import importlib
 
@@ -56,7 +57,6 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
-    "data",
     "exceptions",
     "get",
     "get_gpu_ids",

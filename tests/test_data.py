@@ -88,7 +88,7 @@ def test_reading_files_runs_one_task_per_file_in_parallel(tmp_path):
     ds = data.read_text(str(tmp_path))
     assert ds.materialize().num_blocks() == 6
     pids = {r["pid"] for r in ds.map(lambda r: {"pid": os.getpid()}).take_all()}
-    assert len(pids) >= 1
+    assert pids and os.getpid() not in pids  # read in workers, not in the driver
 
 
 def test_images_read_resized_and_written(tmp_path):
@@ -295,7 +295,7 @@ def test_iterators_batches_schema_and_pandas():
     assert ds.take_batch(3)["id"].tolist() == [0, 1, 2]
     schema = ds.map(lambda r: {"x": float(r["id"]), "s": "a"}).schema()
     assert schema.names == ["x", "s"] and str(schema.types[0]) == "double"
-    assert "x       double" in repr(schema) or "x  double" in repr(schema)
+    assert repr(schema) == "Column  Type\n------  ----\nx       double\ns       string"
     frame = ds.to_pandas()
     assert list(frame["id"]) == list(range(10))
     assert [r["id"] for r in ds.iterator().iter_rows()] == list(range(10))

@@ -435,9 +435,6 @@ def empty_block(schema: pa.Schema | None = None) -> pa.Table:
     return schema.empty_table() if schema is not None else pa.table({})
 
 
-def size_of(block: pa.Table) -> int:
-    return block.nbytes
-
 
 def compact(block: pa.Table) -> pa.Table:
     """``block`` holding only its own rows' bytes. A slice of a table pickles its parent's

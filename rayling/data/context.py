@@ -25,7 +25,3 @@ class DataContext:
         if cls._current is None:
             cls._current = cls()
         return cls._current
-
-    @classmethod
-    def _set_current(cls, context: DataContext) -> None:
-        cls._current = context

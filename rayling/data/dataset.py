@@ -88,21 +88,22 @@ def _map_options(fn, what: str, concurrency, num_cpus, num_gpus, memory,
         options["num_gpus"] = num_gpus
     if memory is not None:
         options["memory"] = memory
-    pool_size = None
-    if isinstance(fn, type):
-        if concurrency is None:
+    if concurrency is None:
+        if isinstance(fn, type):
             raise ValueError(
                 f"{what}: a callable class ({fn.__name__}) runs on a pool of actors; say how "
                 "many with concurrency=N (or a (min, max) tuple)")
-        size = concurrency[-1] if isinstance(concurrency, tuple) else concurrency
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"{what}: concurrency must be a positive integer, got "
-                             f"{concurrency!r}")
-        pool_size = size
-    elif concurrency is not None:
-        options["_concurrency"] = concurrency[-1] if isinstance(concurrency, tuple) \
-            else concurrency
-    return options, pool_size
+        return options, None
+    size = concurrency[-1] if isinstance(concurrency, tuple) else concurrency  # the max
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"{what}: concurrency must be a positive integer or a (min, max) "
+                         f"tuple, got {concurrency!r}")
+    if isinstance(fn, type):
+        return options, size
+    # Tasks of a function: at most this many at once. It rides in the options so that
+    # stages with different limits do not fuse; the executor takes it out.
+    options["_concurrency"] = size
+    return options, None
 
 
 class Dataset:
