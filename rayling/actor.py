@@ -8,24 +8,20 @@ passed to tasks and other actors; when the last handle anywhere is gone, the act
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from typing import Any
 
-from ._private import ids, protocol as p, serialization
-from ._private.strategies import strategy_string
+from ._private import ids, protocol as p, serialization, session, task_context
+from ._private.object_ref import ObjectRef
+from ._private.options import (
+    ACTOR_OPTIONS,
+    METHOD_OPTIONS,
+    resource_request,
+    validate_options,
+    wire_strategy,
+)
 from ._private.task_args import pack_args
-from .object_ref import ObjectRef
-from .remote_function import resource_request, validate_options
-
-_ACTOR_OPTIONS = {
-    "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
-    "max_concurrency", "name", "namespace", "lifetime", "get_if_exists", "runtime_env",
-    "scheduling_strategy", "max_pending_calls", "accelerator_type", "label_selector",
-    "concurrency_groups", "enable_task_events", "_metadata", "object_store_memory",
-    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-}
-_METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
-                   "concurrency_group", "enable_task_events", "_metadata"}
 
 
 def _method_table(cls: type) -> dict[str, dict]:
@@ -50,7 +46,7 @@ class ActorClass:
     """What ``@remote`` makes of a class."""
 
     def __init__(self, cls: type, options: dict[str, Any]) -> None:
-        validate_options(options, _ACTOR_OPTIONS, f"actor class {cls.__name__}")
+        validate_options(options, ACTOR_OPTIONS, f"actor class {cls.__name__}")
         self._cls = cls
         self._options = options
         self._methods = _method_table(cls)
@@ -69,7 +65,7 @@ class ActorClass:
         return (ActorClass, (self._cls, self._options))
 
     def options(self, **options) -> _BoundActorClass:
-        validate_options(options, _ACTOR_OPTIONS, f"actor class {self._cls.__name__}")
+        validate_options(options, ACTOR_OPTIONS, f"actor class {self._cls.__name__}")
         return _BoundActorClass(self, {**self._options, **options})
 
     def remote(self, *args, **kwargs) -> ActorHandle:
@@ -79,13 +75,9 @@ class ActorClass:
         raise NotImplementedError("Ray's DAG API (bind) is not supported by rayling")
 
     def _create(self, args: tuple, kwargs: dict, options: dict) -> ActorHandle:
-        from . import api
-
-        client = api._client_or_auto_init()
+        client = session.client_or_start()
         if self._prepared is None:
             blob = serialization.dumps_function(self._cls)
-            import hashlib
-
             self._prepared = (hashlib.blake2b(blob, digest_size=16).digest(), blob)
         fid, blob = self._prepared
         hold = resource_request({**options, "num_cpus": options.get("num_cpus", 0)})
@@ -93,7 +85,7 @@ class ActorClass:
         is_async = any(m["is_async"] for m in self._methods.values())
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         name = options.get("name") or ""
-        namespace = options.get("namespace") or api._namespace() or ""
+        namespace = options.get("namespace") or session.namespace or ""
         if options.get("lifetime") not in (None, "detached", "non_detached"):
             raise ValueError(f"lifetime must be 'detached' or 'non_detached', got "
                              f"{options['lifetime']!r}")
@@ -114,19 +106,18 @@ class ActorClass:
             place, hold, options.get("max_restarts", 0), options.get("max_task_retries", 0),
             max_concurrency, is_async, methods_blob, name, namespace,
             options.get("lifetime") == "detached", bool(options.get("get_if_exists")),
-            strategy_string(options.get("scheduling_strategy")),
+            wire_strategy(options.get("scheduling_strategy")),
         )
-        register = client.register_function(fid, blob, self._cls.__name__)
+        register = (fid, blob, self._cls.__name__)
         if name:
-            if register:
-                client.send(*register)
+            client.send_soon(register=register)  # (the request below sends it first)
             reply = client.request(msg)
             if reply.error:
                 raise ValueError(reply.error)
             if reply.value["existing"]:
-                return _handle_from_info(reply.value)
+                return handle_from_info(reply.value)
         else:
-            client.send_soon(*register, msg(0))
+            client.send_soon(msg(0), register=register)
         del keep
         return ActorHandle(actor_id, self._cls.__name__, methods, creation_ref)
 
@@ -140,7 +131,7 @@ class _BoundActorClass:
         return self._actor_class._create(args, kwargs, self._options)
 
     def options(self, **options) -> _BoundActorClass:
-        validate_options(options, _ACTOR_OPTIONS, "actor class")
+        validate_options(options, ACTOR_OPTIONS, "actor class")
         return _BoundActorClass(self._actor_class, {**self._options, **options})
 
 
@@ -197,18 +188,16 @@ class ActorMethod:
             f"'actor.{self._name}()', try 'actor.{self._name}.remote()'.")
 
     def options(self, **options) -> _BoundActorMethod:
-        validate_options(options, _METHOD_OPTIONS, f"actor method {self._name}")
+        validate_options(options, METHOD_OPTIONS, f"actor method {self._name}")
         return _BoundActorMethod(self, options)
 
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._num_returns, None)
 
     def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None):
-        from . import api
-
         handle = self._handle
         return submit_actor_call(
-            api._client_or_auto_init(), handle._actor_id, self._name,
+            session.client_or_start(), handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
             self._max_task_retries or 0)
 
@@ -224,11 +213,11 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     args_blob, deps, contained, keep = pack_args(client, None, name, args, kwargs)
     count = max(num_returns, 1)  # a call with no returns still reports that it finished
     refs = [ObjectRef(ids.object_id_for_return(task_id, i), _born=True) for i in range(count)]
-    client.own_pending.update(r._id for r in refs)
+    client.expect_results(r._id for r in refs)
     route = client.actor_route(actor_id)
     # The first result stays referenced until it arrives, so the caller always learns
     # when the call is done (that is when it may switch between paths).
-    client.note_actor_call(actor_id, refs[0]._id, route is not None, hidden=refs[0])
+    client.note_actor_call(actor_id, refs[0]._id, route is not None, keep=refs[0])
 
     def register(direct_worker: bytes | None) -> p.SubmitTask:
         return p.SubmitTask(
@@ -279,7 +268,8 @@ class _BoundActorMethod:
             self._options.get("name"))
 
 
-def _handle_from_info(info: dict) -> ActorHandle:
+def handle_from_info(info: dict) -> ActorHandle:
+    """A handle to the actor the daemon described (get_actor, get_if_exists)."""
     class_name, methods = serialization.deserialize_inline(info["methods"])
     creation_ref = ObjectRef(ids.object_id_for_return(info["creation_task"], 0))
     return ActorHandle(info["actor_id"], class_name, methods, creation_ref)
@@ -287,8 +277,6 @@ def _handle_from_info(info: dict) -> ActorHandle:
 
 def exit_actor() -> None:
     """End the current actor after this call (from inside one of its methods)."""
-    from ._private.worker import ActorExit, context
-
-    if context.actor_id is None:
+    if task_context.actor.actor_id is None:
         raise TypeError("exit_actor() can only be called inside an actor")
-    raise ActorExit()
+    raise task_context.ActorExit()

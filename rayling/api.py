@@ -1,32 +1,23 @@
 """The public functions: init, shutdown, get, put, wait, cancel, remote and friends.
 
-One process-wide state: the core client connected to a node daemon, and, when this
-process started the daemon itself, the LocalNode to stop at shutdown.
+They check their arguments and call the private layer: ``_private.session`` holds this
+process's connection to a cluster (and what shutdown stops), the client moves objects.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import operator
-import os
-import threading
 from typing import Any
 
 from . import exceptions as exc
-from ._private import client as client_mod, protocol as p
-from ._private.log_printer import LogPrinter
-from ._private.node import LocalNode, default_num_cpus, default_store_capacity
-from .object_ref import ObjectRef
-from .remote_function import RemoteFunction, validate_options
+from ._private import client as client_mod, protocol as p, session, task_context
+from ._private.object_ref import ObjectRef, put as _put
+from ._private.options import METHOD_OPTIONS, validate_options
+from .actor import ActorClass, ActorHandle, handle_from_info
+from .remote_function import RemoteFunction
 
 log = logging.getLogger("rayling")
-
-_lock = threading.RLock()
-_node: LocalNode | None = None
-_printer: LogPrinter | None = None
-_atexit_registered = False
-_current_namespace: str | None = None
 
 
 class RayContext(dict):
@@ -88,14 +79,13 @@ def init(
     Arguments mirror ``ray.init``. Options rayling does not use (dashboard, runtime_env,
     job_config, namespace) are accepted so scripts run unchanged.
     """
-    global _node, _current_namespace
     for key in kwargs:
         if not key.startswith("_"):
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
-    with _lock:
+    with session.lock:
         if client_mod.current is not None:
             if ignore_reinit_error:
-                return _context()
+                return RayContext(session.info())
             raise RuntimeError(
                 "Maybe you called rayling.init twice by accident? This error can be suppressed "
                 "by passing in 'ignore_reinit_error=True' or by calling 'rayling.shutdown()' "
@@ -105,134 +95,15 @@ def init(
             if isinstance(level, str):
                 level = logging.getLevelName(level.upper())
             logging.getLogger("rayling").setLevel(level)
-        if not address:
-            address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        existing = _find_cluster(address)
-        if existing is not None:
-            if num_cpus is not None or num_gpus is not None or resources:
-                raise ValueError(
-                    "When connecting to an existing cluster, num_cpus, num_gpus and resources "
-                    "must not be provided: they are set by `rayling start` on each node.")
-            _current_namespace = namespace
-            return _attach(_connect(*existing, _node_ip_address), log_to_driver)
         if num_cpus is not None and (not isinstance(num_cpus, int | float) or num_cpus < 0):
             raise ValueError(f"num_cpus must be a non-negative number, got {num_cpus!r}")
         if num_gpus is not None and (not isinstance(num_gpus, int | float) or num_gpus < 0):
             raise ValueError(f"num_gpus must be a non-negative number, got {num_gpus!r}")
-        node_resources: dict[str, float] = {
-            "CPU": float(default_num_cpus() if num_cpus is None else num_cpus),
-        }
-        gpus = num_gpus if num_gpus is not None else _detect_gpus()
-        if gpus:
-            node_resources["GPU"] = float(gpus)
-        for name, amount in (resources or {}).items():
-            if name in ("CPU", "GPU"):
-                raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
-            node_resources[name] = float(amount)
-        _current_namespace = namespace
-        capacity = object_store_memory or default_store_capacity()
-        node = LocalNode.start(node_resources, int(capacity), system_config=_system_config)
-        try:
-            client = client_mod.CoreClient(node.socket_path, node.token, "driver")
-        except BaseException:
-            node.stop(timeout=0.1)
-            raise
-        _node = node
-        return _attach(client, log_to_driver)
-
-
-def _attach(client: client_mod.CoreClient, log_to_driver: bool) -> RayContext:
-    """Make ``client`` this process's connection (lock held)."""
-    global _printer, _atexit_registered
-    client_mod.current = client
-    if log_to_driver:
-        _printer = LogPrinter()
-        client.on_logs = _printer.handle
-    if not _atexit_registered:
-        atexit.register(shutdown)
-        _atexit_registered = True
-    return _context()
-
-
-def _find_cluster(address: str | None) -> tuple[str, str] | None:
-    """(address, token) of the running cluster to connect to, or None to start one."""
-    from ._private import cluster_files
-
-    if address in (None, "", "auto"):
-        info = cluster_files.resolve_auto(wait=address == "auto")
-        if info is None:
-            if address == "auto":
-                raise ConnectionError(
-                    "Could not find a running rayling cluster for address='auto': no Slurm "
-                    "job's cluster file (in a Slurm job, waited "
-                    f"{cluster_files.SLURM_WAIT:g} s for `srun rayling start --slurm`) and no "
-                    "`rayling start` on this machine. Start one with `rayling start --head`, "
-                    "or call init() without an address for a local cluster.")
-            return None
-        return info["address"], os.environ.get("RAYLING_TOKEN") or info["token"]
-    if address == "local":
-        return None
-    for prefix in ("ray://", "rayling://"):
-        if address.startswith(prefix):
-            address = address[len(prefix):]
-    if ":" not in address:
-        address += ":6379"
-    token = cluster_files.find_token(address)
-    if token is None:
-        host, _, port = address.rpartition(":")
-        token = cluster_files.find_token(f"{_resolve(host)}:{port}")
-    if token is None:
-        raise ConnectionError(
-            f"No token for the rayling cluster at {address}: every connection must prove "
-            f"the cluster's token. Set RAYLING_TOKEN (`rayling start --head` printed it), or "
-            f"share the home directory with the head, which writes it to "
-            f"~/.rayling/clusters/.")
-    return address, token
-
-
-def _resolve(host: str) -> str:
-    from ._private.cluster_files import resolve
-
-    return resolve(host) or host
-
-
-def _connect(address: str, token: str, listen_ip: str | None) -> client_mod.CoreClient:
-    from ._private import cluster_files
-
-    host, _, port = address.rpartition(":")
-    host = _resolve(host)
-    local = cluster_files.local_socket(f"{host}:{port}") or cluster_files.local_socket(address)
-    try:
-        if local:  # the head runs on this machine: its unix socket, and TCP for peers
-            return client_mod.CoreClient(local, token, "driver",
-                                         listen_ip=_resolve(listen_ip) if listen_ip else host)
-        return client_mod.CoreClient(f"tcp:{host}:{port}", token, "driver",
-                                     listen_ip=_resolve(listen_ip) if listen_ip else "")
-    except OSError as e:
-        raise ConnectionError(
-            f"Could not connect to the rayling cluster at {address}: {e}. Is `rayling start "
-            f"--head` running there, and is the port reachable from this machine?") from e
-
-
-def _detect_gpus() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
-    except OSError:
-        return 0
-
-
-def _context() -> RayContext:
-    client = client_mod.current
-    return RayContext({
-        "node_ip_address": client.node_ip,
-        "session_dir": client.session_dir,
-        "node_id": client.node_id.hex(),
-        "address": client.address,
-        "webui_url": "",
-    })
+        return RayContext(session.connect_or_start(
+            address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+            object_store_memory=object_store_memory, namespace_=namespace,
+            log_to_driver=log_to_driver, system_config=_system_config,
+            node_ip_address=_node_ip_address))
 
 
 def is_initialized() -> bool:
@@ -241,43 +112,7 @@ def is_initialized() -> bool:
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect, stop every process ``init()`` started and remove its files and memory."""
-    global _node, _printer
-    with _lock:
-        client = client_mod.current
-        if client is None:
-            return
-        if client.is_worker:
-            return  # a task cannot shut its own cluster down
-        client_mod.current = None
-        try:
-            if _node is not None:
-                client.send(p.Shutdown())
-        except exc.RayError:
-            pass
-        client.close()
-        if _printer is not None:
-            _printer.close()
-            _printer = None
-        if _node is not None:
-            _node.stop()
-            _node = None
-
-
-def _client_or_auto_init() -> client_mod.CoreClient:
-    client = client_mod.current
-    if client is None:
-        with _lock:
-            if client_mod.current is None:
-                init()
-            client = client_mod.current
-    return client
-
-
-def _connected_client() -> client_mod.CoreClient:
-    client = client_mod.current
-    if client is None:
-        raise exc.RaySystemError("rayling is not initialized; call rayling.init() first")
-    return client
+    session.shutdown()
 
 
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
@@ -286,7 +121,7 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef:
         raise TypeError(
             "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
             "you can wrap the ObjectRef in a list and call 'put' on it.")
-    return _client_or_auto_init().put(value)
+    return _put(session.client_or_start(), value)
 
 
 def get(object_refs, *, timeout: float | None = None):
@@ -296,7 +131,7 @@ def get(object_refs, *, timeout: float | None = None):
     (also an instance of RayTaskError) if the task failed.
     """
     if type(object_refs) is ObjectRef:
-        client = _connected_client()
+        client = session.connected_client()
         oid = object_refs._id
         if oid not in client.objects and not client.wait_for([oid], 1, timeout):
             raise exc.GetTimeoutError(
@@ -310,7 +145,7 @@ def get(object_refs, *, timeout: float | None = None):
                     f"{type(ref).__name__}: {ref!r}")
         if not object_refs:
             return []
-        client = _connected_client()
+        client = session.connected_client()
         oids = [r._id for r in object_refs]
         objects = client.objects
         missing = [o for o in oids if o not in objects]
@@ -356,7 +191,7 @@ def wait(
             f"num_returns ({num_returns}) cannot exceed the number of refs ({len(object_refs)})")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be None or non-negative, got {timeout}")
-    client = _connected_client()
+    client = session.connected_client()
     found = _first_ready(client.objects, oids, num_returns)
     if len(found) < num_returns:
         client.wait_for(oids, num_returns, timeout)
@@ -396,7 +231,7 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     """
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
-    client = _connected_client()
+    client = session.connected_client()
     client.send(p.CancelTask(object_ref._id[:24], force))
 
 
@@ -409,14 +244,8 @@ def remote(*args, **kwargs):
     return lambda target: _make_remote(target, kwargs)
 
 
-def _namespace() -> str | None:
-    return _current_namespace
-
-
 def _make_remote(target, options: dict):
     if isinstance(target, type):
-        from .actor import ActorClass
-
         return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@remote needs a function or class, got {type(target).__name__}")
@@ -425,9 +254,7 @@ def _make_remote(target, options: dict):
 
 def method(*args, **kwargs):
     """Options for an actor method (``@rayling.method(num_returns=2)``)."""
-    from .actor import _METHOD_OPTIONS
-
-    validate_options(kwargs, _METHOD_OPTIONS, "@method")
+    validate_options(kwargs, METHOD_OPTIONS, "@method")
 
     def decorate(fn):
         fn.__rayling_method_options__ = kwargs
@@ -441,38 +268,34 @@ def method(*args, **kwargs):
 def kill(actor, *, no_restart: bool = True) -> None:
     """End an actor now: its process is killed, pending calls fail with ActorDiedError.
     With ``no_restart=False`` it restarts if its ``max_restarts`` allows."""
-    from .actor import ActorHandle
-
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
-    _connected_client().send(p.KillActor(actor._actor_id, no_restart))
+    session.connected_client().send(p.KillActor(actor._actor_id, no_restart))
 
 
 def get_actor(name: str, namespace: str | None = None):
     """The handle of the live actor named ``name`` (raises ValueError if there is none)."""
-    from .actor import _handle_from_info
-
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() needs an actor name, got {name!r}")
-    ns = namespace if namespace is not None else (_namespace() or "")
-    info = _client_or_auto_init().query("get_actor", [name, ns])
+    ns = namespace if namespace is not None else (session.namespace or "")
+    info = session.client_or_start().query(p.NamedActor(name, ns))
     if info is None:
         raise ValueError(f"Failed to look up actor with name '{name}' in namespace "
                          f"'{ns}'. It was never created, or it has died.")
-    return _handle_from_info(info)
+    return handle_from_info(info)
 
 
 def nodes() -> list[dict]:
     """One dict per node: NodeID, Alive, NodeManagerAddress, Resources, ..."""
-    return _client_or_auto_init().query("nodes")
+    return session.client_or_start().query(p.ClusterNodes())
 
 
 def cluster_resources() -> dict[str, float]:
-    return _client_or_auto_init().query("cluster_resources")
+    return session.client_or_start().query(p.ClusterResources())
 
 
 def available_resources() -> dict[str, float]:
-    return _client_or_auto_init().query("available_resources")
+    return session.client_or_start().query(p.AvailableResources())
 
 
 def get_dashboard_url() -> str:
@@ -482,11 +305,9 @@ def get_dashboard_url() -> str:
 
 def get_gpu_ids() -> list[int]:
     """GPU indices assigned to the current task (empty on the driver)."""
-    from ._private.worker import context
-
-    return list(context.gpu_ids)
+    return task_context.gpu_ids()
 
 
 def _object_store_stats() -> dict:
     """Daemon-side counters (store bytes, objects, workers); for tests and benchmarks."""
-    return _connected_client().query("stats")
+    return session.connected_client().query(p.StoreStats())

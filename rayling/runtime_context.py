@@ -1,20 +1,24 @@
-"""``get_runtime_context()``: ids of the current job, node, worker, task and actor."""
+"""``get_runtime_context()``: ids of the current job, node, worker, task and actor.
+
+Inside threaded and async actors each call sees its own task (the current call is a
+context variable, see ``rayling._private.task_context``).
+"""
 
 from __future__ import annotations
 
-from ._private import client as client_mod
+from ._private import client as client_mod, ids, session, task_context
+from ._private.object_ref import ObjectRef
+from .actor import ActorHandle, _method_table
 
 
 class RuntimeContext:
-    def _client(self):
-        from .api import _client_or_auto_init
-
-        return _client_or_auto_init()
+    @staticmethod
+    def _client():
+        return session.client_or_start()
 
     def get_job_id(self) -> str:
-        from ._private.worker import context
-
-        return (context.job_id or self._client().job_id).hex()
+        call = task_context.current()
+        return (call.job_id if call is not None else self._client().job_id).hex()
 
     def get_node_id(self) -> str:
         return self._client().node_id.hex()
@@ -24,43 +28,32 @@ class RuntimeContext:
 
     def get_task_id(self) -> str | None:
         """The running task's id (48 hex characters); None on the driver."""
-        from ._private.worker import context
-
-        return context.task_id.hex() if context.task_id else None
+        call = task_context.current()
+        return call.task_id.hex() if call is not None else None
 
     def get_actor_id(self) -> str | None:
         """The current actor's id (32 hex characters); None in a task or the driver."""
-        from ._private.worker import context
-
-        return context.actor_id.hex() if context.actor_id else None
+        actor_id = task_context.actor.actor_id
+        return actor_id.hex() if actor_id else None
 
     def get_task_name(self) -> str | None:
-        from ._private.worker import context
-
-        return context.name or None
+        return task_context.task_name() or None
 
     def get_assigned_resources(self) -> dict[str, float]:
         return {}
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
-        from ._private.worker import context
-
-        return {"GPU": [str(i) for i in context.gpu_ids]}
+        return {"GPU": [str(i) for i in task_context.gpu_ids()]}
 
     @property
     def current_actor(self):
         """A handle to the actor this code runs in."""
-        from ._private import ids
-        from ._private.worker import context
-        from .actor import ActorHandle, _method_table
-        from .object_ref import ObjectRef
-
-        if context.actor_id is None:
+        actor = task_context.actor
+        if actor.actor_id is None:
             raise RuntimeError("current_actor is only available inside an actor")
-        executor_actor = _current_instance()
-        cls = type(executor_actor)
-        return ActorHandle(context.actor_id, cls.__name__, _method_table(cls), ObjectRef(
-            ids.object_id_for_return(context.actor_creation_task, 0)))
+        cls = type(actor.instance)
+        return ActorHandle(actor.actor_id, cls.__name__, _method_table(cls), ObjectRef(
+            ids.object_id_for_return(actor.creation_task, 0)))
 
     @property
     def namespace(self) -> str:
@@ -78,12 +71,6 @@ class RuntimeContext:
     def gcs_address(self) -> str:
         client = client_mod.current
         return client.node_ip if client else ""
-
-
-def _current_instance():
-    from ._private import worker
-
-    return worker.executor.actor if worker.executor else None
 
 
 _context = RuntimeContext()

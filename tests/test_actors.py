@@ -380,7 +380,7 @@ def test_calls_go_direct_and_stay_in_order_across_the_switch(shared_cluster):
         counter.append.remote(i)
     assert ray.get(counter.get_log.remote()) == list(range(300))
     ray.get(counter.incr.remote())
-    assert counter._actor_id in client_mod.current._actor_routes  # now calling it directly
+    assert counter._actor_id in client_mod.current.actor_routes.routes  # now calling it directly
     for i in range(300, 400):
         counter.append.remote(i)
     assert ray.get(counter.get_log.remote()) == list(range(400))

@@ -12,7 +12,7 @@ import pytest
 
 import rayling
 from rayling import exceptions as exc
-from rayling._private import client as client_mod, cluster_files
+from rayling._private import client as client_mod, cluster_files, protocol as p
 from rayling.cluster_utils import Cluster
 from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -32,7 +32,7 @@ def two_nodes():
 
 
 def _stats():
-    return client_mod.current.query("stats")
+    return client_mod.current.query(p.StoreStats())
 
 
 @rayling.remote(num_cpus=1)
@@ -153,7 +153,7 @@ def test_actor_on_another_node_gets_direct_calls_and_large_values(two_nodes):
     # Many calls keep their order (most of them travel straight to the actor's worker).
     results = rayling.get([holder.add.remote(np.ones(1)) for _ in range(300)])
     assert results == [600_000 + i for i in range(1, 301)]
-    assert client_mod.current._actor_routes  # the caller learned the actor's address
+    assert client_mod.current.actor_routes.routes  # the caller learned the actor's address
 
 
 def test_prints_from_another_node_reach_the_driver(two_nodes, capfd):

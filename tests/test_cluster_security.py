@@ -71,8 +71,8 @@ def _addresses(cluster) -> tuple[dict[str, str], object]:
     remote_actor = Probe.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(other, soft=False)).remote()
     rayling.get([a.ping.remote() for _ in range(3) for a in (actor, remote_actor)])
-    route = client._actor_routes[actor._actor_id]
-    remote_route = client._actor_routes[remote_actor._actor_id]
+    route = client.actor_routes.routes[actor._actor_id]
+    remote_route = client.actor_routes.routes[remote_actor._actor_id]
     assert remote_route[0].startswith("tcp:")
     return {
         "head tcp": cluster.address,

@@ -7,7 +7,7 @@ import pickle
 
 from rayling import exceptions as exc
 from rayling._private import ids, protocol as p
-from rayling._private.nodes import Placement
+from rayling._private.scheduler import Placement
 
 from .test_node_manager import TOKEN, FakeConn, connect, make_manager, submit
 
@@ -41,30 +41,30 @@ def test_tasks_alternate_between_equally_loaded_nodes():
         submit(manager, driver)
     for conn in head_workers + b_workers:
         assert len(conn.take(p.ExecuteTask)) == 1
-    assert manager.query("available_resources") == {}
-    assert manager.query("cluster_resources") == {"CPU": 4.0}
+    assert manager.query(p.AvailableResources()) == {}
+    assert manager.query(p.ClusterResources()) == {"CPU": 4.0}
 
 
 def test_placement_prefers_home_on_a_tie_and_spread_round_robins():
     manager, _, _ = make_manager(cpus=2)
     join(manager)
-    nodes, by_id = manager.node_list, manager.nodes
+    nodes, by_id = manager.nodes.all, manager.nodes.by_id
     placement = Placement()
-    assert placement.pick(nodes, by_id, {"CPU": 10000}, "", nodes[1]) is nodes[1]
-    assert placement.pick(nodes, by_id, {"CPU": 10000}, "", nodes[0]) is nodes[0]
-    picks = {placement.pick(nodes, by_id, {"CPU": 10000}, "SPREAD", nodes[0]).node_id
+    assert placement.pick(nodes, by_id, {"CPU": 10000}, None, nodes[1]) is nodes[1]
+    assert placement.pick(nodes, by_id, {"CPU": 10000}, None, nodes[0]) is nodes[0]
+    picks = {placement.pick(nodes, by_id, {"CPU": 10000}, p.SpreadStrategy(), nodes[0]).node_id
              for _ in range(4)}
     assert picks == {nodes[0].node_id, NODE_B}
-    hard = f"node:{NODE_B.hex()}:hard"
+    hard = p.NodeAffinity(NODE_B, soft=False)
     nodes[1].pool.acquire({"CPU": 20000})
     assert placement.pick(nodes, by_id, {"CPU": 10000}, hard, nodes[0]) is None
-    soft = f"node:{NODE_B.hex()}:soft"  # waits while B is only busy ...
+    soft = p.NodeAffinity(NODE_B, soft=True)  # waits while B is only busy ...
     assert placement.pick(nodes, by_id, {"CPU": 10000}, soft, nodes[0]) is None
-    spill = f"node:{NODE_B.hex()}:spill"  # ... unless it may spill elsewhere
+    spill = p.NodeAffinity(NODE_B, soft=True, spill=True)  # ... unless it may spill elsewhere
     assert placement.pick(nodes, by_id, {"CPU": 10000}, spill, nodes[0]) is nodes[0]
     # ... and runs elsewhere when B could never fit it, or is dead.
     assert placement.pick(nodes, by_id, {"CPU": 30000}, soft, nodes[0]) is None
-    assert placement.pick(nodes, by_id, {"CPU": 10000}, soft.replace("62", "63"),
+    assert placement.pick(nodes, by_id, {"CPU": 10000}, p.NodeAffinity(b"c" * 28, soft=True),
                           nodes[0]) is nodes[0]
     nodes[1].alive = False
     assert placement.pick(nodes, by_id, {"CPU": 10000}, soft, nodes[0]) is nodes[0]
@@ -86,12 +86,12 @@ def test_an_object_on_another_node_is_pulled_once_per_node():
     (pull,) = spawner.pulls
     assert (pull.address, pull.source, pull.size) == ("10.0.0.2:7000", name, 5000)
     copy = pull.name
-    manager.on_pull_done(manager.node_id, b"o" * 28, copy, None)
+    manager.pull_done(manager.nodes.local.node_id, b"o" * 28, copy, None)
     for reader in readers:
         (ready,) = reader.take(p.ObjectReady)
         assert ready.data.shm == copy and ready.data.where is None
     # The writer's node reads its own segment; others see where it is until they ask.
-    assert manager._readable(writer, b"o" * 28, manager.objects.get(b"o" * 28)).shm == name
+    assert manager.objects.readable(writer, b"o" * 28, manager.objects.get(b"o" * 28)).shm == name
 
 
 def test_a_dead_node_loses_its_only_copies_and_frees_its_resources():
@@ -106,9 +106,9 @@ def test_a_dead_node_loses_its_only_copies_and_frees_its_resources():
     manager.handle(worker, p.PutObject(b"x" * 28, p.ObjectData(shm=name, size=100)))
     manager.handle(driver, p.RefUpdate([b"x" * 28], []))
     manager.on_disconnect(node_conn)
-    nodes = {n["NodeID"]: n for n in manager.query("nodes")}
+    nodes = {n["NodeID"]: n for n in manager.query(p.ClusterNodes())}
     assert nodes[NODE_B.hex()]["Alive"] is False
-    assert manager.query("cluster_resources") == {"CPU": 1.0}
+    assert manager.query(p.ClusterResources()) == {"CPU": 1.0}
     # The task running there failed (no retries left); the object is lost.
     result = ids.object_id_for_return(task_id, 0)
     (ready,) = [m for m in driver.take(p.ObjectReady) if m.object_id == result]
@@ -125,7 +125,7 @@ def test_a_hard_affinity_to_an_unknown_node_fails_the_task():
     task_id = ids.new_task_id(b"jjjj")
     manager.handle(driver, p.RegisterFunction(b"fid", b"code", "f"))
     manager.handle(driver, p.SubmitTask(task_id, b"fid", "f", b"", [], [], 1, {"CPU": 1.0}, 0,
-                                        strategy=f"node:{'ab' * 28}:hard"))
+                                        strategy=p.NodeAffinity(b"\xab" * 28, soft=False)))
     (ready,) = driver.take(p.ObjectReady)
     assert isinstance(pickle.loads(ready.data.inline), exc.TaskUnschedulableError)
 

@@ -1,12 +1,16 @@
-"""The daemon's decisions, driven directly with fake connections (no sockets, no processes)."""
+"""The daemon's decisions, driven directly through its controller with fake connections
+and a fake node agent (no sockets, no processes)."""
 
 from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from rayling import exceptions as exc
 from rayling._private import ids, protocol as p
-from rayling._private.node_manager import NodeManager
+from rayling._private.connection import IncomingStream, WrongToken
+from rayling._private.controller import Controller
 
 TOKEN = "secret"
 
@@ -30,11 +34,15 @@ class FakeConn:
         return out
 
 
-class FakeSpawner:
+class FakeAgent:
+    """Records what the controller asks of the head's own node."""
+
     def __init__(self) -> None:
         self.spawned = 0
         self.killed: list[int] = []
-        self.pulls: list = []  # PullObject requests for the head's own node
+        self.pulls: list = []  # PullObject requests
+        self.unlinked: list[str] = []
+        self.pending: list = []  # spare segments being preallocated: (name, size, done)
 
     def spawn_worker(self) -> None:
         self.spawned += 1
@@ -42,28 +50,28 @@ class FakeSpawner:
     def kill(self, pid: int) -> None:
         self.killed.append(pid)
 
-
-class RecordingSegments:
-    def __init__(self) -> None:
-        self.unlinked: list[str] = []
-        self.pending: list = []
-
     def unlink(self, name: str) -> None:
         self.unlinked.append(name)
+
+    def pull(self, msg) -> None:
+        self.pulls.append(msg)
 
     def preallocate(self, name: str, size: int, done) -> None:
         self.pending.append((name, size, done))
 
 
 def make_manager(cpus=2, capacity=10**9, **resources):
-    spawner = FakeSpawner()
-    segments = RecordingSegments()
-    manager = NodeManager(
+    """A controller, and its node agent twice (as the spawner, and as the segments)."""
+    agent = FakeAgent()
+    manager = Controller(
         node_id=b"n" * 28, node_ip="127.0.0.1", session="abcd1234", session_dir="/tmp/x",
-        token=TOKEN, resources={"CPU": cpus, **resources}, store_capacity=capacity,
-        spawner=spawner, segments=segments, puller=spawner.pulls.append,
+        resources={"CPU": cpus, **resources}, store_capacity=capacity, agent=agent,
     )
-    return manager, spawner, segments
+    return manager, agent, agent
+
+
+def free_cpu(manager) -> int:
+    return manager.nodes.local.pool.free["CPU"]
 
 
 def connect(manager, kind, pid=1):
@@ -82,10 +90,9 @@ def submit(manager, driver, name="f", resources=None, deps=(), max_retries=3):
 
 
 def test_wrong_token_is_rejected():
-    manager, _, _ = make_manager()
-    conn = FakeConn()
-    assert not manager.on_hello(conn, p.Hello("driver", 1, b"w" * 28, "wrong"))
-    assert isinstance(conn.sent[0], p.Rejected)
+    stream = IncomingStream(TOKEN, now=0.0)
+    with pytest.raises(WrongToken):
+        stream.feed(p.encode_frame([p.Hello("driver", 1, b"w" * 28, "wrong")]), now=0.0)
 
 
 def test_task_runs_on_idle_worker_and_result_reaches_submitter():
@@ -95,12 +102,12 @@ def test_task_runs_on_idle_worker_and_result_reaches_submitter():
     task_id = submit(manager, driver)
     (execute,) = worker.take(p.ExecuteTask)
     assert execute.function == b"code" and execute.task_id == task_id
-    assert manager.pool.free["CPU"] == 10_000
+    assert free_cpu(manager) == 10_000
     result = p.ObjectData(inline=b"42")
     manager.handle(worker, p.TaskDone(task_id, [result]))
     (ready,) = driver.take(p.ObjectReady)
     assert ready.object_id == ids.object_id_for_return(task_id, 0) and ready.data == result
-    assert manager.pool.free["CPU"] == 20_000
+    assert free_cpu(manager) == 20_000
     # The function's code is sent to a worker only once.
     submit(manager, driver)
     assert worker.take(p.ExecuteTask)[0].function is None
@@ -158,7 +165,7 @@ def test_dead_worker_task_is_retried_then_fails():
     error = pickle.loads(ready.data.inline)
     assert ready.data.error and isinstance(error, exc.WorkerCrashedError)
     assert "pid 8" in str(error) and "f" in str(error)
-    assert manager.pool.free["CPU"] == 20_000
+    assert free_cpu(manager) == 20_000
 
 
 def test_blocked_worker_lends_its_cpu():
@@ -172,7 +179,7 @@ def test_blocked_worker_lends_its_cpu():
     other = connect(manager, "worker", pid=2)
     assert len(other.take(p.ExecuteTask)) == 1
     manager.handle(worker, p.Unblocked())
-    assert manager.pool.free["CPU"] == -10_000  # briefly oversubscribed, as in Ray
+    assert free_cpu(manager) == -10_000  # briefly oversubscribed, as in Ray
 
 
 def test_store_capacity_and_spare_segment():
@@ -193,10 +200,10 @@ def test_store_capacity_and_spare_segment():
     manager.on_disconnect(driver)  # unsealed reservations are given back
     (name, size, done) = segments.pending.pop()
     done(name, size, True)
-    assert manager.store_used == 40 * mb  # only the new spare
-    assert manager.query("stats")["store_used"] == 0
-    manager.drop_idle_spare(now=float("inf"))
-    assert manager.store_used == 0 and name in segments.unlinked
+    assert manager.nodes.local.store.used == 40 * mb  # only the new spare
+    assert manager.query(p.StoreStats())["store_used"] == 0
+    manager.objects.drop_idle_spare(now=float("inf"))
+    assert manager.nodes.local.store.used == 0 and name in segments.unlinked
 
 
 def test_extra_idle_workers_are_reaped_but_the_base_pool_stays():
@@ -240,7 +247,7 @@ def test_actor_calls_are_pipelined_in_order_and_restart_after_death():
     assert worker.take(p.ExecuteTask) == []  # not before the constructor finished
     manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
     assert [m.task_id for m in worker.take(p.ExecuteTask)] == [first, second]
-    assert manager.pool.free["CPU"] == 10_000  # placed with 1 CPU, holds none
+    assert free_cpu(manager) == 10_000  # placed with 1 CPU, holds none
     manager.handle(worker, p.TaskDone(first, [p.ObjectData(inline=b"1")]))
     manager.on_disconnect(worker)  # dies while running `second`
     (failed,) = driver.take(p.ObjectReady)[-1:]
@@ -266,7 +273,7 @@ def test_actor_holding_cpu_and_named_actor_conflict():
     create_actor(manager, driver, hold={"CPU": 1.0}, name="solo")
     (init,) = worker.take(p.ExecuteTask)
     manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
-    assert manager.pool.free["CPU"] == 0
+    assert free_cpu(manager) == 0
     manager.handle(driver, p.CreateActor(
         7, ids.new_actor_id(b"jjjj"), ids.new_task_id(b"jjjj"), b"cls", "Cls", b"", [], [],
         {"CPU": 1.0}, {}, 0, 0, 1, False, b"", "solo"))

@@ -1,71 +1,46 @@
-"""The core client: how a driver or a worker talks to its node daemon.
+"""The core client: how a driver or a worker talks to its node daemon and to peers. This
+is the threaded shell; what it knows and decides is in client_core.py.
 
     user thread(s)                     reader thread               flusher thread
     ─────────────                      ─────────────               ──────────────
-    submit / put / get / wait          recv frames from daemon     wakes when refs are
-      │  send(): one frame =           ObjectReady -> objects{}    dropped or log lines
-      │  pending RefUpdate/Logs +      Reply -> waiting request    wait; batches them
-      │  the message, one sendall      ExecuteTask -> task queue   into one frame
-      ▼                                Logs -> printed (driver)
-    blocks on a _Waiter until the values it needs are in ``objects``
+    submit / put / get / wait          recv frames from the daemon wakes when refs are
+      │  send(): one frame =           and from peers (direct      dropped, output or
+      │  queued messages + ref         calls); ObjectReady ->      submissions wait;
+      │  updates + the message         Arrivals; Reply -> its      sends them within
+      ▼                                request; ExecuteTask ->     ~2 ms, batched
+    blocks on a Waiter until the       the task queue (workers)
+    values it needs have arrived
 
-Reference counting: each ObjectRef increments ``counts`` when made; its ``__del__`` only
-puts the id on a SimpleQueue (safe from any thread, even inside the garbage collector).
-Before every send, and from the flusher, that queue is drained: ids whose count reaches
-zero are reported to the daemon in a RefUpdate, in order with everything else this
-process sends, so a ref serialized into a submitted task is never released early.
-
-State owned here (guarded by ``_state``): ``counts`` (live ObjectRefs per id),
-``objects`` (values or shared-memory locations that arrived), ``own_pending`` (returns of
-our own tasks, which the daemon pushes to us when they finish).
+Locks: ``_state`` guards the RefCounter, Arrivals and ActorRoutes; ``_send_lock`` the
+Outbox and the daemon socket, so batches leave whole and in order. ``ObjectRef.__del__``
+takes neither: it queues the id and writes a byte to the flusher's pipe, which is safe
+even inside the garbage collector. The reader thread never imports or runs user code: it
+only files what arrives and wakes whoever waits for it.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import selectors
 import socket
 import sys
 import threading
 import time
-from queue import Empty, SimpleQueue
+from collections import deque
+from queue import SimpleQueue
 from typing import Any
 
 from .. import exceptions as exc
 from . import ids, peers, protocol as p, serialization, shm
-from .protocol import FrameReader, encode_frame
+from .client_core import ActorRoutes, Arrivals, Outbox, RefCounter, Requests
+from .connection import Acceptor, Channel
 
 current: CoreClient | None = None  # this process's client, once connected
-OUTBOX_MAX = 256  # queued messages that trigger an immediate send
+FLUSH_DELAY = 0.002  # seconds the flusher lets a batch gather
 
 
 class DaemonConnectionError(exc.RaySystemError):
     """The connection to the node daemon is gone."""
-
-
-class _Waiter:
-    """One blocked get/wait: woken when ``needed`` more of its objects have arrived.
-
-    A held lock is the cheapest one-shot wake-up: ``wait`` acquires it again, ``wake``
-    releases it (once).
-    """
-
-    __slots__ = ("needed", "_lock")
-
-    def __init__(self, needed: int) -> None:
-        self.needed = needed
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def wait(self, timeout: float | None) -> None:
-        self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
-
-    def wake(self) -> None:
-        try:
-            self._lock.release()
-        except RuntimeError:  # already woken
-            pass
 
 
 class CoreClient:
@@ -78,30 +53,26 @@ class CoreClient:
         self.address = address
         self.worker_id = ids.random_unique_id()
         self._token = token
-        if address.startswith("tcp:"):
-            sock = socket.create_connection(p.split_address(address[4:]), timeout=30)
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Callers on other nodes reach us where we reached the head from.
-            listen_ip = listen_ip or sock.getsockname()[0]
-        else:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(address)
-        self._sock = sock
         self._listeners: list[socket.socket] = []
         self.listen_path = self.listen_tcp = ""
-        if not address.startswith("tcp:"):
+        over_tcp = address.startswith("tcp:")
+        if not over_tcp:
             listener, self.listen_path = peers.listen(os.path.dirname(address))
             self._listeners.append(listener)
+        self._channel = Channel(address)
+        if over_tcp:
+            # Callers on other nodes reach us where we reach the head from.
+            listen_ip = listen_ip or self._channel.sock.getsockname()[0]
         if listen_ip:
             listener, self.listen_tcp = peers.listen_tcp(listen_ip)
             self._listeners.append(listener)
-        self.peers = peers.PeerSender(token, self.worker_id)
-        self._reader = FrameReader()
         node_hint = os.environ.get("RAYLING_NODE_ID", "") if self.is_worker else ""
-        sock.sendall(encode_frame([p.Hello(
+        self._channel.send([p.Hello(
             kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path,
-            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint))]))
+            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint))])
+        self._sock = self._channel.sock
+        self.peers = peers.PeerSender(token, self.worker_id)
+        self._reader = p.FrameReader()
         welcome = self._read_welcome()
         self.node_id: bytes = welcome.node_id
         self.job_id: bytes = welcome.job_id
@@ -111,37 +82,25 @@ class CoreClient:
 
         self._send_lock = threading.Lock()
         self._state = threading.Lock()
-        self._waiters: dict[bytes, list[_Waiter]] = {}  # get/wait calls blocked on ids
-        self.counts: dict[bytes, int] = {}
-        self.objects: dict[bytes, p.ObjectData] = {}
-        self.own_pending: set[bytes] = set()
-        self._mapped: dict[bytes, Any] = {}
-        self._outbox: list = []  # messages queued by send_soon / send_later
-        self._outbox_urgent = False  # it holds something a waiter may be waiting for
-        self._refq: SimpleQueue = SimpleQueue()  # dropped ids (None: nothing, just wake)
+        self._refs = RefCounter()
+        self._arrivals = Arrivals()
+        self.objects = self._arrivals.objects  # read freely; changed under ``_state``
+        self.actor_routes = ActorRoutes()
+        self._outbox = Outbox()
+        self._requests = Requests()
+        self._mapped: dict[bytes, Any] = {}  # shared-memory mappings of objects read
+        self._output: deque = deque()  # log lines and progress bars waiting to go
         self._wake_r, self._wake_w = os.pipe()  # wakes the flusher
         self._stop_r, self._stop_w = socket.socketpair()  # stops the reader
         os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
         self._flush_armed = False  # a wake-up is already on its way to the flusher
-        self._adds: list[bytes] = []
-        self._log_lines: list[p.LogLine] = []
-        self._registered_functions: set[bytes] = set()
-        self._replies: dict[int, list] = {}
-        self._req_ids = itertools.count(1)
         self.closed = False  # no more sending: the daemon is gone or close() was called
         self._released = False  # close() has run
         self.tasks: SimpleQueue = SimpleQueue()  # ExecuteTask messages, for workers
         self.on_cancel = None  # set by the worker executor
         self.on_logs = None  # set by the driver to print worker output
+        self.on_progress = None  # ... and to draw progress bars
         self.on_warning = None
-        # Actor calls: where each actor's worker listens, and calls whose results are due.
-        self._actor_routes: dict[bytes, tuple[str, bytes, bytes]] = {}  # actor -> (path,
-        # worker id, node id)
-        self._route_asked: set[bytes] = set()
-        self._via_daemon: dict[bytes, set[bytes]] = {}  # actor -> results due via daemon
-        self._direct: dict[bytes, set[bytes]] = {}  # actor -> results due from its worker
-        self._call_actor: dict[bytes, bytes] = {}  # result id -> actor
-        self._hidden: dict[bytes, Any] = {}  # refs kept for calls with num_returns=0
 
         self._reader_thread = threading.Thread(
             target=self._read_loop, name="rayling-reader", daemon=True)
@@ -165,36 +124,35 @@ class CoreClient:
                     raise DaemonConnectionError(f"expected Welcome, got {type(msg).__name__}")
                 return msg
 
-    # -- sending ----------------------------------------------------------------------
+    # -- sending --------------------------------------------------------------------------
     def send(self, *messages) -> None:
         """Send ``messages`` now, after everything queued before them, in one frame."""
         with self._send_lock:
-            batch = self._outbox
-            self._outbox = []
-            self._outbox_urgent = False
-            batch += self._drain_pending()
+            batch = self._outbox.take()
+            batch += self._pending_updates()
             batch.extend(messages)
             if batch:
                 self._write(batch)
 
-    def send_soon(self, *messages) -> None:
+    def send_soon(self, *messages, register: tuple | None = None) -> None:
         """Queue ``messages`` to go with the next send, or within a few milliseconds.
 
         Task submissions and puts use this, so a loop submitting many tasks costs one
         system call per batch; anything that waits for an answer sends at once, which
         flushes the queue first. Queued messages always go before ref drops made after
         them, so a ref passed to a queued task is never released before the task pins it.
+        ``register``: (fid, code, name) of the function these messages use, sent first
+        unless it was already.
         """
         with self._send_lock:
-            self._outbox.extend(messages)
-            self._outbox_urgent = True
-            if len(self._outbox) < OUTBOX_MAX:
+            outbox = self._outbox
+            if register is not None:
+                outbox.register(*register)
+            if not outbox.queue(messages):
                 self.wake_flusher()
                 return
-            batch = self._outbox
-            self._outbox = []
-            self._outbox_urgent = False
-            batch += self._drain_pending()
+            batch = outbox.take()
+            batch += self._pending_updates()
             self._write(batch)
 
     def send_later(self, *messages) -> None:
@@ -202,7 +160,7 @@ class CoreClient:
         direct actor call): they go with the next send or within a few milliseconds, and a
         waiting get/wait does not send them early."""
         with self._send_lock:
-            self._outbox.extend(messages)
+            self._outbox.queue(messages, urgent=False)
         self.wake_flusher()
 
     def _write(self, batch: list) -> None:
@@ -211,50 +169,43 @@ class CoreClient:
                 "lost the connection to the rayling node daemon; call rayling.shutdown() and "
                 "rayling.init() again")
         try:
-            self._sock.sendall(encode_frame(batch))
+            self._sock.sendall(p.encode_frame(batch))
         except OSError as e:
             self.closed = True
             raise DaemonConnectionError(f"lost the connection to the node daemon: {e}") from e
 
-    def _drain_pending(self) -> list:
-        """Turn queued ref drops, new refs and log lines into messages (send lock held)."""
+    def _pending_updates(self) -> list:
+        """Queued ref changes and output as messages (send lock held)."""
         out: list = []
-        refq = self._refq
-        if self._adds or not refq.empty():
-            dels = []
+        refs = self._refs
+        if refs.has_changes():
             with self._state:
-                adds, self._adds = self._adds, []
-                counts = self.counts
-                while True:
-                    try:
-                        oid = refq.get_nowait()
-                    except Empty:
-                        break
-                    if oid is None:
-                        continue
-                    count = counts.get(oid)
-                    if count is None:
-                        continue
-                    if count <= 1:
-                        del counts[oid]
-                        self.objects.pop(oid, None)
-                        self._mapped.pop(oid, None)
-                        self.own_pending.discard(oid)
-                        dels.append(oid)
-                    else:
-                        counts[oid] = count - 1
+                adds, dels = refs.take_changes()
+                forget = self._arrivals.forget
+                mapped = self._mapped
+                for oid in dels:
+                    forget(oid)
+                    mapped.pop(oid, None)
             if adds or dels:
                 out.append(p.RefUpdate(adds, dels))
-        if self._log_lines:
-            lines, self._log_lines = self._log_lines, []
-            out.append(p.Logs(lines))
+        output = self._output
+        if output:
+            lines = []
+            while output:
+                message = output.popleft()
+                if type(message) is p.LogLine:
+                    lines.append(message)
+                else:
+                    out.append(message)
+            if lines:
+                out.append(p.Logs(lines))
         return out
 
     def _flush_loop(self) -> None:
-        """Batch ref drops and log lines that no other send carries, a few ms at a time."""
+        """Batch ref drops, output and queued messages that no other send carries."""
         while not self.closed:
             os.read(self._wake_r, 4096)
-            time.sleep(0.002)  # gather a batch
+            time.sleep(FLUSH_DELAY)  # gather a batch
             self._flush_armed = False
             try:
                 self.send()
@@ -274,61 +225,52 @@ class CoreClient:
             except OSError:  # closed at shutdown
                 pass
 
-    # -- reference counting -----------------------------------------------------------
+    def queue_output(self, message: p.LogLine | p.ProgressBar) -> None:
+        """A line a task printed, or a progress bar's state: sent within a few ms."""
+        self._output.append(message)
+        self.wake_flusher()
+
+    # -- reference counting ---------------------------------------------------------------
     def incref(self, oid: bytes, born: bool) -> None:
         with self._state:
-            count = self.counts.get(oid, 0)
-            self.counts[oid] = count + 1
-            if count == 0 and not born:
-                self._adds.append(oid)
+            if self._refs.created(oid, born):
                 self.wake_flusher()
 
     def decref(self, oid: bytes) -> None:
-        self._refq.put(oid)
+        self._refs.dropped(oid)
         if not self._flush_armed:
             self.wake_flusher()
 
-    # -- receiving --------------------------------------------------------------------
+    def expect_results(self, oids) -> None:
+        """Results of tasks this process submitted: the daemon sends them unasked."""
+        with self._state:
+            self._arrivals.own_pending.update(oids)
+
+    # -- receiving ------------------------------------------------------------------------
     def _read_loop(self) -> None:
         """Read the daemon's socket and peers' direct messages until the daemon goes."""
         daemon_sock = self._sock
         daemon_reader = self._reader
-        listeners = self._listeners
-        token = self._token
         selector = selectors.DefaultSelector()
         selector.register(daemon_sock, selectors.EVENT_READ, None)
-        for listener in listeners:
-            selector.register(listener, selectors.EVENT_READ, None)
         selector.register(self._stop_r, selectors.EVENT_READ, None)
+        acceptor = Acceptor(selector, self._token, peers.ACCEPTED)
+        for listener in self._listeners:
+            acceptor.listen(listener)
         buf = bytearray(256 * 1024)
         view = memoryview(buf)
         handle = self._handle
-        strangers: dict = {}  # accepted peers that have not authenticated -> deadline
         try:
             for msg in self._early:
                 handle(msg)
             while True:
-                timeout = None
-                if strangers:  # drop those past their deadline; wake for the next one
-                    now = time.monotonic()
-                    for peer in [s for s, t in strangers.items() if t <= now]:
-                        del strangers[peer]
-                        selector.unregister(peer)
-                        peer.close()
-                    if strangers:
-                        timeout = min(strangers.values()) - now
-                for key, _ in selector.select(timeout):
-                    sock = key.fileobj
+                for key, _ in selector.select(acceptor.timeout()):
+                    sock, stream = key.fileobj, key.data
+                    if stream is acceptor:
+                        acceptor.accept(sock)
+                        continue
                     if sock is self._stop_r:
                         return
-                    if sock in listeners:
-                        try:
-                            peer, _ = sock.accept()
-                        except OSError:  # e.g. out of descriptors: refuse this one only
-                            continue
-                        selector.register(peer, selectors.EVENT_READ, peers.IncomingPeer())
-                        strangers[peer] = time.monotonic() + peers.AUTH_TIMEOUT
-                        continue
                     try:
                         n = sock.recv_into(buf)
                     except OSError:
@@ -339,24 +281,23 @@ class CoreClient:
                         for msg in daemon_reader.feed(view[:n]):
                             handle(msg)
                         continue
+                    if not n:
+                        acceptor.drop(sock)
+                        continue
+                    stranger = stream.hello is None
                     try:
-                        if not n:
-                            raise p.ProtocolError("peer closed the connection")
-                        for msg in key.data.feed(view[:n], token):
-                            handle(msg)
-                        if key.data.authenticated:
-                            strangers.pop(sock, None)
+                        messages = stream.feed(view[:n], time.monotonic())
                     except p.ProtocolError:
-                        strangers.pop(sock, None)
-                        selector.unregister(sock)
-                        sock.close()
+                        acceptor.drop(sock)
+                        continue
+                    acceptor.fed(sock, stream, stranger)
+                    for msg in messages:
+                        handle(msg)
+                acceptor.expire()
         except (OSError, ValueError, p.ProtocolError):
             pass
         finally:
-            for key in list(selector.get_map().values()):
-                if key.fileobj not in (daemon_sock, self._stop_r) and \
-                        key.fileobj not in listeners:
-                    key.fileobj.close()
+            acceptor.close()
             selector.close()
             self._connection_lost()
 
@@ -365,24 +306,13 @@ class CoreClient:
         if kind is p.ObjectReady:
             oid = msg.object_id
             with self._state:
-                if oid in self.counts:
-                    self.objects[oid] = msg.data
-                    self.own_pending.discard(oid)
-                    waiting = self._waiters.pop(oid, None)
-                    if waiting:
-                        for waiter in waiting:
-                            waiter.needed -= 1
-                            if waiter.needed == 0:
-                                waiter.wake()
-                actor = self._call_actor.pop(oid, None)
-                if actor is not None:
-                    self._via_daemon.get(actor, set()).discard(oid)
-                    self._direct.get(actor, set()).discard(oid)
-                    self._hidden.pop(oid, None)
+                if oid in self._refs.counts:
+                    self._arrivals.arrived(oid, msg.data)
+                self.actor_routes.finished(oid)
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.Reply or kind is p.ShmReserved:
-            slot = self._replies.pop(msg.req_id, None)
+            slot = self._requests.answered(msg)
             if callable(slot):
                 slot(msg)
             elif slot is not None:
@@ -394,6 +324,9 @@ class CoreClient:
         elif kind is p.Logs:
             if self.on_logs is not None:
                 self.on_logs(msg.lines)
+        elif kind is p.ProgressBar:
+            if self.on_progress is not None:
+                self.on_progress(msg)
         elif kind is p.Warning:
             if self.on_warning is not None:
                 self.on_warning(msg.text)
@@ -403,25 +336,22 @@ class CoreClient:
     def _connection_lost(self) -> None:
         self.closed = True
         with self._state:
-            for waiting in self._waiters.values():
-                for waiter in waiting:
-                    waiter.wake()
-        for slot in list(self._replies.values()):
+            self._arrivals.wake_all()
+        for slot in self._requests.abandon_all():
             if not callable(slot):
                 slot[0].set()
         self._stop_flusher()
         if self.is_worker:
             os._exit(1)  # the daemon is gone: a worker has nothing left to do
 
-    # -- requests ---------------------------------------------------------------------
+    # -- requests -------------------------------------------------------------------------
     def request(self, make_message, timeout: float = 60.0):
         """Send ``make_message(req_id)`` and wait for the Reply/ShmReserved to it."""
-        req_id = next(self._req_ids)
         slot = [threading.Event(), None]
-        self._replies[req_id] = slot
+        req_id = self._requests.new(slot)
         self.send(make_message(req_id))
         if not slot[0].wait(timeout):
-            self._replies.pop(req_id, None)
+            self._requests.forget(req_id)
             raise exc.GetTimeoutError(
                 f"the node daemon did not answer within {timeout} s; it may be overloaded or "
                 f"stuck (see its log in {self.session_dir}/logs/daemon.log)")
@@ -431,70 +361,43 @@ class CoreClient:
 
     def request_async(self, make_message, callback) -> None:
         """Send ``make_message(req_id)``; the reader thread calls ``callback(reply)``."""
-        req_id = next(self._req_ids)
-        self._replies[req_id] = callback
-        self.send_soon(make_message(req_id))
+        self.send_soon(make_message(self._requests.new(callback)))
 
-    # -- actor calls ------------------------------------------------------------------
+    def query(self, what: p.QueryKind):
+        reply = self.request(lambda rid: p.Query(rid, what))
+        if reply.error:
+            raise exc.RaySystemError(
+                f"query {type(what).__name__} failed in the daemon: {reply.error}")
+        return reply.value
+
+    # -- actor calls ----------------------------------------------------------------------
     def actor_route(self, actor_id: bytes) -> tuple[str, bytes, bytes] | None:
-        """Where to send a call to ``actor_id`` directly, or None to go via the daemon.
-
-        Calls switch between the two paths only when none of this caller's earlier calls
-        to the actor is still running, so they always run in the order they were made.
-        """
+        """Where to send a call to ``actor_id`` directly, or None to go via the daemon
+        (asking the daemon, the first time, where the actor's worker listens)."""
         with self._state:
-            route = self._actor_routes.get(actor_id)
-            if route is not None and not self._via_daemon.get(actor_id):
-                return route
-            if route is None and actor_id not in self._route_asked:
-                self._route_asked.add(actor_id)
-                ask = True
-            else:
-                ask = False
+            route, ask = self.actor_routes.route(actor_id)
         if ask:
-            self.request_async(lambda rid: p.Query(rid, "actor_address", actor_id),
+            self.request_async(lambda rid: p.Query(rid, p.ActorAddress(actor_id)),
                                lambda reply: self._got_route(actor_id, reply))
-        return None
+        return route
 
     def _got_route(self, actor_id: bytes, reply) -> None:
         with self._state:
-            self._route_asked.discard(actor_id)
-            if reply.value and not self._direct.get(actor_id):
-                value = reply.value
-                self._actor_routes[actor_id] = (
-                    value["path"], value["worker_id"], value["node_id"])
+            self.actor_routes.answered(actor_id, reply.value)
 
-    def note_actor_call(self, actor_id: bytes, oid: bytes, direct: bool, hidden=None) -> None:
-        """Remember that the result ``oid`` of a call to ``actor_id`` is due."""
+    def note_actor_call(self, actor_id: bytes, oid: bytes, direct: bool, keep) -> None:
+        """The call whose first result is ``oid`` was sent; ``keep`` (its ref) is held
+        until that result arrives."""
         with self._state:
-            pending = self._direct if direct else self._via_daemon
-            pending.setdefault(actor_id, set()).add(oid)
-            self._call_actor[oid] = actor_id
-            if hidden is not None:
-                self._hidden[oid] = hidden
+            self.actor_routes.called(actor_id, oid, direct, keep)
 
     def direct_call_failed(self, actor_id: bytes, path: str) -> None:
         """The actor's worker cannot be reached: its calls' results come via the daemon."""
         self.peers.forget(path)
         with self._state:
-            self._actor_routes.pop(actor_id, None)
-            moved = self._direct.pop(actor_id, set())
-            self._via_daemon.setdefault(actor_id, set()).update(moved)
+            self.actor_routes.unreachable(actor_id)
 
-    def query(self, what: str, arg=None):
-        reply = self.request(lambda rid: p.Query(rid, what, arg))
-        if reply.error:
-            raise exc.RaySystemError(f"query {what!r} failed in the daemon: {reply.error}")
-        return reply.value
-
-    # -- objects ----------------------------------------------------------------------
-    def register_function(self, fid: bytes, blob: bytes, name: str) -> list:
-        """The RegisterFunction message to send before the first task of ``fid``, if any."""
-        if fid in self._registered_functions:
-            return []
-        self._registered_functions.add(fid)
-        return [p.RegisterFunction(fid, blob, name)]
-
+    # -- objects --------------------------------------------------------------------------
     def store(self, oid: bytes, value: Any, what: str = "value") -> tuple[p.ObjectData, Any]:
         """Serialize ``value`` into an ObjectData; large values go to shared memory.
 
@@ -519,46 +422,31 @@ class CoreClient:
             mem.close()
         return p.ObjectData(shm=reply.name, size=size, contained=contained), ser
 
-    def put(self, value: Any):
-        from ..object_ref import ObjectRef
-
-        oid = ids.new_put_object_id(self.job_id)
-        data, ser = self.store(oid, value)
-        ref = ObjectRef(oid, _born=True)
+    def stored(self, oid: bytes, data: p.ObjectData) -> None:
+        """This process put ``data`` as ``oid`` (it holds a ref): tell the daemon soon."""
         with self._state:
-            self.objects[oid] = data
+            self._arrivals.objects[oid] = data
         self.send_soon(p.PutObject(oid, data))
-        del ser
-        return ref
 
     def wait_for(self, oids: list[bytes], num_ready: int, timeout: float | None) -> list[bytes]:
         """Block until ``num_ready`` of ``oids`` have arrived (or timeout); return those."""
-        objects = self.objects
+        arrivals = self._arrivals
         with self._state:
-            missing = [o for o in oids if o not in objects]
-            needed = num_ready - (len(oids) - len(missing))
-            if needed <= 0:
-                return [o for o in oids if o in objects]
-            waiter = _Waiter(needed)
-            for oid in missing:
-                self._waiters.setdefault(oid, []).append(waiter)
-            to_subscribe = [o for o in missing if o not in self.own_pending]
+            waiter, missing, ask = arrivals.plan_wait(oids, num_ready)
+        objects = self.objects
+        if waiter is None:
+            return [o for o in oids if o in objects]
         blocked = self.is_worker and timeout != 0
         try:
             # This also flushes queued submissions we may be waiting for.
-            if to_subscribe or blocked or self._outbox_urgent:
-                self.send(*([p.GetObjects(to_subscribe)] if to_subscribe else []),
+            if ask or blocked or self._outbox.urgent:
+                self.send(*([p.GetObjects(ask)] if ask else []),
                           *([p.Blocked()] if blocked else []))
             if not self.closed:
                 waiter.wait(timeout)
         finally:
             with self._state:
-                for oid in missing:
-                    waiting = self._waiters.get(oid)
-                    if waiting and waiter in waiting:
-                        waiting.remove(waiter)
-                        if not waiting:
-                            del self._waiters[oid]
+                arrivals.stop_waiting(waiter, missing)
             if blocked and not self.closed:
                 self.send(p.Unblocked())
         ready = [o for o in oids if o in objects]
@@ -596,7 +484,7 @@ class CoreClient:
     def _copy_here(self, oid: bytes) -> p.ObjectData:
         """Ask for a copy, in this node's store, of a large object on another node."""
         with self._state:
-            self.objects.pop(oid, None)
+            self._arrivals.objects.pop(oid, None)
         self.wait_for([oid], 1, None)
         data = self.objects.get(oid)
         if data is None or data.where is not None:
@@ -615,7 +503,7 @@ class CoreClient:
             raise value
         return value
 
-    # -- shutdown ---------------------------------------------------------------------
+    # -- shutdown -------------------------------------------------------------------------
     def close(self) -> None:
         """Flush, disconnect, stop both threads and release every file descriptor.
 

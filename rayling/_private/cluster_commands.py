@@ -24,8 +24,8 @@ import socket
 import time
 
 from .. import exceptions as exc
-from . import cluster_files, shm
-from .node import LocalNode, default_num_cpus, default_store_capacity
+from . import cluster_files, protocol as p, shm
+from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gpus
 
 SLURM_HEAD_TIMEOUT = 300.0  # seconds a Slurm task waits for task 0's head to be up
 
@@ -44,9 +44,7 @@ def resolve_ip(host: str) -> str:
 def node_resources(num_cpus, num_gpus, resources_json) -> dict[str, float]:
     resources = {"CPU": float(default_num_cpus() if num_cpus is None else num_cpus)}
     if num_gpus is None:
-        from ..api import _detect_gpus
-
-        num_gpus = _detect_gpus()
+        num_gpus = detect_gpus()
     if num_gpus:
         resources["GPU"] = float(num_gpus)
     if resources_json:
@@ -262,15 +260,13 @@ def stop(echo=print, timeout: float = 10.0) -> int:
 
 
 def status(address: str | None, echo=print) -> int:
-    import rayling
+    from . import session
 
-    rayling.init(address=address or "auto", log_to_driver=False)
+    session.connect_or_start(address or "auto", log_to_driver=False)
     try:
-        from . import client as client_mod
-
-        nodes = client_mod.current.query("nodes")
+        nodes = session.connected_client().query(p.ClusterNodes())
     finally:
-        rayling.shutdown()
+        session.shutdown()
     echo(format_status(nodes))
     return 0
 

@@ -1,5 +1,6 @@
 """Printing worker output on the driver: ``(task_name pid=N) line``, folded by
-LogDeduplicator, with progress-bar updates from tqdm_ray handed to the bar manager."""
+LogDeduplicator; progress bars from tasks are drawn by progress.BarManager, and lines
+printed while bars show are written above them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import sys
 import threading
 import time
 
+from . import protocol as p
 from .log_dedup import LogDeduplicator
-
-TQDM_MARKER = "\x1brayling-tqdm:"
+from .progress import BarManager
 
 
 def dedup_enabled() -> bool:
@@ -33,14 +34,18 @@ class LogPrinter:
         with self._lock:
             now = time.monotonic()
             for line in lines:
-                if line.text.startswith(TQDM_MARKER):
-                    self._bar_manager().update(line.pid, line.text[len(TQDM_MARKER):])
-                    continue
                 prefix = f"({line.name} pid={line.pid})"
                 stream = sys.stderr if line.is_err else sys.stdout
                 for out in self._dedup.add(prefix, line.text, now):
                     self._write(stream, out)
             self._schedule()
+
+    def progress(self, state: p.ProgressBar) -> None:
+        """Called by the client's reader thread with a progress bar's new state."""
+        with self._lock:
+            if self._bars is None:
+                self._bars = BarManager()
+            self._bars.update(state)
 
     def _write(self, stream, text: str) -> None:
         if self._bars is not None and self._bars.active():
@@ -72,10 +77,3 @@ class LogPrinter:
                 self._write(sys.stdout, out)
             if self._bars is not None:
                 self._bars.close_all()
-
-    def _bar_manager(self):
-        if self._bars is None:
-            from ..experimental.tqdm_ray import BarManager
-
-            self._bars = BarManager()
-        return self._bars

@@ -21,10 +21,12 @@ import sys
 import tempfile
 import time
 
+import msgspec
 import psutil
 
 from .. import exceptions as exc
 from . import shm
+from .daemon import DaemonConfig
 
 STARTUP_TIMEOUT = 30.0
 
@@ -35,6 +37,17 @@ def default_num_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS
         return max(1, os.cpu_count() or 1)
+
+
+def detect_gpus() -> int:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES if set, else NVIDIA devices."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+    except OSError:
+        return 0
 
 
 def default_store_capacity() -> int:
@@ -81,22 +94,21 @@ class LocalNode:
         os.makedirs(os.path.join(session_dir, "logs"))
         socket_path = os.path.join(session_dir, "daemon.sock")
         token = token or secrets.token_hex(16)
-        clustered = port is not None or head_address is not None
-        config = {
-            "session": session,
-            "session_dir": session_dir,
-            "socket_path": socket_path,
-            "resources": resources,
-            "object_store_memory": object_store_memory,
-            "node_ip": node_ip,
-            "exit_with_driver": exit_with_driver,
-            "prestart_workers": max(1, int(resources.get("CPU", 1))),
-            "system_config": system_config or {},
-            "port": port,
-            "head_address": head_address,
-            # Workers of a cluster also listen on TCP, for direct calls from other nodes.
-            "listen_ip": node_ip if clustered else "",
-        }
+        config = DaemonConfig(
+            session=session,
+            session_dir=session_dir,
+            socket_path=socket_path,
+            resources=resources,
+            object_store_memory=object_store_memory,
+            node_ip=node_ip,
+            exit_with_driver=exit_with_driver,
+            prestart_workers=max(1, int(resources.get("CPU", 1))),
+            system_config=system_config or {},
+            port=port,
+            head_address=head_address,
+        )
+        if config.clustered:  # workers also listen on TCP, for direct calls from other nodes
+            config.listen_ip = node_ip
         env = dict(os.environ)
         env["RAYLING_TOKEN"] = token
         # The daemon, template and workers start with -S (no site processing, which can cost
@@ -105,12 +117,14 @@ class LocalNode:
         stderr_path = os.path.join(session_dir, "logs", "daemon.err")
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-S", "-m", "rayling._private.daemon", json.dumps(config)],
-                stdout=subprocess.PIPE, stderr=stderr, env=env,
+                [sys.executable, "-S", "-m", "rayling._private.daemon"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
                 start_new_session=not die_with_parent,
                 preexec_fn=functools.partial(_die_with_parent, _libc_prctl())
                 if die_with_parent else None,
             )
+        process.stdin.write(msgspec.json.encode(config))  # (its config stays out of argv)
+        process.stdin.close()
         node = cls(session, session_dir, socket_path, token, process)
         try:
             info = node._wait_ready(stderr_path)

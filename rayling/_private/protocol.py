@@ -4,15 +4,17 @@ travel directly between a caller and an actor's worker).
 A connection carries frames: a 4-byte little-endian length, then a msgpack array of
 messages (several messages per frame, so many small ones cost one system call).
 Messages are msgspec Structs encoded as arrays with an integer tag, which keeps them
-small and makes decoding validate each field's type.
+small and makes decoding validate each field's type. What a message names is typed too:
+a scheduling strategy is a Struct per kind, a query a Struct per question.
 
 Who sends what:
 
     driver/worker -> daemon   Hello, RefUpdate, RegisterFunction, SubmitTask, PutObject,
                               ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
-                              TaskDone, Logs, Query, Shutdown, CreateActor, KillActor
+                              TaskDone, Logs, ProgressBar, Query, Shutdown, CreateActor,
+                              KillActor
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
-                              Reply, Warning, Logs, Rejected
+                              Reply, Warning, Logs, ProgressBar, Rejected
     node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs
     head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject
     node -> node (transfer)   Hello(kind="transfer"), FetchSegment; the answer is raw bytes
@@ -45,6 +47,22 @@ class ObjectData(msgspec.Struct, array_like=True):
     error: bool = False
     contained: list[bytes] = []
     where: bytes | None = None  # a large object on this other node: ask for a local copy
+
+
+class SpreadStrategy(msgspec.Struct, array_like=True, frozen=True, tag="spread"):
+    """Spread tasks over nodes: the least loaded node, ties round-robin."""
+
+
+class NodeAffinity(msgspec.Struct, array_like=True, frozen=True, tag="node"):
+    """Run on this node. ``soft``: elsewhere if it is dead or could never fit the task;
+    ``spill``: also elsewhere while it is busy (Ray's ``_spill_on_unavailable``)."""
+
+    node_id: bytes
+    soft: bool
+    spill: bool = False
+
+
+Strategy = SpreadStrategy | NodeAffinity | None  # None: the default strategy
 
 
 class Hello(_Msg, tag=1):
@@ -97,7 +115,7 @@ class SubmitTask(_Msg, tag=6):
     actor_id: bytes | None = None  # set for an actor method call
     method: str = ""
     direct_worker: bytes | None = None  # the call was sent straight to this actor worker
-    strategy: str = ""  # "", "SPREAD", or "node:<hex id>:soft|hard" (node affinity)
+    strategy: Strategy = None
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -179,10 +197,59 @@ class Logs(_Msg, tag=17):
     lines: list[LogLine]
 
 
+class ProgressBar(_Msg, tag=32):
+    """The state of a progress bar drawn by a task (tqdm_ray); the driver draws it."""
+
+    pid: int
+    bar_id: str  # unique per bar
+    desc: str
+    total: float | None
+    n: float
+    unit: str
+    closed: bool
+
+
+class ClusterNodes(msgspec.Struct, array_like=True, tag="nodes"):
+    """Every node's facts (rayling.nodes())."""
+
+
+class ClusterResources(msgspec.Struct, array_like=True, tag="cluster_resources"):
+    """The live nodes' resources in total."""
+
+
+class AvailableResources(msgspec.Struct, array_like=True, tag="available_resources"):
+    """The live nodes' free resources."""
+
+
+class NamedActor(msgspec.Struct, array_like=True, tag="get_actor"):
+    """The live actor of this name (its info dict), or None."""
+
+    name: str
+    namespace: str
+
+
+class ActorList(msgspec.Struct, array_like=True, tag="actors"):
+    """Every actor's info dict."""
+
+
+class StoreStats(msgspec.Struct, array_like=True, tag="stats"):
+    """Counters of the store, objects and workers (for tests and benchmarks)."""
+
+
+class ActorAddress(msgspec.Struct, array_like=True, tag="actor_address"):
+    """Where the caller reaches the actor's worker directly; answered once it is alive
+    (None: go through the daemon)."""
+
+    actor_id: bytes
+
+
+QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
+             | StoreStats | ActorAddress)
+
+
 class Query(_Msg, tag=18):
     req_id: int
-    what: str
-    arg: Any = None
+    what: QueryKind
 
 
 class Reply(_Msg, tag=19):
@@ -222,7 +289,7 @@ class CreateActor(_Msg, tag=22):
     namespace: str = ""
     detached: bool = False
     get_if_exists: bool = False
-    strategy: str = ""  # as SubmitTask.strategy
+    strategy: Strategy = None
 
 
 class KillActor(_Msg, tag=23):
@@ -300,6 +367,7 @@ Message = (
     | Blocked
     | Unblocked
     | Logs
+    | ProgressBar
     | Query
     | Reply
     | Warning
@@ -353,7 +421,7 @@ class FrameReader:
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
-        self._max = max_frame
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list:
         """Add received bytes; return every message of every complete frame."""
@@ -364,8 +432,9 @@ class FrameReader:
         n = len(buf)
         while n - pos >= 4:
             (length,) = _LEN.unpack_from(buf, pos)
-            if length > self._max:
-                raise ProtocolError(f"frame of {length} bytes exceeds the {self._max} limit")
+            if length > self.max_frame:
+                raise ProtocolError(
+                    f"frame of {length} bytes exceeds the {self.max_frame} limit")
             end = pos + 4 + length
             if end > n:
                 break
@@ -374,3 +443,7 @@ class FrameReader:
         if pos:
             del buf[:pos]
         return out
+
+    def pending(self) -> int:
+        """Bytes received of a frame not yet complete."""
+        return len(self._buf)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..object_ref import ObjectRef
 from . import serialization
+from .object_ref import ObjectRef, put
 from .serialization import SerializationError
 
 
@@ -69,7 +69,7 @@ def _put_large_args(client, args, kwargs, deps, keep):
         if isinstance(value, DepArg):
             return value
         if not serialization.serialize(value).is_inline:
-            ref = client.put(value)
+            ref = put(client, value)
             keep.append(ref)
             deps.append(ref._id)
             return DepArg(len(deps) - 1)

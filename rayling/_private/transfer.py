@@ -1,15 +1,17 @@
 """Moving large objects between nodes, node to node (the head is never on this path).
 
     node B daemon (needs the object)               node A daemon (has it)
-    Puller thread ──TCP: Hello(token), FetchSegment(name, size)──▶ TransferServer thread
+    Puller thread ──TCP: Hello(token), FetchSegment(name, size)──▶ TransferServer
                   ◀── the segment's bytes, streamed by sendfile ──
     writes them into a new segment of B's store, then reports PullDone to the head
 
-Every node daemon runs one TransferServer on its node address. A connection must open
-with a Hello carrying the cluster token (frames before it are capped at 64 KiB), and
-may only ask for segments of this node's own store. Both ends are plain blocking
-sockets in threads: the bytes go kernel to kernel (``sendfile`` on the sender, one
-``recv_into`` per chunk straight into the mapped destination on the receiver).
+Every node daemon runs one TransferServer on its node address. Its accepting thread goes
+through the connection layer (connection.py): at most MAX_STRANGERS unauthenticated
+connections, a Hello with the cluster token within the handshake deadline (frames before
+it capped at 64 KiB), and a listener that rests instead of failing when descriptors run
+out. An authenticated connection may ask for one segment of this node's own store; a
+bounded pool of sender threads streams it kernel to kernel (``sendfile``), and the
+receiver ``recv_into``s each chunk straight into the mapped destination.
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ import logging
 import mmap
 import os
 import re
+import selectors
 import socket
 import struct
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import protocol as p, shm
+from .connection import Acceptor, Channel
 
 log = logging.getLogger("rayling.daemon")
 
 CHUNK = 8 * 1024 * 1024  # bytes per send/receive call
-AUTH_TIMEOUT = 10  # seconds a connection has to authenticate and ask
-SEND_TIMEOUT = 60  # seconds a receiver may stall before the sender gives up
+SEND_TIMEOUT = 60  # seconds a peer may stall mid-transfer before the other side gives up
+SENDERS = 32  # segments served at once; more requests wait their turn
 STREAMS = 4  # connections one large object is copied over at once ...
 STREAM_MIN = 32 * 1024 * 1024  # ... each carrying at least this many bytes
 _SEGMENT = re.compile(r"/rl[0-9a-f]+_[0-9a-f]+")
@@ -39,71 +44,90 @@ class TransferServer:
     """Serves this node's segments to other nodes that prove the cluster token."""
 
     def __init__(self, host: str, token: str, shm_session: str) -> None:
-        self._token = token
         self._prefix = f"/rl{shm_session}_"
         self._sock = socket.create_server((host, 0), backlog=64)
         self.address = f"{host}:{self._sock.getsockname()[1]}"
-        self._closed = False
-        threading.Thread(target=self._accept_loop, name="rayling-transfer",
-                         daemon=True).start()
+        self._selector = selectors.DefaultSelector()
+        self._acceptor = Acceptor(self._selector, token, accepts=(p.FetchSegment,))
+        self._acceptor.listen(self._sock)
+        self._stop_r, self._stop_w = socket.socketpair()
+        self._selector.register(self._stop_r, selectors.EVENT_READ, None)
+        self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="rayling-transfer")
+        self._thread = threading.Thread(target=self._accept_loop, name="rayling-transfer",
+                                        daemon=True)
+        self._thread.start()
 
     def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                conn, peer = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
+        acceptor = self._acceptor
+        try:
+            while True:
+                for key, _ in self._selector.select(acceptor.timeout()):
+                    sock, stream = key.fileobj, key.data
+                    if stream is acceptor:
+                        acceptor.accept(sock)
+                    elif sock is self._stop_r:
+                        return
+                    else:
+                        self._read(sock, stream)
+                acceptor.expire()
+        finally:
+            acceptor.close()
+            self._selector.close()
 
-    def _serve(self, conn: socket.socket, peer) -> None:
-        with conn:
-            try:
-                conn.settimeout(AUTH_TIMEOUT)  # for the request; sendfile needs blocking
-                request = self._read_request(conn)
-                conn.settimeout(None)
-                # sendfile needs a blocking socket; the kernel gives up on a stalled peer.
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                                struct.pack("ll", SEND_TIMEOUT, 0))
-                self._send_segment(conn, request)
-            except (OSError, p.ProtocolError) as e:
-                log.warning("transfer connection from %s closed: %s", peer, e)
-
-    def _read_request(self, conn: socket.socket) -> p.FetchSegment:
-        reader = p.FrameReader(max_frame=64 * 1024)
-        messages: list = []
-        while len(messages) < 2:
+    def _read(self, conn: socket.socket, stream) -> None:
+        try:
             data = conn.recv(65536)
             if not data:
                 raise p.ProtocolError("closed before asking for anything")
-            messages += reader.feed(data)
-            if messages and not (type(messages[0]) is p.Hello
-                                 and p.token_matches(messages[0].token, self._token)):
-                raise p.ProtocolError("did not authenticate with the cluster token")
-        request = messages[1]
-        if type(request) is not p.FetchSegment:
-            raise p.ProtocolError(f"sent {type(request).__name__}, not FetchSegment")
-        if not (_SEGMENT.fullmatch(request.name) and request.name.startswith(self._prefix)):
-            raise p.ProtocolError(f"asked for {request.name!r}, not a segment of this node")
-        return request
+            stranger = stream.hello is None
+            requests = [m for m in stream.feed(data, time.monotonic())
+                        if type(m) is p.FetchSegment]
+            self._acceptor.fed(conn, stream, stranger)
+            if not requests:
+                return
+            request = requests[0]
+            if not (_SEGMENT.fullmatch(request.name) and request.name.startswith(self._prefix)):
+                raise p.ProtocolError(f"asked for {request.name!r}, not a segment of this node")
+        except (OSError, p.ProtocolError) as e:
+            log.warning("transfer connection closed: %s", e)
+            self._acceptor.drop(conn)
+            return
+        self._acceptor.release(conn)
+        self._senders.submit(self._serve, conn, request)
 
     @staticmethod
-    def _send_segment(conn: socket.socket, request: p.FetchSegment) -> None:
-        fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY)
-        try:
-            offset, end = request.offset, request.offset + request.size
-            if offset < 0 or os.fstat(fd).st_size < end:
-                raise p.ProtocolError(f"segment {request.name} has no bytes {offset}-{end}")
-            while offset < end:
-                sent = os.sendfile(conn.fileno(), fd, offset, min(CHUNK, end - offset))
-                if sent == 0:
-                    raise OSError("the receiver stopped reading")
-                offset += sent
-        finally:
-            os.close(fd)
+    def _serve(conn: socket.socket, request: p.FetchSegment) -> None:
+        with conn:
+            try:
+                # sendfile needs a blocking socket; the kernel gives up on a stalled peer.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                struct.pack("ll", SEND_TIMEOUT, 0))
+                _send_segment(conn, request)
+            except (OSError, p.ProtocolError) as e:
+                log.warning("sending %s failed: %s", request.name, e)
 
     def close(self) -> None:
-        self._closed = True
+        self._stop_w.send(b"x")
+        self._thread.join(timeout=5)
         self._sock.close()
+        self._stop_r.close()
+        self._stop_w.close()
+        self._senders.shutdown(wait=False, cancel_futures=True)
+
+
+def _send_segment(conn: socket.socket, request: p.FetchSegment) -> None:
+    fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY)
+    try:
+        offset, end = request.offset, request.offset + request.size
+        if offset < 0 or os.fstat(fd).st_size < end:
+            raise p.ProtocolError(f"segment {request.name} has no bytes {offset}-{end}")
+        while offset < end:
+            sent = os.sendfile(conn.fileno(), fd, offset, min(CHUNK, end - offset))
+            if sent == 0:
+                raise OSError("the receiver stopped reading")
+            offset += sent
+    finally:
+        os.close(fd)
 
 
 def fetch(address: str, token: str, source: str, size: int, name: str) -> None:
@@ -136,10 +160,11 @@ def _fetch_range(address: str, token: str, source: str, fd: int, offset: int,
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
     mem = mmap.mmap(fd, offset + length - start, offset=start)
     try:
-        with socket.create_connection(p.split_address(address), timeout=60) as sock, \
-                memoryview(mem) as view:
-            sock.sendall(p.encode_frame([p.Hello("transfer", os.getpid(), b"", token),
-                                         p.FetchSegment(source, length, offset)]))
+        channel = Channel("tcp:" + address, timeout=SEND_TIMEOUT)
+        with channel.sock as sock, memoryview(mem) as view:
+            sock.settimeout(SEND_TIMEOUT)  # a sender silent this long has stalled
+            channel.send([p.Hello("transfer", os.getpid(), b"", token),
+                          p.FetchSegment(source, length, offset)])
             pos, end = offset - start, offset - start + length
             while pos < end:
                 n = sock.recv_into(view[pos:], min(CHUNK, end - pos))

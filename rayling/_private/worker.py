@@ -23,23 +23,9 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from .. import exceptions as exc
-from . import client as client_mod, ids, protocol as p, serialization
+from . import client as client_mod, ids, protocol as p, serialization, task_context
 from .task_args import unpack_args
-
-
-class TaskContext:
-    """What is running in this worker now (read by get_runtime_context and prints)."""
-
-    task_id: bytes | None = None
-    job_id: bytes | None = None
-    name: str = ""
-    gpu_ids: list[int] = []
-    actor_id: bytes | None = None  # set for the life of an actor's worker
-    actor_creation_task: bytes | None = None
-
-
-context = TaskContext()
-executor: Executor | None = None  # this worker's executor, once it runs
+from .task_context import ActorExit
 
 
 class _FunctionLoadError:
@@ -66,11 +52,10 @@ class TaskOutput(io.TextIOBase):
         text = self._partial + s
         if "\n" in text:
             *lines, self._partial = text.split("\n")
-            name = context.name or "worker"
-            out = self._client._log_lines
+            name = task_context.task_name() or "worker"
+            queue = self._client.queue_output
             for line in lines:
-                out.append(p.LogLine(self._pid, name, line, self._is_err))
-            self._client.wake_flusher()
+                queue(p.LogLine(self._pid, name, line, self._is_err))
         else:
             self._partial = text
         return len(s)
@@ -81,10 +66,6 @@ class TaskOutput(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
-
-
-class ActorExit(BaseException):
-    """Raised by exit_actor() to end the actor after the current call."""
 
 
 class Executor:
@@ -151,13 +132,13 @@ class Executor:
                 os.getpid())
         return fn
 
-    def _enter(self, msg: p.ExecuteTask) -> None:
-        context.task_id = msg.task_id
-        context.job_id = msg.job_id
-        context.name = msg.name
-        context.gpu_ids = msg.gpu_ids
+    @staticmethod
+    def _enter(msg: p.ExecuteTask):
+        """Make ``msg`` the current call of this thread (or asyncio task)."""
         if msg.gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, msg.gpu_ids))
+        return task_context.enter(
+            task_context.Call(msg.task_id, msg.job_id, msg.name, msg.gpu_ids))
 
     def _store_results(self, msg: p.ExecuteTask, result: Any, keep: list) -> list:
         values = _split_returns(result, msg.num_returns, msg.name)
@@ -173,6 +154,7 @@ class Executor:
         keep: list = []
         actor_exit = False
         on_main = threading.get_ident() == self._main_thread
+        entered = None
         try:
             try:
                 if msg.function is not None:
@@ -184,10 +166,11 @@ class Executor:
                     raise KeyboardInterrupt
                 fn = self._callable(msg)
                 args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
-                self._enter(msg)
+                entered = self._enter(msg)
                 if msg.method == "__init__":
-                    context.actor_id = msg.actor_id
-                    context.actor_creation_task = msg.task_id
+                    task_context.actor.actor_id = msg.actor_id
+                    task_context.actor.creation_task = msg.task_id
+                    task_context.actor.gpu_ids = msg.gpu_ids
                 if on_main:
                     with self._lock:
                         self._running = msg.task_id
@@ -210,12 +193,10 @@ class Executor:
             _flush_output()
             self._reply(msg, results, actor_exit)
         finally:
-            context.task_id = None
-            context.name = ""
-            if self.actor is None:  # an actor keeps its GPUs between calls
-                context.gpu_ids = []
-                if msg.gpu_ids:
-                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            if entered is not None:
+                task_context.leave(entered)
+            if self.actor is None and msg.gpu_ids:  # an actor keeps its GPUs between calls
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             del keep
 
     def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool) -> None:
@@ -256,7 +237,7 @@ class Executor:
     def _become_actor(self, msg: p.ExecuteTask, instance: Any) -> None:
         """The creation task built ``instance``: keep it, and set up the concurrency the
         actor asked for (threads, or an event loop for async actors)."""
-        self.actor = instance
+        self.actor = task_context.actor.instance = instance
         if msg.is_async:
             import asyncio
 
@@ -291,6 +272,7 @@ class Executor:
             async with self._async_limit:
                 fn = self._callable(msg)
                 args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
+                self._enter(msg)  # (this asyncio task's context only: no need to leave)
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
@@ -375,6 +357,4 @@ def main(socket_path: str) -> None:
     os.close(fd)
     sys.stdout = TaskOutput(client, is_err=False)
     sys.stderr = TaskOutput(client, is_err=True)
-    global executor
-    executor = Executor(client)
-    executor.run_forever()
+    Executor(client).run_forever()

@@ -26,26 +26,13 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
 
 import rayling
 
 from . import _block as B, _plan as P, _tasks
+from ._remote import Bundle, remote_fn
 from ._transforms import MapBatches
 from .context import DataContext
-
-Bundle = tuple  # (block ref, BlockMetadata)
-
-_remote: dict[str, Any] = {}
-
-
-def remote_fn(name: str, **options):
-    """The remote version of ``_tasks.<name>`` with ``options`` (cached per options)."""
-    key = name + repr(sorted(options.items()))
-    fn = _remote.get(key)
-    if fn is None:
-        fn = _remote[key] = rayling.remote(getattr(_tasks, name)).options(**options)
-    return fn
 
 
 def cluster_info() -> tuple[float, int]:
@@ -270,7 +257,7 @@ class _MapRuntime(_Runtime):
             from ._transforms import Chain
 
             self._chain_ref = rayling.put(Chain(self.stage.transforms))
-            self._remote = remote_fn("run_stage", num_returns=2, **self._options)
+            self._remote = remote_fn(_tasks.run_stage, num_returns=2, **self._options)
         return self._remote.remote([self._chain_ref], seq, spec, *sources)
 
     def pending(self) -> dict:
@@ -405,7 +392,7 @@ class _LimitRuntime(_Runtime):
             self.stats.record(meta)
             self.outputs.append((block_ref, meta))
         else:
-            refs = remote_fn("gather_rows", num_returns=2).remote(
+            refs = remote_fn(_tasks.gather_rows, num_returns=2).remote(
                 [(0, 0, self.remaining)], block_ref)
             self.stats.tasks += 1
             self.remaining = 0

@@ -16,8 +16,8 @@ import numpy as np
 
 import rayling
 
-from . import _block as B, _plan as P
-from ._executor import Bundle, remote_fn
+from . import _block as B, _plan as P, _tasks
+from ._remote import Bundle, remote_fn
 
 SHUFFLE_BLOCK_BYTES = 32 * 1024 * 1024  # aim for output partitions about this size
 SAMPLES_PER_BLOCK = 16
@@ -42,11 +42,11 @@ def run(op: P.AllToAll | P.Zip, inputs: list[list[Bundle]], cpus: float
     boundaries, sample_tasks = _boundaries(bundles, keys[0], parts, what)
     split = _partition(bundles, keys, descending, boundaries, what)
     if kind == "sort":
-        reduce, extra = "reduce_sorted", (keys, descending)
+        reduce, extra = _tasks.reduce_sorted, (keys, descending)
     elif kind == "aggregate":
-        reduce, extra = "reduce_groups", (keys, args["aggs"])
+        reduce, extra = _tasks.reduce_groups, (keys, args["aggs"])
     else:
-        reduce, extra = "map_groups", (keys, args["fn"], args["batch_format"],
+        reduce, extra = _tasks.map_groups, (keys, args["fn"], args["batch_format"],
                                        args["fn_args"], args["fn_kwargs"])
     outputs = _reduce(reduce, extra, split)
     return outputs, sample_tasks + len(bundles) + len(split)
@@ -97,7 +97,7 @@ def gather_ranges(bundles: list[Bundle], ranges: list[tuple[int, int]]
     """One block per (start, end) range of rows of ``bundles`` (taken in order), made by
     tasks where the rows are; an empty range is an empty block. Also: how many tasks."""
     edges = _offsets(bundles)
-    gather = remote_fn("gather_rows", num_returns=2)
+    gather = remote_fn(_tasks.gather_rows, num_returns=2)
     calls, slots = [], []
     for start, end in ranges:
         refs, spec = _row_spec(bundles, edges, start, end)
@@ -124,7 +124,7 @@ def _zip(left: list[Bundle], right: list[Bundle]):
         raise ValueError(f"zip: the datasets have different numbers of rows ({left_rows} and "
                          f"{right_rows}); zip pairs rows one to one")
     edges, right_edges = _offsets(left), _offsets(right)
-    zip_blocks = remote_fn("zip_blocks", num_returns=2)
+    zip_blocks = remote_fn(_tasks.zip_blocks, num_returns=2)
     calls = []
     for i, (ref, _) in enumerate(left):
         refs, spec = _row_spec(right, right_edges, edges[i], edges[i + 1])
@@ -133,13 +133,13 @@ def _zip(left: list[Bundle], right: list[Bundle]):
 
 
 def _shuffle(bundles: list[Bundle], parts: int, seed: int | None):
-    split = remote_fn("shuffle_partition", num_returns=parts + 1)
+    split = remote_fn(_tasks.shuffle_partition, num_returns=parts + 1)
     pieces = []
     for i, (ref, _) in enumerate(bundles):
         pieces.append(split.remote(ref, parts, seed, i))
     rayling.get([p[-1] for p in pieces])  # the parts exist (and errors surface) here
     columns = [[p[j] for p in pieces] for j in range(parts)]
-    reduce = remote_fn("reduce_shuffled", num_returns=2)
+    reduce = remote_fn(_tasks.reduce_shuffled, num_returns=2)
     calls = [reduce.remote(seed, j, *column) for j, column in enumerate(columns)]
     return _gathered(calls), len(bundles) + len(calls)
 
@@ -149,7 +149,7 @@ def _boundaries(bundles: list[Bundle], key: str, parts: int, what: str
     """``parts - 1`` ascending values of ``key`` that cut its range into even parts."""
     if parts <= 1:
         return [], 0
-    sample = remote_fn("sample_keys")
+    sample = remote_fn(_tasks.sample_keys)
     samples = [v for s in rayling.get([sample.remote(ref, key, SAMPLES_PER_BLOCK, what)
                                        for ref, _ in bundles]) for v in s]
     if not samples:
@@ -168,13 +168,13 @@ def _partition(bundles: list[Bundle], keys: list[str], descending: bool, boundar
                what: str):
     """Each block's parts, grouped by output partition (in output order)."""
     parts = len(boundaries) + 1
-    split = remote_fn("partition_sorted", num_returns=parts + 1)
+    split = remote_fn(_tasks.partition_sorted, num_returns=parts + 1)
     pieces = [split.remote(ref, keys, descending, boundaries, what) for ref, _ in bundles]
     rayling.get([p[-1] for p in pieces])
     return [[p[j] for p in pieces] for j in range(parts)]
 
 
-def _reduce(name: str, extra: tuple, split: list[list]) -> list[Bundle]:
-    reduce = remote_fn(name, num_returns=2)
+def _reduce(fn, extra: tuple, split: list[list]) -> list[Bundle]:
+    reduce = remote_fn(fn, num_returns=2)
     calls = [reduce.remote(*extra, *column) for column in split]
     return [b for b in _gathered(calls) if b[1].num_rows]

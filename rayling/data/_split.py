@@ -20,19 +20,20 @@ from collections import deque
 import rayling
 
 from . import _plan as P
-from .dataset import DataIterator
 
 
 class SplitCoordinator:
-    """The actor that runs the dataset once per epoch and deals its blocks."""
+    """The actor that runs the dataset once per epoch and deals its blocks.
+    ``equal_shares(op, n)``: the block refs of n equal parts of the dataset (run)."""
 
-    def __init__(self, op: P.Op, n: int, equal: bool) -> None:
+    def __init__(self, op: P.Op, n: int, equal: bool, equal_shares) -> None:
         from .context import DataContext
 
         DataContext.get_current().enable_progress_bars = False
         self._op = op
         self._n = n
         self._equal = equal
+        self._equal_shares = equal_shares
         self._cond = threading.Condition()
         self._epoch = -1
         self._asked: set[int] = set()  # iterators waiting for the next epoch
@@ -74,11 +75,9 @@ class SplitCoordinator:
     def _deal(self, index: int) -> None:
         """Put the next block(s) of the run in the queues."""
         if self._equal:
-            from .dataset import Dataset
-
-            parts = Dataset(self._op).split(self._n, equal=True)
-            for queue, part in zip(self._queues, parts, strict=True):
-                queue.extend(part._op.refs)
+            shares = self._equal_shares(self._op, self._n)
+            for queue, refs in zip(self._queues, shares, strict=True):
+                queue.extend(refs)
             self._done = True
             return
         if self._blocks is None:
@@ -92,7 +91,7 @@ class SplitCoordinator:
             self._queues[index].append(bundle[0])
 
 
-class _SplitBlocks:
+class SplitBlocks:
     """The blocks of one split, fetched one by one from the coordinator; each call is
     the next epoch."""
 
@@ -109,11 +108,3 @@ class _SplitBlocks:
             if box is None:
                 return
             yield rayling.get(box[0])
-
-
-def streaming_split(op: P.Op, n: int, equal: bool) -> list[DataIterator]:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"streaming_split: n must be a positive integer, got {n!r}")
-    coordinator = rayling.remote(SplitCoordinator).options(
-        num_cpus=0, max_concurrency=max(2, n + 1)).remote(op, n, equal)
-    return [DataIterator(_SplitBlocks(coordinator, i)) for i in range(n)]

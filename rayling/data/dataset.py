@@ -16,9 +16,10 @@ import pyarrow as pa
 
 import rayling
 
-from . import _block as B, _plan as P, aggregate as A
+from . import _block as B, _plan as P, _tasks, aggregate as A
 from ._datasource import WriteTransform
-from ._executor import Bundle, Executor, StageStats, remote_fn
+from ._executor import Executor, StageStats
+from ._remote import Bundle, remote_fn
 from ._transforms import (
     Filter,
     FlatMap,
@@ -374,12 +375,12 @@ class Dataset:
 
     def to_pandas_refs(self) -> list:
         """Refs of one DataFrame per block, made by tasks."""
-        task = remote_fn("block_as_batch")
+        task = remote_fn(_tasks.block_as_batch)
         return [task.remote(ref, "pandas") for ref, _ in self._bundles()]
 
     def to_numpy_refs(self, *, column: str | None = None) -> list:
         """Refs of one batch per block: a dict of arrays, or one column's array."""
-        task = remote_fn("block_as_batch")
+        task = remote_fn(_tasks.block_as_batch)
         return [task.remote(ref, "numpy", column) for ref, _ in self._bundles()]
 
     def materialize(self) -> MaterializedDataset:
@@ -469,9 +470,13 @@ class Dataset:
                         locality_hints=None) -> list[DataIterator]:
         """``n`` iterators that share this dataset's blocks as they are made; they can be
         used from other tasks and actors (an actor runs the dataset and deals the blocks)."""
-        from ._split import streaming_split
+        from ._split import SplitBlocks, SplitCoordinator
 
-        return streaming_split(self._op, n, equal)
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"streaming_split: n must be a positive integer, got {n!r}")
+        coordinator = rayling.remote(SplitCoordinator).options(
+            num_cpus=0, max_concurrency=max(2, n + 1)).remote(self._op, n, equal, _equal_shares)
+        return [DataIterator(SplitBlocks(coordinator, i)) for i in range(n)]
 
     def stats(self) -> str:
         """What the last run of this dataset did, stage by stage."""
@@ -486,7 +491,7 @@ class Dataset:
         return {agg.name: value for agg, value in zip(aggs, results, strict=True)}
 
     def _aggregate(self, aggs: list) -> list:
-        task = remote_fn("aggregate_block")
+        task = remote_fn(_tasks.aggregate_block)
         refs = [task.remote(ref, aggs) for ref, _ in self._bundles()]
         partials = rayling.get(refs)
         if not partials:
@@ -621,6 +626,12 @@ class GroupedData:
             args={"keys": self._keys, "fn": fn, "batch_format": batch_format,
                   "fn_args": tuple(fn_args or ()), "fn_kwargs": dict(fn_kwargs or {})},
             keeps_rows=False, keeps_schema=False)
+
+
+def _equal_shares(op: P.Op, n: int) -> list[list]:
+    """The block refs of ``n`` parts of the dataset with the same number of rows (run in
+    streaming_split's coordinator)."""
+    return [part._op.refs for part in Dataset(op).split(n, equal=True)]
 
 
 class DataIterator:

@@ -8,15 +8,13 @@ any task, it simply draws like tqdm.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 import uuid
 from typing import Any
 
-from .._private import client as client_mod
-from .._private.log_printer import TQDM_MARKER
+from .._private import client as client_mod, protocol as p
+from .._private.progress import BarManager
 
 
 class tqdm:  # noqa: N801 - the name users import
@@ -78,24 +76,18 @@ class tqdm:  # noqa: N801 - the name users import
             self._closed = True
             self._send()
 
-    def _state(self) -> str:
-        return json.dumps({
-            "uuid": self._uuid, "desc": self.desc, "total": self.total, "n": self.n,
-            "unit": self.unit, "closed": self._closed,
-        })
+    def _state(self) -> p.ProgressBar:
+        total = None if self.total is None else float(self.total)
+        return p.ProgressBar(os.getpid(), self._uuid, str(self.desc), total, float(self.n),
+                             str(self.unit), self._closed)
 
     def _send(self) -> None:
         self._last_sent = time.monotonic()
         client = client_mod.current
         if client is not None and client.is_worker:
-            from .._private import protocol as p
-            from .._private.worker import context
-
-            client._log_lines.append(
-                p.LogLine(os.getpid(), context.name or "worker", TQDM_MARKER + self._state()))
-            client.wake_flusher()
+            client.queue_output(self._state())
         else:
-            _local_manager().update(os.getpid(), self._state())
+            _local_manager().update(self._state())
 
 
 _manager: BarManager | None = None
@@ -106,52 +98,6 @@ def _local_manager() -> BarManager:
     if _manager is None:
         _manager = BarManager()
     return _manager
-
-
-class BarManager:
-    """The driver's side: one real tqdm bar per remote bar, each on its own line."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm as real_tqdm
-
-        self._tqdm = real_tqdm
-        self._bars: dict[tuple[int, str], Any] = {}
-        self._positions: dict[tuple[int, str], int] = {}
-
-    def active(self) -> bool:
-        return bool(self._bars)
-
-    def update(self, pid: int, state_json: str) -> None:
-        state = json.loads(state_json)
-        key = (pid, state["uuid"])
-        bar = self._bars.get(key)
-        if bar is None:
-            used = set(self._positions.values())
-            position = next(i for i in range(len(used) + 1) if i not in used)
-            self._positions[key] = position
-            bar = self._tqdm(
-                total=state["total"], desc=state["desc"], unit=state["unit"],
-                position=position, leave=True, file=sys.stderr, dynamic_ncols=True,
-            )
-            self._bars[key] = bar
-        if bar.desc != state["desc"]:
-            bar.set_description(state["desc"], refresh=False)
-        bar.total = state["total"]
-        bar.n = state["n"]
-        bar.refresh()
-        if state["closed"]:
-            bar.close()
-            del self._bars[key]
-            del self._positions[key]
-
-    def write(self, text: str, stream) -> None:
-        self._tqdm.write(text, file=stream)
-
-    def close_all(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
-        self._positions.clear()
 
 
 def safe_print(*args, **kwargs) -> None:

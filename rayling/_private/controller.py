@@ -1,0 +1,545 @@
+"""The head daemon's controller: it routes each message to the part that owns what the
+message is about, and carries out what the parts decide. No sockets, no processes: the
+daemon shell (daemon.py) hands it decoded messages with the connection they came from,
+and it answers with ``conn.send(message)`` and each node's agent (``spawn_worker()``,
+``kill(pid)``, ``unlink(name)``, ``pull(PullObject)``; the head's own node also
+``preallocate(name, size, done)``). Tests drive it with fake connections and agents.
+
+    part (module)                   owns
+    ─────────────────────────────   ──────────────────────────────────────────────────
+    nodes      (node_table)         membership, agents, liveness
+    workers    (worker_pool)        each node's workers: idle, starting, to stop
+    objects    (object_directory)   values, locations, ref counts, pins, store quotas
+    tasks      (task_table)         unfinished tasks, what they wait for, retries
+    scheduler  (scheduler)          ready queues, placement, resources, lending
+    actors     (actor_directory)    names, lifecycle, restarts, call order, direct calls
+    jobs       (job_table)          drivers, job ids, registered code
+
+One controller runs in the head daemon and decides for the whole cluster: joined nodes
+register over TCP (RegisterNode) and their workers connect to the head directly.
+
+Life of a task::
+
+    SubmitTask ──> waiting for deps ──> ready queue (per resource shape)
+                                              │ resources free and an idle worker
+                                              ▼
+                         ExecuteTask ──> running on a worker ──> TaskDone
+                                              │ worker died              │
+                                              ▼                          ▼
+                           retried (max_retries) or failed      results stored; the
+                           with WorkerCrashedError              submitter and waiters
+                                                                are sent ObjectReady
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from .. import exceptions as exc
+from . import ids, protocol as p
+from .actor_directory import ActorDirectory
+from .job_table import JobTable
+from .node_table import NodeRecord, NodeTable
+from .object_directory import ObjectDirectory, error_data
+from .resources import to_units
+from .scheduler import Scheduler, fmt_resources
+from .task_table import DONE, RUNNING, TaskRecord, TaskTable
+from .worker_pool import WorkerPool
+
+log = logging.getLogger("rayling.daemon")
+
+
+class Controller:
+    def __init__(self, *, node_id: bytes, node_ip: str, session: str, session_dir: str,
+                 resources: dict[str, float], store_capacity: int, agent,
+                 transfer_address: str = "", max_workers: int | None = None) -> None:
+        """``agent`` acts on the head's own node; ``session`` names its segments."""
+        self.session_dir = session_dir
+        self.nodes = NodeTable(NodeRecord(node_id, node_ip, os.uname().nodename, agent,
+                                          session, transfer_address))
+        self.workers = WorkerPool()
+        self.objects = ObjectDirectory(self.nodes, on_free=self._object_freed)
+        self.tasks = TaskTable()
+        self.scheduler = Scheduler(self.nodes, self.workers, self.objects.bytes_by_node)
+        self.actors = ActorDirectory(self)
+        self.jobs = JobTable()
+        self.stopping = False
+        self._add_node(self.nodes.local, resources, store_capacity, max_workers)
+
+    def _add_node(self, node: NodeRecord, resources: dict[str, float], capacity: int,
+                  max_workers: int | None = None) -> None:
+        self.scheduler.add_node(node, resources)
+        self.workers.add_node(node, resources.get("CPU", 1), max_workers)
+        self.objects.add_node(node, capacity)
+
+    # -- connections ----------------------------------------------------------------------
+    def on_hello(self, conn, hello: p.Hello) -> bool:
+        """Admit a connection that proved the token. False: refused, close it."""
+        conn.kind = hello.kind
+        conn.pid = hello.pid
+        conn.listen_path = hello.listen_path
+        conn.listen_tcp = hello.listen_tcp
+        if hello.kind == "worker":
+            node = self.nodes.get(hello.node_id) if hello.node_id else self.nodes.local
+            if node is None or not node.alive:
+                conn.send(p.Rejected("this worker's node is not part of the cluster"))
+                return False
+            conn.node = node
+            self.workers.connected(conn, hello.pid, hello.worker_id, node, time.monotonic())
+            conn.send(self._welcome(node))
+            self.dispatch()
+        elif hello.kind == "driver":
+            node = self.nodes.node_of_address(getattr(conn, "peer_ip", ""))
+            if node is None:
+                conn.send(p.Rejected(
+                    "no rayling node runs on this machine, and a script reads large "
+                    "objects from its own node's store: run `rayling start --address "
+                    "HEAD:PORT` here first, or run the script on the head node"))
+                return False
+            conn.node = node
+            conn.send(self._welcome(node, self.jobs.add_driver(conn)))
+        elif hello.kind == "node":
+            conn.node = None  # set by its RegisterNode
+        else:
+            conn.send(p.Rejected(f"unknown client kind {hello.kind!r}"))
+            return False
+        return True
+
+    def _welcome(self, node: NodeRecord, job_id: bytes | None = None) -> p.Welcome:
+        return p.Welcome(node.node_id, job_id or self.jobs.first_job_id, node.ip,
+                         self.session_dir, node.pool.total_float())
+
+    def on_disconnect(self, conn) -> None:
+        worker = self.workers.remove(conn)
+        if worker is not None:
+            task = worker.task
+            worker.task = None
+            if worker.actor is not None:
+                if task is not None:  # died in the constructor
+                    self.scheduler.release(task)
+                    self.tasks.remove(task)
+                self.actors.worker_died(worker.actor, worker)
+            elif task is not None:
+                self._worker_died_running(task, worker)
+        self.jobs.remove_driver(conn)
+        node = getattr(conn, "node", None)
+        if conn.kind == "node" and node is not None and node.conn is conn:
+            self.node_lost(node, "its daemon disconnected")
+        self.objects.release_reservations(conn)
+        self.objects.table.drop_holder(conn)
+        if not self.stopping:
+            self.dispatch()
+
+    def _worker_died_running(self, task: TaskRecord, worker) -> None:
+        self.scheduler.release(task)
+        task.worker = None
+        spec = task.spec
+        if task.cancelled:
+            self.fail_task(task, exc.TaskCancelledError(
+                spec.task_id.hex(), f"Task {spec.name} was cancelled (its worker was killed)."))
+        elif self.tasks.retry_after_worker_death(task):
+            log.info("retrying task %s after its worker (pid %s) died", spec.name, worker.pid)
+            self._make_ready(task)
+        else:
+            self.fail_task(task, exc.WorkerCrashedError(
+                f"The worker (pid {worker.pid}) running task {spec.name} died unexpectedly "
+                f"(it was killed, crashed, or exited), and the task has no retries left "
+                f"(max_retries={spec.max_retries})."))
+
+    # -- joined nodes ---------------------------------------------------------------------
+    def _on_register_node(self, conn, msg: p.RegisterNode) -> None:
+        if conn.kind != "node" or conn.node is not None:
+            raise p.ProtocolError("RegisterNode from a connection that is not a new node")
+        node = self.nodes.register(conn, msg)
+        conn.node = node
+        self._add_node(node, msg.resources, msg.store_capacity)
+        conn.send(self._welcome(node))
+        log.info("node %s joined from %s with %s", msg.node_id.hex()[:12], msg.ip,
+                 fmt_resources(msg.resources))
+        conn.send(p.SpawnWorkers(self.workers.prestart(node, node.workers.base,
+                                                       time.monotonic())))
+        self.dispatch()
+
+    def check_nodes(self, heartbeat, now: float) -> None:
+        """Declare dead every joined node silent too long, and send each live one a
+        heartbeat (the shell calls this every HEARTBEAT_INTERVAL)."""
+        for conn in heartbeat.tick(now, self.nodes.joined_links()):
+            why = f"it sent nothing for {heartbeat.timeout:g} s"
+            conn.close(f"no message for {heartbeat.timeout:g} s")
+            self.node_lost(conn.node, why)
+        for conn in self.nodes.joined_links():
+            conn.send(p.Heartbeat())
+
+    def node_lost(self, node: NodeRecord, why: str) -> None:
+        """A joined node is gone: its workers' tasks are retried elsewhere, its actors
+        restart or die, and objects whose only copy it held are lost."""
+        if not node.alive:
+            return
+        log.warning("node %s (%s) is dead: %s", node.node_id.hex()[:12], node.ip, why)
+        node.alive = False
+        node.workers.idle.clear()
+        self.scheduler.nodes_changed()
+        # Its workers and the scripts running there go: they used its store.
+        for conn in [w.conn for w in self.workers.on_node(node)] + \
+                [d for d in self.jobs.drivers if getattr(d, "node", None) is node]:
+            conn.close(f"its node died: {why}")
+            self.on_disconnect(conn)
+        self.objects.node_lost(node)
+        self.dispatch()
+
+    # -- messages -------------------------------------------------------------------------
+    def handle(self, conn, msg) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise p.ProtocolError(f"unexpected message {type(msg).__name__}")
+        handler(self, conn, msg)
+
+    def _on_ref_update(self, conn, msg: p.RefUpdate) -> None:
+        table = self.objects.table
+        if msg.adds:
+            table.add_holders(msg.adds, conn)
+        if msg.dels:
+            table.remove_holders(msg.dels, conn)
+
+    def _on_register_function(self, conn, msg: p.RegisterFunction) -> None:
+        self.jobs.register_function(msg.fid, msg.blob, msg.name)
+
+    def _on_submit(self, conn, spec: p.SubmitTask) -> None:
+        self.admit_task(spec, conn)
+
+    def admit_task(self, spec: p.SubmitTask, submitter, pin_args: bool = True,
+                   expect_returns: bool = True) -> None:
+        """A new task (or actor call, or actor creation): hold its refs, wait for its
+        arguments, queue it."""
+        task = TaskRecord(spec, submitter, to_units(spec.resources))
+        task.pinned = pin_args
+        self.tasks.add(task)
+        table = self.objects.table
+        if expect_returns:
+            for i in range(spec.num_returns):
+                table.expect(ids.object_id_for_return(spec.task_id, i), submitter)
+        if pin_args:
+            for oid in spec.deps:
+                table.pin(oid)
+            for oid in spec.contained:
+                table.pin(oid)
+        actor_call = task.is_actor_call
+        if actor_call:
+            self.actors.queue_call(task)
+            if task.state is DONE or task.state is RUNNING:  # failed at once, or sent directly
+                return
+        elif submitter is not None and not self.scheduler.fits_ever(task):
+            text = self.scheduler.infeasible_warning(task)
+            if text:
+                submitter.send(p.Warning(text))
+        for oid in spec.deps:
+            entry = table.entries.get(oid)
+            if entry is None:
+                self.fail_task(task, exc.ObjectLostError(
+                    f"Argument object {oid.hex()} of task {spec.name} no longer exists."))
+                return
+            if entry.data is None:
+                self.tasks.wait_for(task, oid)
+        if task.waiting_on == 0:
+            self._make_ready(task)
+            if not actor_call:
+                self.dispatch()
+
+    def _on_put(self, conn, msg: p.PutObject) -> None:
+        self.object_ready(msg.object_id, self.objects.put(conn, msg.object_id, msg.data),
+                          msg.data)
+
+    def _on_reserve(self, conn, msg: p.ReserveShm) -> None:
+        conn.send(self.objects.reserve(conn, msg.req_id, msg.object_id, msg.size,
+                                       self.nodes.local.agent.preallocate))
+
+    def _on_get(self, conn, msg: p.GetObjects) -> None:
+        table = self.objects.table
+        for oid in msg.object_ids:
+            data = table.subscribe(oid, conn)
+            if data is not None:
+                self._send_value(conn, oid, data)
+            elif oid not in table:
+                conn.send(p.ObjectReady(oid, error_data(exc.ObjectLostError(
+                    f"Object {oid.hex()} does not exist: it was freed or never created."))))
+
+    def _send_value(self, conn, oid: bytes, data: p.ObjectData) -> None:
+        """Send ``conn`` the object, once it is on its node (it may be copied first)."""
+        value = self.objects.value_for(conn, oid, data)
+        if value is not None:
+            conn.send(p.ObjectReady(oid, value))
+
+    def pull_done(self, node_id: bytes, oid: bytes, name: str, error: str | None) -> None:
+        """A node finished copying ``oid`` into its segment ``name`` (or failed to)."""
+        waiting, data = self.objects.pull_done(node_id, oid, name, error)
+        for conn in waiting:
+            if conn in self.workers.by_conn or conn in self.jobs.drivers:
+                conn.send(p.ObjectReady(oid, data))
+
+    def _on_pull_done(self, conn, msg: p.PullDone) -> None:
+        self.pull_done(conn.node.node_id, msg.object_id, msg.name, msg.error)
+
+    def _on_cancel(self, conn, msg: p.CancelTask) -> None:
+        task = self.tasks.get(msg.task_id)
+        if task is None or task.cancelled:
+            return
+        task.cancelled = True
+        if task.state is RUNNING:
+            worker = task.worker
+            if msg.force and worker.actor is None:
+                worker.node.agent.kill(worker.pid)
+            else:  # an actor call is interrupted, never its whole actor
+                worker.conn.send(p.CancelTask(msg.task_id, False))
+        else:
+            self.fail_task(task, exc.TaskCancelledError(msg.task_id.hex()))
+
+    def _on_blocked(self, conn, msg) -> None:
+        worker = self.workers.get(conn)
+        if worker is None:
+            return
+        if worker.task is None and worker.actor is not None:
+            lent = self.actors.blocked(worker.actor, +1)
+        else:
+            lent = worker.task is not None and self.scheduler.lend(worker.task)
+        if lent:
+            self.dispatch()
+
+    def _on_unblocked(self, conn, msg) -> None:
+        worker = self.workers.get(conn)
+        if worker is None:
+            return
+        if worker.task is None and worker.actor is not None:
+            self.actors.blocked(worker.actor, -1)
+        elif worker.task is not None:
+            self.scheduler.reclaim(worker.task)
+
+    def _on_task_done(self, conn, msg: p.TaskDone) -> None:
+        worker = self.workers.get(conn)
+        if worker is None:
+            raise p.ProtocolError("TaskDone from a connection that is not a worker")
+        for data in msg.results:
+            if data.shm is not None:
+                self.objects.seal(conn, data.shm)
+        task = worker.task
+        if task is None or task.spec.task_id != msg.task_id:
+            if worker.actor is None:
+                raise p.ProtocolError("TaskDone for a task this worker is not running")
+            self.actors.call_done(worker.actor, msg)
+            return
+        worker.task = None
+        if worker.actor is not None:
+            self.actors.creation_done(task, worker, msg.results)
+            return
+        self.scheduler.release(task)
+        self.finish_task(task, msg.results)
+        self.workers.make_idle(worker, time.monotonic())
+        self.dispatch()
+
+    def _to_drivers(self, conn, msg) -> None:
+        for driver in self.jobs.drivers:
+            driver.send(msg)
+
+    def _on_query(self, conn, msg: p.Query) -> None:
+        what = msg.what
+        if type(what) is p.ActorAddress:
+            self.actors.answer_address(conn, msg.req_id, what.actor_id)
+            return
+        try:
+            value = self.query(what)
+            conn.send(p.Reply(msg.req_id, value))
+        except Exception as e:  # a bad query must not take the daemon down
+            conn.send(p.Reply(msg.req_id, None, f"{type(e).__name__}: {e}"))
+
+    def _on_shutdown(self, conn, msg) -> None:
+        self.stopping = True
+
+    def _on_create_actor(self, conn, msg: p.CreateActor) -> None:
+        self.actors.create(conn, msg)
+
+    def _on_kill_actor(self, conn, msg: p.KillActor) -> None:
+        self.actors.kill(msg)
+
+    def _on_heartbeat(self, conn, msg) -> None:
+        pass  # the shell notes the time of every message; check_nodes reads it
+
+    _handlers = {
+        p.RefUpdate: _on_ref_update,
+        p.RegisterFunction: _on_register_function,
+        p.SubmitTask: _on_submit,
+        p.PutObject: _on_put,
+        p.ReserveShm: _on_reserve,
+        p.GetObjects: _on_get,
+        p.CancelTask: _on_cancel,
+        p.Blocked: _on_blocked,
+        p.Unblocked: _on_unblocked,
+        p.TaskDone: _on_task_done,
+        p.Logs: _to_drivers,
+        p.ProgressBar: _to_drivers,
+        p.Query: _on_query,
+        p.Shutdown: _on_shutdown,
+        p.CreateActor: _on_create_actor,
+        p.KillActor: _on_kill_actor,
+        p.RegisterNode: _on_register_node,
+        p.PullDone: _on_pull_done,
+        p.Heartbeat: _on_heartbeat,
+    }
+
+    # -- scheduling -----------------------------------------------------------------------
+    def _make_ready(self, task: TaskRecord) -> None:
+        if task.is_actor_call:
+            self.actors.call_ready(task)
+        else:
+            self.scheduler.enqueue(task)
+
+    def dispatch(self) -> None:
+        """Start every ready task that can start; ask for workers where tasks wait."""
+        decided = self.scheduler.dispatch()
+        for task, worker in decided.starts:
+            self._start(task, worker)
+        for task in decided.unschedulable:
+            node_id = task.spec.strategy.node_id
+            known = self.nodes.get(node_id) is not None
+            self.fail_task(task, exc.TaskUnschedulableError(
+                f"Task {task.spec.name} must run on node {node_id.hex()} "
+                f"(NodeAffinitySchedulingStrategy with soft=False), which is "
+                f"{'dead' if known else 'not in this cluster'}."))
+        if decided.starved and self.actors:
+            for task in decided.starved:
+                if task.submitter is not None:
+                    text = self.actors.held_warning(task, self._tasks_running)
+                    if text:
+                        task.submitter.send(p.Warning(text))
+        if decided.want_workers:
+            now = time.monotonic()
+            for node in decided.want_workers:
+                if self.workers.want_one(node, now):
+                    node.agent.spawn_worker()
+
+    def _tasks_running(self) -> bool:
+        """Some task (not an actor) runs: it will free resources when it ends."""
+        return any(w.task is not None and w.actor is None for w in self.workers.by_conn.values())
+
+    def _start(self, task: TaskRecord, worker) -> None:
+        task.state = RUNNING
+        task.worker = worker
+        worker.task = task
+        actor = None
+        if task.spec.actor_id is not None:  # the creation task: the worker hosts the actor
+            self.actors.placed(task, worker)
+            actor = worker.actor
+        self.send_execute(task, worker, actor)
+
+    def send_execute(self, task: TaskRecord, worker, actor=None) -> None:
+        spec = task.spec
+        function = self.jobs.code_for(spec.fid, worker.known_functions)
+        get = self.objects.get
+        conn = worker.conn
+        deps = [get(oid) for oid in spec.deps]
+        dep_ids = []
+        if deps and self.nodes.several:
+            readable = self.objects.readable
+            deps = [d if d is None else readable(conn, oid, d)
+                    for oid, d in zip(spec.deps, deps, strict=True)]
+            if any(d is not None and d.where is not None for d in deps):
+                dep_ids = spec.deps  # the worker fetches those from this node's store
+                deps = [p.ObjectData() if d.where is not None else d for d in deps]
+        conn.send(p.ExecuteTask(
+            spec.task_id, spec.task_id[-ids.JOB_ID_LEN:], spec.fid, function, spec.name,
+            spec.args, deps, spec.num_returns,
+            actor.gpu_ids if actor and actor.gpu_ids else task.gpu_ids,
+            spec.actor_id, spec.method,
+            actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
+            dep_ids,
+        ))
+
+    def reap_idle_workers(self, now: float) -> None:
+        """Stop extra workers that sat idle too long (the shell calls this periodically)."""
+        for worker in self.workers.to_stop(self.nodes.all, now):
+            worker.node.agent.kill(worker.pid)
+
+    # -- completion -----------------------------------------------------------------------
+    def finish_task(self, task: TaskRecord, results: list[p.ObjectData],
+                    tell_submitter: bool = True) -> None:
+        """Store a task's results and tell whoever waits for them."""
+        spec = task.spec
+        self.tasks.remove(task)
+        if len(results) != spec.num_returns:  # defensive: never trust a count
+            results = [error_data(exc.RaySystemError(
+                f"Task {spec.name} produced {len(results)} results for "
+                f"{spec.num_returns} returns"))] * spec.num_returns
+        set_ready = self.objects.set_ready
+        submitter = task.submitter if tell_submitter else None
+        for i, data in enumerate(results):
+            oid = ids.object_id_for_return(spec.task_id, i)
+            self.object_ready(oid, set_ready(oid, data), data, also=submitter)
+        if task.pinned:
+            unpin = self.objects.table.unpin
+            for oid in spec.deps:
+                unpin(oid)
+            for oid in spec.contained:
+                unpin(oid)
+
+    def fail_task(self, task: TaskRecord, error: BaseException) -> None:
+        """Store ``error`` as every result of a task that will not run (again)."""
+        self.finish_task(task, [error_data(error)] * task.spec.num_returns)
+
+    def object_ready(self, oid: bytes, subscribers: list, data: p.ObjectData,
+                     also=None) -> None:
+        """Tell waiters (and ``also``, the owner, if it still holds a ref) that ``oid``
+        exists, and queue the tasks that waited for it."""
+        if subscribers or also is not None:
+            msg = p.ObjectReady(oid, data)
+            several_nodes = data.shm is not None and self.nodes.several
+            for conn in subscribers:  # they asked for the value (get, or wait): copy it
+                if several_nodes:
+                    self._send_value(conn, oid, data)
+                else:
+                    conn.send(msg)
+            if also is not None and also not in subscribers and \
+                    self.objects.table.holds(oid, also):
+                also.send(p.ObjectReady(oid, self.objects.readable(also, oid, data))
+                          if several_nodes else msg)
+        ready = self.tasks.object_arrived(oid)
+        if ready:
+            for task in ready:
+                self._make_ready(task)
+            self.dispatch()
+
+    def _object_freed(self, oid: bytes) -> None:
+        self.actors.object_freed(oid)
+
+    # -- introspection --------------------------------------------------------------------
+    def query(self, what: p.QueryKind):
+        kind = type(what)
+        if kind is p.ClusterNodes:
+            return [node.info() for node in self.nodes.all]
+        if kind is p.ClusterResources:
+            return _sum(n.pool.total_float() for n in self.nodes.live())
+        if kind is p.AvailableResources:
+            free = _sum(n.pool.free_float() for n in self.nodes.live())
+            return {k: v for k, v in free.items() if v > 0}
+        if kind is p.NamedActor:
+            actor = self.actors.named_actor(what.namespace, what.name)
+            return actor.info() if actor is not None else None
+        if kind is p.ActorList:
+            return [a.info() for a in self.actors.actors.values()]
+        if kind is p.StoreStats:
+            workers = self.workers.by_conn.values()
+            return {
+                **self.objects.stats(),
+                "workers": len(workers),
+                "idle_workers": sum(len(n.workers.idle) for n in self.nodes.all),
+                "tasks": len(self.tasks),
+                "worker_pids": [w.pid for w in workers],
+            }
+        raise ValueError(f"unknown query {what!r}")
+
+
+def _sum(dicts) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total

@@ -1,0 +1,45 @@
+"""The head's table of jobs: the scripts (drivers) connected to the cluster and the code
+they registered (pure logic).
+
+Each driver is a job of its own: the first one to connect gets the cluster's first job
+id, every later one a new id (the ids of its tasks and objects end with it). Worker
+output goes to every connected driver. Functions and classes are registered once, by
+content hash, and sent to each worker with the first task of them it runs.
+"""
+
+from __future__ import annotations
+
+from . import ids
+
+
+class JobTable:
+    def __init__(self) -> None:
+        self.drivers: set = set()  # connections of the scripts connected now
+        self.first_job_id = ids.new_job_id()
+        self._drivers_seen = 0
+        self.functions: dict[bytes, tuple[bytes, str]] = {}  # fid -> (pickled code, name)
+
+    def add_driver(self, conn) -> bytes:
+        """A script connected: its job id."""
+        self.drivers.add(conn)
+        job_id = ids.new_job_id() if self._drivers_seen else self.first_job_id
+        self._drivers_seen += 1
+        return job_id
+
+    def remove_driver(self, conn) -> bool:
+        """The connection closed; True if it was a driver's."""
+        if conn in self.drivers:
+            self.drivers.discard(conn)
+            return True
+        return False
+
+    def register_function(self, fid: bytes, blob: bytes, name: str) -> None:
+        self.functions.setdefault(fid, (blob, name))
+
+    def code_for(self, fid: bytes, known: set[bytes]) -> bytes | None:
+        """The code of ``fid`` if a worker that knows ``known`` has not seen it yet (and
+        note that it has now)."""
+        if not fid or fid in known:
+            return None
+        known.add(fid)
+        return self.functions[fid][0]

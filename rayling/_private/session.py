@@ -1,0 +1,195 @@
+"""This process's session: its connection to a cluster (found, or started here), and
+what shutdown() must stop.
+
+    init(address)  ──> a running cluster (the address given, RAYLING_ADDRESS, a Slurm
+                       job's, or this machine's `rayling start`): connect to it
+                   └─> none: start a local one (LocalNode: a daemon and its workers)
+    first .remote() or put() without init(): the same, with the defaults
+    shutdown()     ──> close the client; stop the daemon if this process started it
+
+The public ``rayling.init`` checks its arguments and calls ``connect_or_start`` here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+
+from .. import exceptions as exc
+from . import client as client_mod, cluster_files, protocol as p
+from .client import CoreClient
+from .log_printer import LogPrinter
+from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gpus
+
+lock = threading.RLock()
+_node: LocalNode | None = None  # the daemon this process started, if any
+_printer: LogPrinter | None = None
+_atexit_registered = False
+namespace: str | None = None  # the namespace given to init()
+
+
+def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None,
+                     resources: dict | None = None, object_store_memory: int | None = None,
+                     namespace_: str | None = None, log_to_driver: bool = True,
+                     system_config: dict | None = None, node_ip_address: str | None = None
+                     ) -> dict:
+    """Connect to the cluster ``address`` names (or the one to use without it), or start
+    a local one. Returns the session's facts (``info()``). Lock held by the caller."""
+    global _node, namespace
+    if not address:
+        address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    existing = find_cluster(address)
+    if existing is not None:
+        if num_cpus is not None or num_gpus is not None or resources:
+            raise ValueError(
+                "When connecting to an existing cluster, num_cpus, num_gpus and resources "
+                "must not be provided: they are set by `rayling start` on each node.")
+        namespace = namespace_
+        _attach(_connect(*existing, node_ip_address), log_to_driver)
+        return info()
+    node_resources: dict[str, float] = {
+        "CPU": float(default_num_cpus() if num_cpus is None else num_cpus),
+    }
+    gpus = num_gpus if num_gpus is not None else detect_gpus()
+    if gpus:
+        node_resources["GPU"] = float(gpus)
+    for name, amount in (resources or {}).items():
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
+        node_resources[name] = float(amount)
+    namespace = namespace_
+    capacity = object_store_memory or default_store_capacity()
+    node = LocalNode.start(node_resources, int(capacity), system_config=system_config)
+    try:
+        client = CoreClient(node.socket_path, node.token, "driver")
+    except BaseException:
+        node.stop(timeout=0.1)
+        raise
+    _node = node
+    _attach(client, log_to_driver)
+    return info()
+
+
+def _attach(client: CoreClient, log_to_driver: bool) -> None:
+    """Make ``client`` this process's connection (lock held)."""
+    global _printer, _atexit_registered
+    client_mod.current = client
+    if log_to_driver:
+        _printer = LogPrinter()
+        client.on_logs = _printer.handle
+        client.on_progress = _printer.progress
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+
+
+def find_cluster(address: str | None) -> tuple[str, str] | None:
+    """(address, token) of the running cluster to connect to, or None to start one."""
+    if address in (None, "", "auto"):
+        found = cluster_files.resolve_auto(wait=address == "auto")
+        if found is None:
+            if address == "auto":
+                raise ConnectionError(
+                    "Could not find a running rayling cluster for address='auto': no Slurm "
+                    "job's cluster file (in a Slurm job, waited "
+                    f"{cluster_files.SLURM_WAIT:g} s for `srun rayling start --slurm`) and no "
+                    "`rayling start` on this machine. Start one with `rayling start --head`, "
+                    "or call init() without an address for a local cluster.")
+            return None
+        return found["address"], os.environ.get("RAYLING_TOKEN") or found["token"]
+    if address == "local":
+        return None
+    for prefix in ("ray://", "rayling://"):
+        if address.startswith(prefix):
+            address = address[len(prefix):]
+    if ":" not in address:
+        address += ":6379"
+    token = cluster_files.find_token(address)
+    if token is None:
+        host, _, port = address.rpartition(":")
+        token = cluster_files.find_token(f"{_resolve(host)}:{port}")
+    if token is None:
+        raise ConnectionError(
+            f"No token for the rayling cluster at {address}: every connection must prove "
+            f"the cluster's token. Set RAYLING_TOKEN (`rayling start --head` printed it), or "
+            f"share the home directory with the head, which writes it to "
+            f"~/.rayling/clusters/.")
+    return address, token
+
+
+def _resolve(host: str) -> str:
+    return cluster_files.resolve(host) or host
+
+
+def _connect(address: str, token: str, listen_ip: str | None) -> CoreClient:
+    host, _, port = address.rpartition(":")
+    host = _resolve(host)
+    local = cluster_files.local_socket(f"{host}:{port}") or cluster_files.local_socket(address)
+    try:
+        if local:  # the head runs on this machine: its unix socket, and TCP for peers
+            return CoreClient(local, token, "driver",
+                              listen_ip=_resolve(listen_ip) if listen_ip else host)
+        return CoreClient(f"tcp:{host}:{port}", token, "driver",
+                          listen_ip=_resolve(listen_ip) if listen_ip else "")
+    except OSError as e:
+        raise ConnectionError(
+            f"Could not connect to the rayling cluster at {address}: {e}. Is `rayling start "
+            f"--head` running there, and is the port reachable from this machine?") from e
+
+
+def info() -> dict:
+    """Facts of the connected session (what init() returns)."""
+    client = client_mod.current
+    return {
+        "node_ip_address": client.node_ip,
+        "session_dir": client.session_dir,
+        "node_id": client.node_id.hex(),
+        "address": client.address,
+        "webui_url": "",
+    }
+
+
+def shutdown() -> None:
+    """Disconnect, stop every process this one started and remove its files and memory."""
+    global _node, _printer
+    with lock:
+        client = client_mod.current
+        if client is None:
+            return
+        if client.is_worker:
+            return  # a task cannot shut its own cluster down
+        client_mod.current = None
+        try:
+            if _node is not None:
+                client.send(p.Shutdown())
+        except exc.RayError:
+            pass
+        client.close()
+        if _printer is not None:
+            _printer.close()
+            _printer = None
+        if _node is not None:
+            _node.stop()
+            _node = None
+
+
+def client_or_start() -> CoreClient:
+    """This process's client, starting (or finding) a cluster with the defaults first if
+    it has none, as Ray does on the first .remote() or put()."""
+    client = client_mod.current
+    if client is None:
+        with lock:
+            if client_mod.current is None:
+                logging.getLogger("rayling").setLevel(logging.INFO)
+                connect_or_start()
+            client = client_mod.current
+    return client
+
+
+def connected_client() -> CoreClient:
+    client = client_mod.current
+    if client is None:
+        raise exc.RaySystemError("rayling is not initialized; call rayling.init() first")
+    return client

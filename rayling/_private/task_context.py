@@ -1,0 +1,68 @@
+"""What runs in this process now: the current task or actor call, and the actor this
+worker hosts.
+
+The current call is a context variable, so each thread of a threaded actor and each
+asyncio task of an async actor sees its own call (get_runtime_context(), the prefix of
+printed lines). The actor a worker hosts is the same for all its calls and lasts for the
+worker's life, so it is kept in plain module state.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any, NamedTuple
+
+
+class Call(NamedTuple):
+    """The task or actor call running in this thread (or asyncio task)."""
+
+    task_id: bytes
+    job_id: bytes
+    name: str
+    gpu_ids: list[int]
+
+
+_call: contextvars.ContextVar[Call | None] = contextvars.ContextVar("rayling_call",
+                                                                    default=None)
+
+
+class ActorExit(BaseException):
+    """Raised by exit_actor() to end the actor after the current call."""
+
+
+class HostedActor:
+    """The actor this worker hosts (all None outside an actor's worker)."""
+
+    actor_id: bytes | None = None
+    creation_task: bytes | None = None
+    instance: Any = None
+    gpu_ids: list[int] = []  # the GPUs the actor keeps for its life
+
+
+actor = HostedActor()
+
+
+def current() -> Call | None:
+    """The call running here, or None (in the driver, or between calls)."""
+    return _call.get()
+
+
+def enter(call: Call) -> contextvars.Token:
+    return _call.set(call)
+
+
+def leave(token: contextvars.Token) -> None:
+    _call.reset(token)
+
+
+def task_name() -> str:
+    call = _call.get()
+    return call.name if call is not None else ""
+
+
+def gpu_ids() -> list[int]:
+    """GPU indices for the running call, or the hosting actor's (empty elsewhere)."""
+    call = _call.get()
+    if call is not None and call.gpu_ids:
+        return list(call.gpu_ids)
+    return list(actor.gpu_ids)

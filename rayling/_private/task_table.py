@@ -1,0 +1,108 @@
+"""The head's table of tasks not finished yet, and what each waits for (pure logic).
+
+    SubmitTask ──> WAITING (for argument objects) ──> READY (in a ready queue, or an
+                       actor's queue) ──> RUNNING (on a worker) ──> DONE (results stored)
+                                              │ its worker died
+                                              └──> READY again while retries are left
+
+A task record is created by the controller, queued by the Scheduler (or the
+ActorDirectory for actor calls) and removed here when it is done. The table owns the
+records and the map from each missing argument to the tasks waiting for it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from . import protocol as p
+
+
+class TaskState(enum.Enum):
+    WAITING = "waiting"  # for argument objects to exist
+    READY = "ready"  # queued: resources and a worker (or its actor's turn) wanted
+    RUNNING = "running"  # sent to a worker
+    DONE = "done"  # results stored, failed, or cancelled
+
+
+WAITING = TaskState.WAITING
+READY = TaskState.READY
+RUNNING = TaskState.RUNNING
+DONE = TaskState.DONE
+
+
+class TaskRecord:
+    __slots__ = (
+        "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
+        "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
+    )
+
+    def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
+        self.spec = spec
+        self.submitter = submitter  # the connection that submitted it (None: the head)
+        self.request = request  # resources in units (resources.UNIT)
+        self.shape = (tuple(sorted(request.items())), spec.strategy)  # its ready queue
+        self.retries_left = spec.max_retries  # -1: forever
+        self.waiting_on = 0  # number of argument objects that do not exist yet
+        self.state = WAITING
+        self.worker = None  # the WorkerRecord running it
+        self.gpu_ids: list[int] = []
+        self.cancelled = False
+        self.lent_cpu = 0  # CPU units given back while the task blocks in get/wait
+        self.pinned = True  # it pins its arguments (an actor's creation task does not)
+        self.node = None  # the NodeRecord whose resources it holds
+
+    @property
+    def is_actor_call(self) -> bool:
+        """A method call of an actor (not the actor's creation task)."""
+        spec = self.spec
+        return spec.actor_id is not None and spec.method != "__init__"
+
+
+class TaskTable:
+    def __init__(self) -> None:
+        self.tasks: dict[bytes, TaskRecord] = {}
+        self._waiters: dict[bytes, list[TaskRecord]] = {}  # object id -> tasks needing it
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def add(self, task: TaskRecord) -> None:
+        self.tasks[task.spec.task_id] = task
+
+    def get(self, task_id: bytes) -> TaskRecord | None:
+        return self.tasks.get(task_id)
+
+    def remove(self, task: TaskRecord) -> None:
+        """The task is done: it leaves the table."""
+        task.state = DONE
+        self.tasks.pop(task.spec.task_id, None)
+
+    def wait_for(self, task: TaskRecord, oid: bytes) -> None:
+        """``task`` cannot start before object ``oid`` exists."""
+        task.waiting_on += 1
+        waiting = self._waiters.get(oid)
+        if waiting is None:
+            self._waiters[oid] = [task]
+        else:
+            waiting.append(task)
+
+    def object_arrived(self, oid: bytes) -> list[TaskRecord]:
+        """``oid`` exists now: the tasks that no longer wait for anything."""
+        waiting = self._waiters.pop(oid, None)
+        ready = []
+        if waiting:
+            for task in waiting:
+                if task.state is WAITING and not task.cancelled:
+                    task.waiting_on -= 1
+                    if task.waiting_on == 0:
+                        ready.append(task)
+        return ready
+
+    @staticmethod
+    def retry_after_worker_death(task: TaskRecord) -> bool:
+        """Its worker died while running it: run it again (spending a retry) or not."""
+        if task.cancelled or task.retries_left == 0:
+            return False
+        if task.retries_left > 0:
+            task.retries_left -= 1
+        return True
