@@ -72,27 +72,30 @@ class IncomingStream:
     def feed(self, data, now: float) -> list:
         """Messages completed by ``data``; raises ProtocolError (or Unauthenticated) for
         anything this peer may not send, after which the connection must be closed."""
-        messages = self.reader.feed(data)
-        if not self.reader.pending():
+        reader = self.reader
+        if self.hello is None:
+            # The first frame alone, at the strangers' size limit: what follows a valid
+            # Hello in the same read may be as large as any authenticated frame.
+            messages = reader.feed(data, one_frame=True)
+            if messages:
+                first = messages[0]
+                if type(first) is not p.Hello:
+                    raise Unauthenticated(
+                        f"first message was {type(first).__name__}, not Hello")
+                if not p.token_matches(first.token, self._token):
+                    raise WrongToken("wrong token")
+                self.hello = first
+                reader.max_frame = p.MAX_FRAME
+                messages += reader.feed(b"")
+        else:
+            messages = reader.feed(data)
+        if not reader.pending():
             self._frame_started = None
         elif messages or self._frame_started is None:
             self._frame_started = now  # a new frame began within this data
-        if not messages:
-            return messages
-        if self.hello is None:
-            first = messages[0]
-            if type(first) is not p.Hello:
-                raise Unauthenticated(f"first message was {type(first).__name__}, not Hello")
-            if not p.token_matches(first.token, self._token):
-                raise WrongToken("wrong token")
-            self.hello = first
-            self.reader.max_frame = p.MAX_FRAME
-            rest = messages[1:]
-        else:
-            rest = messages
         accepts = self._accepts
-        if accepts is not None:
-            for msg in rest:
+        if accepts is not None and messages:
+            for msg in messages[1:] if messages[0] is self.hello else messages:
                 if not isinstance(msg, accepts):
                     raise p.ProtocolError(f"this peer may not send {type(msg).__name__}")
         return messages

@@ -423,8 +423,9 @@ class FrameReader:
         self._buf = bytearray()
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list:
-        """Add received bytes; return every message of every complete frame."""
+    def feed(self, data: bytes, one_frame: bool = False) -> list:
+        """Add received bytes; return every message of every complete frame (of the
+        first one only, with ``one_frame``: the rest stays buffered for the next call)."""
         buf = self._buf
         buf += data
         out: list = []
@@ -440,6 +441,8 @@ class FrameReader:
                 break
             out.extend(decode_body(memoryview(buf)[pos + 4 : end]))
             pos = end
+            if one_frame:
+                break
         if pos:
             del buf[:pos]
         return out
