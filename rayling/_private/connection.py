@@ -243,6 +243,8 @@ class Acceptor:
 
     def timeout(self) -> float | None:
         """Seconds until the next deadline or listener resumption (None: none)."""
+        if not self._deadlines and not self._resting:
+            return None
         times = [s.next_deadline() for s in self._deadlines.values()]
         times = [t for t in times if t is not None] + list(self._resting.values())
         if not times:
