@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from ._private import ids, protocol as p, serialization, session, task_context
-from ._private.object_ref import ObjectRef
+from ._private.object_ref import ObjectRef, uncounted_refs
 from ._private.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
@@ -212,12 +212,11 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     task_id = ids.new_task_id(client.job_id)
     args_blob, deps, contained, keep = pack_args(client, None, name, args, kwargs)
     count = max(num_returns, 1)  # a call with no returns still reports that it finished
-    refs = [ObjectRef(ids.object_id_for_return(task_id, i), _born=True) for i in range(count)]
-    client.expect_results(r._id for r in refs)
-    route = client.actor_route(actor_id)
+    oids = [ids.object_id_for_return(task_id, i) for i in range(count)]
+    refs = uncounted_refs(client, oids)
     # The first result stays referenced until it arrives, so the caller always learns
     # when the call is done (that is when it may switch between paths).
-    client.note_actor_call(actor_id, refs[0]._id, route is not None, keep=refs[0])
+    route = client.begin_actor_call(actor_id, oids, keep=refs[0])
 
     def register(direct_worker: bytes | None) -> p.SubmitTask:
         return p.SubmitTask(

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from ._private import ids, protocol as p, serialization, session
-from ._private.object_ref import ObjectRef
+from ._private.object_ref import uncounted_refs
 from ._private.options import (
     DEFAULT_TASK_OPTIONS,
     TASK_OPTIONS,
@@ -76,9 +76,9 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     (fid, code, name) of the function, sent with the first task of it."""
     task_id = ids.new_task_id(client.job_id)
     args_blob, deps, contained, keep = pack_args(client, fn, name, args, kwargs)
-    refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "little"), _born=True)
-            for i in range(num_returns)]
-    client.expect_results(r._id for r in refs)
+    oids = [ids.object_id_for_return(task_id, i) for i in range(num_returns)]
+    refs = uncounted_refs(client, oids)
+    client.expect_results(oids)
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry_exceptions, strategy=strategy,

@@ -241,9 +241,12 @@ class CoreClient:
         if not self._flush_armed:
             self.wake_flusher()
 
-    def expect_results(self, oids) -> None:
-        """Results of tasks this process submitted: the daemon sends them unasked."""
+    def expect_results(self, oids: list[bytes]) -> None:
+        """Refs to the results of a task this process submits were made: count them, and
+        expect the results (the daemon sends them unasked). One lock for all of it: the
+        submit path is hot and the reader thread takes the same lock for every result."""
         with self._state:
+            self._refs.born(oids)
             self._arrivals.own_pending.update(oids)
 
     # -- receiving ------------------------------------------------------------------------
@@ -371,11 +374,19 @@ class CoreClient:
         return reply.value
 
     # -- actor calls ----------------------------------------------------------------------
-    def actor_route(self, actor_id: bytes) -> tuple[str, bytes, bytes] | None:
-        """Where to send a call to ``actor_id`` directly, or None to go via the daemon
-        (asking the daemon, the first time, where the actor's worker listens)."""
+    def begin_actor_call(self, actor_id: bytes, oids: list[bytes], keep
+                         ) -> tuple[str, bytes, bytes] | None:
+        """A call to ``actor_id`` whose results are ``oids`` (refs made, not yet counted;
+        ``keep`` is the first, held until it arrives) is about to go: where to send it
+        directly, or None to send it via the daemon, which is asked, the first time,
+        where the actor's worker listens. Counting the refs, expecting the results and
+        choosing the path take one lock (see expect_results)."""
         with self._state:
-            route, ask = self.actor_routes.route(actor_id)
+            self._refs.born(oids)
+            self._arrivals.own_pending.update(oids)
+            routes = self.actor_routes
+            route, ask = routes.route(actor_id)
+            routes.called(actor_id, oids[0], route is not None, keep)
         if ask:
             self.request_async(lambda rid: p.Query(rid, p.ActorAddress(actor_id)),
                                lambda reply: self._got_route(actor_id, reply))
@@ -385,14 +396,9 @@ class CoreClient:
         with self._state:
             self.actor_routes.answered(actor_id, reply.value)
 
-    def note_actor_call(self, actor_id: bytes, oid: bytes, direct: bool, keep) -> None:
-        """The call whose first result is ``oid`` was sent; ``keep`` (its ref) is held
-        until that result arrives."""
-        with self._state:
-            self.actor_routes.called(actor_id, oid, direct, keep)
-
     def direct_call_failed(self, actor_id: bytes, path: str) -> None:
-        """The actor's worker cannot be reached: its calls' results come via the daemon."""
+        """The actor's worker cannot be reached: its calls' results (the last one's too)
+        come via the daemon."""
         self.peers.forget(path)
         with self._state:
             self.actor_routes.unreachable(actor_id)

@@ -46,6 +46,12 @@ class RefCounter:
             return True
         return False
 
+    def born(self, oids: list[bytes]) -> None:
+        """Refs to the results of a task we submitted: the daemon counts us already."""
+        counts = self.counts
+        for oid in oids:
+            counts[oid] = counts.get(oid, 0) + 1
+
     def dropped(self, oid: bytes) -> None:
         self._drops.put(oid)
 

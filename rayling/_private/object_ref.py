@@ -91,6 +91,19 @@ def _rebuild_ref(object_id: bytes) -> ObjectRef:
     return ObjectRef(object_id)
 
 
+def uncounted_refs(client, oids: list[bytes]) -> list[ObjectRef]:
+    """Refs to the results of a task about to be submitted, for the caller to count at
+    once with the rest of the submission (client.expect_results / begin_actor_call)."""
+    new = ObjectRef.__new__
+    refs = []
+    for oid in oids:
+        ref = new(ObjectRef)
+        ref._id = oid
+        ref._client = client
+        refs.append(ref)
+    return refs
+
+
 def put(client, value: Any) -> ObjectRef:
     """Store ``value`` (in shared memory when large) and return a ref to it."""
     oid = ids.new_put_object_id(client.job_id)

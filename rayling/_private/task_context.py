@@ -10,20 +10,13 @@ worker's life, so it is kept in plain module state.
 from __future__ import annotations
 
 import contextvars
-from typing import Any, NamedTuple
+from typing import Any
 
+from .protocol import ExecuteTask
 
-class Call(NamedTuple):
-    """The task or actor call running in this thread (or asyncio task)."""
-
-    task_id: bytes
-    job_id: bytes
-    name: str
-    gpu_ids: list[int]
-
-
-_call: contextvars.ContextVar[Call | None] = contextvars.ContextVar("rayling_call",
-                                                                    default=None)
+# The call running in this thread (or asyncio task): the ExecuteTask it came as.
+_call: contextvars.ContextVar[ExecuteTask | None] = contextvars.ContextVar(
+    "rayling_call", default=None)
 
 
 class ActorExit(BaseException):
@@ -42,12 +35,12 @@ class HostedActor:
 actor = HostedActor()
 
 
-def current() -> Call | None:
+def current() -> ExecuteTask | None:
     """The call running here, or None (in the driver, or between calls)."""
     return _call.get()
 
 
-def enter(call: Call) -> contextvars.Token:
+def enter(call: ExecuteTask) -> contextvars.Token:
     return _call.set(call)
 
 

@@ -137,8 +137,7 @@ class Executor:
         """Make ``msg`` the current call of this thread (or asyncio task)."""
         if msg.gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, msg.gpu_ids))
-        return task_context.enter(
-            task_context.Call(msg.task_id, msg.job_id, msg.name, msg.gpu_ids))
+        return task_context.enter(msg)
 
     def _store_results(self, msg: p.ExecuteTask, result: Any, keep: list) -> list:
         values = _split_returns(result, msg.num_returns, msg.name)
