@@ -7,8 +7,8 @@ in another one, alternately, so both face the same machine in the same run.
     python benchmarks/versus.py /tmp/rayling_base --quick        # other options: the script's
 
 Each round runs the script once per checkout (``--impl rayling --json``, with that
-checkout first on PYTHONPATH), in turn; a figure is the best of the rounds (the highest
-rate, the lowest time or memory). The table gives both and their ratio, this checkout
+checkout first on PYTHONPATH), the two taking turns to go first; a figure is the best of
+the rounds (the highest rate, the lowest time or memory). The table gives both and their ratio, this checkout
 over the other, with "better" or "worse" where they differ by more than --tolerance.
 """
 
@@ -62,8 +62,11 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.05)
     args, extra = parser.parse_known_args()  # the rest goes to the script (e.g. --quick)
     runs: dict[str, list] = {"this": [], "baseline": []}
+    order = [("baseline", args.baseline), ("this", HERE)]
     for i in range(args.rounds):
-        for label, checkout in (("baseline", args.baseline), ("this", HERE)):
+        # Each goes first in every other round: what runs just after another run (its
+        # processes still exiting, say) is not always the same side.
+        for label, checkout in order if i % 2 == 0 else order[::-1]:
             print(f"round {i + 1}/{args.rounds}: {label} ({checkout})", file=sys.stderr)
             runs[label].append(run_once(checkout, args.script, extra))
     this, base = best_of(runs["this"]), best_of(runs["baseline"])

@@ -1,5 +1,5 @@
-"""The head's multi-node decisions, driven with fake connections: joining, placing tasks
-on nodes, copying objects once per node, and a node's death."""
+"""The head's multi-node decisions, driven through its controller with fake connections:
+joining, placing tasks on nodes, copying objects once per node, and a node's death."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rayling import exceptions as exc
 from rayling._private import ids, protocol as p
 from rayling._private.scheduler import Placement
 
-from .test_node_manager import TOKEN, FakeConn, connect, make_manager, submit
+from .test_controller import TOKEN, FakeConn, connect, make_manager, submit
 
 NODE_B = b"b" * 28
 

@@ -55,25 +55,14 @@ class CoreClient:
         self._token = token
         self._listeners: list[socket.socket] = []
         self.listen_path = self.listen_tcp = ""
-        over_tcp = address.startswith("tcp:")
-        if not over_tcp:
-            listener, self.listen_path = peers.listen(os.path.dirname(address))
-            self._listeners.append(listener)
-        self._channel = Channel(address)
-        if over_tcp:
-            # Callers on other nodes reach us where we reach the head from.
-            listen_ip = listen_ip or self._channel.sock.getsockname()[0]
-        if listen_ip:
-            listener, self.listen_tcp = peers.listen_tcp(listen_ip)
-            self._listeners.append(listener)
-        node_hint = os.environ.get("RAYLING_NODE_ID", "") if self.is_worker else ""
-        self._channel.send([p.Hello(
-            kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path,
-            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint))])
+        self._channel: Channel | None = None
+        try:
+            welcome = self._connect(address, token, listen_ip)
+        except BaseException:
+            self._close_sockets()
+            raise
         self._sock = self._channel.sock
         self.peers = peers.PeerSender(token, self.worker_id)
-        self._reader = p.FrameReader()
-        welcome = self._read_welcome()
         self.node_id: bytes = welcome.node_id
         self.job_id: bytes = welcome.job_id
         self.node_ip: str = welcome.node_ip
@@ -109,9 +98,26 @@ class CoreClient:
             target=self._flush_loop, name="rayling-flusher", daemon=True)
         self._flusher_thread.start()
 
-    def _read_welcome(self) -> p.Welcome:
+    def _connect(self, address: str, token: str, listen_ip: str) -> p.Welcome:
+        """Listen for peers, connect to the daemon, say Hello, read its Welcome."""
+        over_tcp = address.startswith("tcp:")
+        if not over_tcp:
+            listener, self.listen_path = peers.listen(os.path.dirname(address))
+            self._listeners.append(listener)
+        self._channel = Channel(address)
+        if over_tcp:
+            # Callers on other nodes reach us where we reach the head from.
+            listen_ip = listen_ip or self._channel.sock.getsockname()[0]
+        if listen_ip:
+            listener, self.listen_tcp = peers.listen_tcp(listen_ip)
+            self._listeners.append(listener)
+        node_hint = os.environ.get("RAYLING_NODE_ID", "") if self.is_worker else ""
+        self._channel.send([p.Hello(
+            self.kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path,
+            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint))])
+        self._reader = p.FrameReader()
         while True:
-            data = self._sock.recv(65536)
+            data = self._channel.sock.recv(65536)
             if not data:
                 raise DaemonConnectionError("the node daemon closed the connection at hello")
             messages = self._reader.feed(data)
@@ -123,6 +129,18 @@ class CoreClient:
                 if not isinstance(msg, p.Welcome):
                     raise DaemonConnectionError(f"expected Welcome, got {type(msg).__name__}")
                 return msg
+
+    def _close_sockets(self) -> None:
+        """Close the daemon connection and the listeners; remove the listening path."""
+        if self._channel is not None:
+            self._channel.close()
+        for listener in self._listeners:
+            listener.close()
+        if self.listen_path:
+            try:
+                os.unlink(self.listen_path)
+            except FileNotFoundError:
+                pass
 
     # -- sending --------------------------------------------------------------------------
     def send(self, *messages) -> None:
@@ -530,7 +548,6 @@ class CoreClient:
         except OSError:
             pass
         self._stop_w.send(b"x")
-        self._sock.close()
         self._stop_flusher()
         if threading.current_thread() is not self._reader_thread:
             self._reader_thread.join(timeout=5)
@@ -540,13 +557,7 @@ class CoreClient:
         self._stop_r.close()
         self._stop_w.close()
         self.peers.close()
-        for listener in self._listeners:
-            listener.close()
-        if self.listen_path:
-            try:
-                os.unlink(self.listen_path)
-            except FileNotFoundError:
-                pass
+        self._close_sockets()
 
     def _stop_flusher(self) -> None:
         try:

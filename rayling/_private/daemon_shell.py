@@ -149,12 +149,17 @@ class DaemonShell:
         raise NotImplementedError
 
     def clean_up(self) -> None:
+        """Stop every process this daemon started and free its shared memory."""
         self.stop_processes(self.worker_pids())
+        self.release_segments()
         self.segments.pool.shutdown(wait=True)
-        shm.unlink_session(self.config.session)
+        shm.unlink_session(self.config.session)  # whatever a crash left behind
 
     def worker_pids(self) -> list[int]:
         raise NotImplementedError
+
+    def release_segments(self) -> None:
+        """Unlink the segments this daemon keeps books of (before the thread stops)."""
 
     def stop_processes(self, worker_pids: list[int]) -> None:
         """Kill the workers and the template, wait for them, stop transfers."""
@@ -260,11 +265,11 @@ class HeadDaemon(DaemonShell):
         return [w.pid for w in controller.workers.by_conn.values()
                 if w.node is controller.nodes.local]
 
-    def clean_up(self) -> None:
-        self.stop_processes(self.worker_pids())
+    def release_segments(self) -> None:
         self.controller.objects.release_local()
-        self.segments.pool.shutdown(wait=True)
-        shm.unlink_session(self.config.session)
+
+    def clean_up(self) -> None:
+        super().clean_up()
         try:
             os.unlink(self.config.socket_path)
         except FileNotFoundError:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hmac
 import struct
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -65,8 +65,12 @@ class NodeAffinity(msgspec.Struct, array_like=True, frozen=True, tag="node"):
 Strategy = SpreadStrategy | NodeAffinity | None  # None: the default strategy
 
 
+ClientKind = Literal["driver", "worker", "node", "peer", "transfer"]
+
+
 class Hello(_Msg, tag=1):
-    kind: str  # "driver" | "worker"
+    kind: ClientKind  # who connects: a script, a worker, a node daemon (to the head), a
+    # client calling an actor directly, a node fetching an object
     pid: int
     worker_id: bytes
     token: str
