@@ -13,8 +13,9 @@ deadlines, and accepting connections without letting strangers exhaust anything.
 
     connecting side
     ───────────────
-    Channel(address): connects (unix path or "tcp:host:port") and sends frames under a
-    lock, so threads never interleave their frames; the first one carries the Hello.
+    Channel(address): connects (unix path or "tcp:host:port") and writes frames whole,
+    however many threads send on it (``post`` lets a thread leave its frame to the one
+    writing); the first frame carries the Hello.
 
 Nothing a peer sends before its Hello is unpickled: messages are msgspec Structs, and the
 only bytes fields that carry pickles are read after authentication.
@@ -27,6 +28,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 
 from . import protocol as p
 
@@ -55,7 +57,7 @@ class IncomingStream:
     the Hello too, first, so the receiver learns who the peer is.
     """
 
-    __slots__ = ("reader", "hello", "_token", "_accepts", "_deadline", "_frame_started")
+    __slots__ = ("reader", "hello", "_token", "_accepts", "_deadline", "frame_started")
 
     def __init__(self, token: str, now: float, accepts: tuple[type, ...] | None = None):
         self.reader = p.FrameReader(max_frame=STRANGER_MAX_FRAME)
@@ -63,7 +65,7 @@ class IncomingStream:
         self._token = token
         self._accepts = accepts
         self._deadline = now + HANDSHAKE_TIMEOUT
-        self._frame_started: float | None = None
+        self.frame_started: float | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -72,39 +74,50 @@ class IncomingStream:
     def feed(self, data, now: float) -> list:
         """Messages completed by ``data``; raises ProtocolError (or Unauthenticated) for
         anything this peer may not send, after which the connection must be closed."""
-        reader = self.reader
         if self.hello is None:
-            # The first frame alone, at the strangers' size limit: what follows a valid
-            # Hello in the same read may be as large as any authenticated frame.
-            messages = reader.feed(data, one_frame=True)
-            if messages:
-                first = messages[0]
-                if type(first) is not p.Hello:
-                    raise Unauthenticated(
-                        f"first message was {type(first).__name__}, not Hello")
-                if not p.token_matches(first.token, self._token):
-                    raise WrongToken("wrong token")
-                self.hello = first
-                reader.max_frame = p.MAX_FRAME
-                messages += reader.feed(b"")
-        else:
-            messages = reader.feed(data)
+            return self._handshake(data, now)
+        reader = self.reader
+        messages = reader.feed(data)
         if not reader.pending():
-            self._frame_started = None
-        elif messages or self._frame_started is None:
-            self._frame_started = now  # a new frame began within this data
+            self.frame_started = None
+        elif messages or self.frame_started is None:
+            self.frame_started = now  # a new frame began within this data
         accepts = self._accepts
-        if accepts is not None and messages:
-            for msg in messages[1:] if messages[0] is self.hello else messages:
+        if accepts is not None:
+            for msg in messages:
                 if not isinstance(msg, accepts):
                     raise p.ProtocolError(f"this peer may not send {type(msg).__name__}")
         return messages
+
+    def _handshake(self, data, now: float) -> list:
+        reader = self.reader
+        # The first frame alone, at the strangers' size limit: what follows a valid Hello
+        # in the same read may be as large as any authenticated frame.
+        messages = reader.feed(data, one_frame=True)
+        if not messages:
+            if self.frame_started is None and reader.pending():
+                self.frame_started = now
+            return messages
+        first = messages[0]
+        if type(first) is not p.Hello:
+            raise Unauthenticated(f"first message was {type(first).__name__}, not Hello")
+        if not p.token_matches(first.token, self._token):
+            raise WrongToken("wrong token")
+        self.hello = first
+        reader.max_frame = p.MAX_FRAME
+        rest = messages[1:]
+        accepts = self._accepts
+        if accepts is not None:
+            for msg in rest:
+                if not isinstance(msg, accepts):
+                    raise p.ProtocolError(f"this peer may not send {type(msg).__name__}")
+        return [first, *rest, *self.feed(b"", now)]  # (and what followed, in full)
 
     def expired(self, now: float) -> str | None:
         """Why the connection must be closed now, or None."""
         if self.hello is None and now >= self._deadline:
             return f"no Hello within {HANDSHAKE_TIMEOUT:g} s"
-        started = self._frame_started
+        started = self.frame_started
         if started is not None and now - started >= FRAME_TIMEOUT:
             return f"a frame stalled for {FRAME_TIMEOUT:g} s"
         return None
@@ -113,8 +126,8 @@ class IncomingStream:
         """When ``expired`` may next say yes (None: not while nothing arrives)."""
         if self.hello is None:
             return self._deadline
-        if self._frame_started is not None:
-            return self._frame_started + FRAME_TIMEOUT
+        if self.frame_started is not None:
+            return self.frame_started + FRAME_TIMEOUT
         return None
 
 
@@ -156,18 +169,108 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
 
 
 class Channel:
-    """An outgoing connection whose ``send`` writes each frame whole under a lock, so
-    frames from several threads never interleave. Its first message must be a Hello."""
+    """An outgoing connection whose frames are written whole, whatever number of threads
+    send on it. Every frame is queued; the thread holding the lock writes all queued
+    frames at once (one system call for many), in order.
+
+    ``send`` waits for its frame to be written (taking the lock, or finding that the
+    holder wrote it) and raises if the write failed. ``post`` never waits: if another
+    thread holds the lock, that thread writes the frame too, and ``done(error)`` is
+    called by whichever thread wrote it (error None on success). Threads of a threaded
+    actor replying at once thus never queue up on the lock. The first frame must be the
+    Hello.
+    """
 
     def __init__(self, address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         self.address = address
         self.sock = connect(address, timeout)
+        self.broken = False  # a write failed: open a new channel
         self._lock = threading.Lock()
+        self._queued: deque = deque()  # [frame, outcome, done] waiting to be written
 
     def send(self, messages: list) -> None:
+        """Write ``messages`` as one frame; raises OSError if the connection failed."""
         frame = p.encode_frame(messages)
-        with self._lock:
-            self.sock.sendall(frame)
+        lock = self._lock
+        if not self._queued and lock.acquire(blocking=False):  # nobody else is writing
+            try:
+                self._write(frame)
+            finally:
+                lock.release()
+            if self._queued:
+                self._write_posted()
+            return
+        entry = [frame, None, None]
+        self._queued.append(entry)
+        with lock:
+            finished = self._write_queued() if entry[1] is None else []
+        self._finish(finished)
+        self._write_posted()  # frames posted while we held the lock
+        if entry[1] is not True:
+            raise entry[1]
+
+    def post(self, messages: list, done) -> None:
+        """Write ``messages`` as one frame now or soon, from this thread or the one
+        holding the lock; ``done(error or None)`` says how it went."""
+        frame = p.encode_frame(messages)
+        lock = self._lock
+        if not self._queued and lock.acquire(blocking=False):  # nobody else is writing
+            try:
+                self._write(frame)
+                error = None
+            except OSError as e:
+                error = e
+            finally:
+                lock.release()
+            done(error)
+            if self._queued:
+                self._write_posted()
+            return
+        self._queued.append([frame, None, done])
+        self._write_posted()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.broken = True
+            raise
+
+    def _write_posted(self) -> None:
+        # A poster that finds the lock taken leaves its frame to the holder, which looks
+        # again after releasing: a frame queued before that look is written by the
+        # holder, one queued after it finds the lock free.
+        queued, lock = self._queued, self._lock
+        while queued:
+            if not lock.acquire(blocking=False):
+                return
+            try:
+                finished = self._write_queued()
+            finally:
+                lock.release()
+            self._finish(finished)
+
+    def _write_queued(self) -> list:
+        """Write every queued frame (lock held); returns the posters to tell."""
+        queued = self._queued
+        batch = []
+        while queued:
+            batch.append(queued.popleft())
+        if not batch:
+            return []
+        try:
+            self._write(batch[0][0] if len(batch) == 1 else b"".join(e[0] for e in batch))
+            outcome = True
+        except OSError as e:
+            outcome = e
+        for entry in batch:
+            entry[1] = outcome
+        return [entry for entry in batch if entry[2] is not None]
+
+    @staticmethod
+    def _finish(entries: list) -> None:
+        for _frame, outcome, done in entries:
+            done(None if outcome is True else outcome)
 
     def close(self) -> None:
         self.sock.close()
@@ -180,8 +283,9 @@ class Acceptor:
     ``accept(sock)`` when a listener is readable and ``expire()`` after each select.
 
     Selector keys: a listener's data is the Acceptor itself; an accepted connection's data
-    is its IncomingStream (the loop feeds it; ``authenticated(sock)`` or ``drop(sock)``
-    when that changes its standing).
+    is its IncomingStream. The loop feeds the stream what it reads, then calls
+    ``fed(sock, stream, was_stranger)``; ``drop(sock)`` closes a connection, ``release``
+    hands an authenticated one over to the caller.
     """
 
     def __init__(self, selector: selectors.BaseSelector, token: str,
@@ -218,10 +322,13 @@ class Acceptor:
     def fed(self, conn: socket.socket, stream: IncomingStream, was_stranger: bool) -> None:
         """Called after feeding ``stream``: account for a new authentication and keep
         watching only streams that still have a deadline."""
-        if was_stranger and stream.authenticated:
+        if was_stranger:
+            if stream.hello is None:
+                return  # (still watched since it was accepted)
             self.strangers.leave()
-        if stream.next_deadline() is None:
-            self._deadlines.pop(conn, None)
+        if stream.frame_started is None:
+            if self._deadlines:
+                self._deadlines.pop(conn, None)
         else:
             self._deadlines[conn] = stream
 

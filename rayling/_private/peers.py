@@ -54,23 +54,41 @@ class PeerSender:
     def send(self, path: str, messages: list) -> bool:
         """Send ``messages`` to the client listening at ``path``; False if it cannot."""
         try:
-            channel = self._channels.get(path)
-            if channel is None:
-                with self._lock:
-                    channel = self._channels.get(path)
-                    if channel is None:
-                        channel = Channel(path, CONNECT_TIMEOUT)
-                        try:
-                            channel.send([self._hello])
-                        except OSError:
-                            channel.close()
-                            raise
-                        self._channels[path] = channel
+            channel = self._channel(path)
             channel.send(messages)
             return True
         except OSError:
             self.forget(path)
             return False
+
+    def post(self, path: str, messages: list, done) -> None:
+        """Send ``messages`` to the client at ``path`` without waiting for the channel's
+        lock; ``done(error or None)`` is called once it is known (see Channel.post)."""
+        try:
+            channel = self._channel(path)
+        except OSError as e:
+            self.forget(path)
+            done(e)
+            return
+        channel.post(messages, done)
+
+    def _channel(self, path: str) -> Channel:
+        """The channel to ``path``, opened (and greeted) the first time."""
+        channel = self._channels.get(path)
+        if channel is None or channel.broken:
+            with self._lock:
+                channel = self._channels.get(path)
+                if channel is None or channel.broken:
+                    if channel is not None:
+                        channel.close()  # a write on it failed: try a new connection
+                    channel = Channel(path, CONNECT_TIMEOUT)
+                    try:
+                        channel.send([self._hello])
+                    except OSError:
+                        channel.close()
+                        raise
+                    self._channels[path] = channel
+        return channel
 
     def forget(self, path: str) -> None:
         channel = self._channels.pop(path, None)

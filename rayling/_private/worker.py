@@ -190,7 +190,7 @@ class Executor:
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 results = self._error_results(msg, e)
             _flush_output()
-            self._reply(msg, results, actor_exit)
+            self._reply(msg, results, actor_exit, keep)
         finally:
             if entered is not None:
                 task_context.leave(entered)
@@ -198,23 +198,40 @@ class Executor:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             del keep
 
-    def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool) -> None:
+    def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool, keep: list) -> None:
         """Send the results: straight to the caller of a direct call (then tell the daemon,
-        which keeps the books), otherwise to the daemon, which passes them on."""
-        direct = bool(msg.owner_path) and self.client.peers.send(msg.owner_path, [
-            p.ObjectReady(ids.object_id_for_return(msg.task_id, i),
-                          self._for_caller(msg, data))
-            for i, data in enumerate(results)])
-        done = p.TaskDone(msg.task_id, results, actor_exit, direct)
+        which keeps the books), otherwise to the daemon, which passes them on. ``keep``
+        holds the refs inside the results until the daemon's TaskDone is queued."""
+        if msg.owner_path and not actor_exit and self._threads is not None:
+            # Posted: with threads replying at once, one writes for all, and each call's
+            # TaskDone is queued once its reply's fate is known.
+            self.client.peers.post(
+                msg.owner_path, self._ready(msg, results),
+                lambda error: self._tell_daemon(msg, results, error is None, keep))
+            return
+        direct = bool(msg.owner_path) and self.client.peers.send(
+            msg.owner_path, self._ready(msg, results))
         if actor_exit:
             # Run nothing more: calls already sent here fail as the actor's death says.
-            self.client.send(done)
+            self.client.send(p.TaskDone(msg.task_id, results, True, direct))
             _flush_output()
             os._exit(0)
-        if direct:
-            self.client.send_later(done)  # the caller has the results; this is bookkeeping
-        else:
-            self.client.send(done)
+        self._tell_daemon(msg, results, direct, keep)
+
+    def _ready(self, msg: p.ExecuteTask, results: list) -> list:
+        return [p.ObjectReady(ids.object_id_for_return(msg.task_id, i),
+                              self._for_caller(msg, data)) for i, data in enumerate(results)]
+
+    def _tell_daemon(self, msg: p.ExecuteTask, results: list, direct: bool, keep: list) -> None:
+        done = p.TaskDone(msg.task_id, results, False, direct)
+        try:
+            if direct:
+                self.client.send_later(done)  # the caller has the results: bookkeeping
+            else:
+                self.client.send(done)
+        except exc.RayError:  # the daemon is gone; this worker is ending
+            pass
+        # (``keep`` goes with this call: the refs in the results may be dropped now.)
 
     def _for_caller(self, msg: p.ExecuteTask, data: p.ObjectData) -> p.ObjectData:
         """A result as a caller on another node can use it: a large one is only named
@@ -283,7 +300,7 @@ class Executor:
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
             results = self._error_results(msg, e)
         _flush_output()
-        self._reply(msg, results, actor_exit)
+        self._reply(msg, results, actor_exit, keep)
 
 
 def _exit_results(msg: p.ExecuteTask) -> list:
