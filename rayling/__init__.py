@@ -7,42 +7,72 @@
         return x * x
 
     print(ray.get([square.remote(i) for i in range(4)]))
+
+The public names are loaded on first use: processes that never touch the API (the node
+daemon, the template that forks workers) start without importing it, which keeps
+``init()`` fast. ``rayling.data`` needs pyarrow and is not in ``__all__``, so
+``from rayling import *`` works without it.
 """
 
-from . import actor, exceptions, util
-from .actor import ActorClass, ActorHandle
-from .api import (
-    available_resources,
-    cancel,
-    cluster_resources,
-    get,
-    get_actor,
-    get_dashboard_url,
-    get_gpu_ids,
-    init,
-    is_initialized,
-    kill,
-    method,
-    nodes,
-    put,
-    remote,
-    shutdown,
-    wait,
-)
-from .object_ref import ObjectRef
-from .runtime_context import get_runtime_context
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+# Each public name, and the module that defines it.
+_NAMES = {
+    "ActorClass": "actor",
+    "ActorHandle": "actor",
+    "ObjectRef": "object_ref",
+    "get_runtime_context": "runtime_context",
+    **{name: "api" for name in (
+        "available_resources", "cancel", "cluster_resources", "get", "get_actor",
+        "get_dashboard_url", "get_gpu_ids", "init", "is_initialized", "kill", "method",
+        "nodes", "put", "remote", "shutdown", "wait")},
+}
+_MODULES = {"actor", "api", "data", "exceptions", "experimental", "util"}
+
+if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from . import actor, exceptions, util
+    from .actor import ActorClass, ActorHandle
+    from .api import (
+        available_resources,
+        cancel,
+        cluster_resources,
+        get,
+        get_actor,
+        get_dashboard_url,
+        get_gpu_ids,
+        init,
+        is_initialized,
+        kill,
+        method,
+        nodes,
+        put,
+        remote,
+        shutdown,
+        wait,
+    )
+    from .object_ref import ObjectRef
+    from .runtime_context import get_runtime_context
+
 
 def __getattr__(name: str):
-    # rayling.data imports pyarrow, so it is loaded on first use, not with rayling (and it
-    # is not in __all__, so "from rayling import *" works without pyarrow).
-    if name == "data":
-        import importlib
+    module = _NAMES.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'rayling' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module(".data", __name__)
-    raise AttributeError(f"module 'rayling' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES) | _MODULES)
 
 
 __all__ = [

@@ -225,6 +225,54 @@ def test_frames_from_many_threads_on_one_channel_never_interleave(tmp_path):
         listener.stop()
 
 
+def test_posted_frames_arrive_whole_in_each_threads_order_and_each_hears_once(tmp_path):
+    """Threads post without waiting for one another: whoever writes reports to all."""
+    listener = Listener(str(tmp_path / "l.s"))
+    try:
+        channel = Channel(str(tmp_path / "l.s"))
+        channel.send([HELLO])
+        outcomes: list = []
+
+        def poster(k: int) -> None:
+            for i in range(100):
+                data = p.ObjectData(inline=bytes([k]) * (10 + 3000 * (i % 7)) + bytes([i]))
+                channel.post([p.ObjectReady(bytes([k]) * 28, data)], outcomes.append)
+
+        threads = [threading.Thread(target=poster, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        deadline = time.monotonic() + 20
+        while len(listener.received) < 801 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert outcomes == [None] * 800
+        got = [m for m in listener.received if type(m) is p.ObjectReady]
+        for k in range(8):
+            mine = [m.data.inline[-1] for m in got if m.object_id[0] == k]
+            assert mine == list(range(100))  # all of them, in the order posted
+        channel.close()
+    finally:
+        listener.stop()
+
+
+def test_a_failed_write_is_reported_to_the_poster_and_marks_the_channel_broken(tmp_path):
+    listener = Listener(str(tmp_path / "l.s"))
+    try:
+        channel = Channel(str(tmp_path / "l.s"))
+        channel.send([b"not a message"])  # the listener drops a peer that sends garbage
+        outcomes: list = []
+        deadline = time.monotonic() + 10
+        while not outcomes or outcomes[-1] is None:
+            assert time.monotonic() < deadline, "the write never failed"
+            channel.post([p.Heartbeat()], outcomes.append)
+            time.sleep(0.01)
+        assert isinstance(outcomes[-1], OSError) and channel.broken
+        channel.close()
+    finally:
+        listener.stop()
+
+
 _EMFILE_SCRIPT = textwrap.dedent("""
     import os, resource, socket, sys
     import numpy as np

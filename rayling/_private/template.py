@@ -1,6 +1,10 @@
 """The warm template: a process that has imported rayling's worker side (and NumPy) once
 and forks a new worker whenever the daemon writes a byte on its control socket.
 
+The workers asked for at start-up are forked as soon as the worker side is imported;
+then the template imports what user code is likely to use (rayling's public API, NumPy),
+so workers forked later have those loaded already.
+
 Forking from here makes a worker start in about a millisecond, and its memory is shared
 copy-on-write with the template, so an idle worker costs little more than its own stack.
 The template is single-threaded, which is what makes fork safe.
@@ -9,10 +13,14 @@ The template is single-threaded, which is what makes fork safe.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import signal
 import socket
 import sys
+
+# Imported once here, after the start-up workers are forked, by name: what tasks use.
+PRELOAD = ("rayling.api", "numpy")
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
@@ -49,18 +57,19 @@ def main() -> None:
                 worker.main(socket_path)
                 os._exit(0)
 
-    # Workers asked for at start-up are forked before NumPy is imported, so the first
-    # task does not wait for it; later workers share the preloaded NumPy pages.
+    # Workers asked for at start-up are forked first, so the first task does not wait
+    # for the preloads; later workers share their pages.
     control.setblocking(False)
     try:
         fork_workers(len(control.recv(256)))
     except BlockingIOError:
         pass
     control.setblocking(True)
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        pass
+    for module in PRELOAD:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
     gc.freeze()
     while True:
         try:
