@@ -19,25 +19,7 @@ from rayling._private.scheduler import Scheduler
 from rayling._private.task_table import DONE, READY, RUNNING, WAITING, TaskRecord, TaskTable
 from rayling._private.worker_pool import WORKER_IDLE_TIMEOUT, WorkerPool
 
-
-class Agent:
-    def __init__(self) -> None:
-        self.spawned = 0
-        self.killed: list[int] = []
-        self.unlinked: list[str] = []
-        self.pulls: list = []
-
-    def spawn_worker(self) -> None:
-        self.spawned += 1
-
-    def kill(self, pid: int) -> None:
-        self.killed.append(pid)
-
-    def unlink(self, name: str) -> None:
-        self.unlinked.append(name)
-
-    def pull(self, msg) -> None:
-        self.pulls.append(msg)
+from .test_controller import FakeAgent as Agent
 
 
 class Conn:
