@@ -155,20 +155,21 @@ def test_dispatch_starts_tasks_in_order_while_resources_and_workers_last():
     tasks = [task() for _ in range(3)]
     for t in tasks:
         scheduler.enqueue(t)
-    decided = scheduler.dispatch()
-    assert [t for t, _ in decided.starts] == tasks[:2]  # 2 CPUs
-    assert {w for _, w in decided.starts} <= set(workers)
-    assert node.pool.free["CPU"] == 0 and decided.starved == [tasks[2]]
+    starts, _, starved, _ = scheduler.dispatch(note_starved=True)
+    assert [t for t, _ in starts] == tasks[:2]  # 2 CPUs
+    assert {w for _, w in starts} <= set(workers)
+    assert node.pool.free["CPU"] == 0 and starved == [tasks[2]]
     scheduler.release(tasks[0])
-    assert [t for t, _ in scheduler.dispatch().starts] == [tasks[2]]
+    starts, *_ = scheduler.dispatch()
+    assert [t for t, _ in starts] == [tasks[2]]
 
 
 def test_dispatch_asks_for_a_worker_where_a_task_could_start():
     cluster = Cluster(2)
     scheduler = cluster.scheduler
     scheduler.enqueue(task())
-    decided = scheduler.dispatch()
-    assert decided.starts == [] and decided.want_workers == [cluster.node(0)]
+    starts, _, _, want_workers = scheduler.dispatch()
+    assert starts == [] and want_workers == [cluster.node(0)]
 
 
 def test_a_blocked_task_lends_its_cpu_and_takes_it_back():
@@ -194,7 +195,8 @@ def test_hard_affinity_to_a_dead_node_is_unschedulable_and_infeasible_requests_w
     scheduler.enqueue(bound)
     b.alive = False
     scheduler.nodes_changed()
-    assert scheduler.dispatch().unschedulable == [bound]
+    _, unschedulable, _, _ = scheduler.dispatch()
+    assert unschedulable == [bound]
     huge = task(request={"CPU": 8.0})
     assert not scheduler.fits_ever(huge)
     text = scheduler.infeasible_warning(huge)
@@ -209,7 +211,7 @@ def test_a_task_runs_where_most_of_its_argument_bytes_are():
     reply = objects.reserve(b_worker.conn, 1, b"o" * 28, 500, preallocate=None)
     objects.put(b_worker.conn, b"o" * 28, p.ObjectData(shm=reply.name, size=500))
     cluster.scheduler.enqueue(task(deps=[b"o" * 28]))
-    ((_, worker),) = cluster.scheduler.dispatch().starts
+    ((_, worker),), *_ = cluster.scheduler.dispatch()
     assert worker is b_worker
 
 

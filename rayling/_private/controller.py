@@ -395,25 +395,26 @@ class Controller:
 
     def dispatch(self) -> None:
         """Start every ready task that can start; ask for workers where tasks wait."""
-        decided = self.scheduler.dispatch()
-        for task, worker in decided.starts:
+        starts, unschedulable, starved, want_workers = self.scheduler.dispatch(
+            note_starved=bool(self.actors))
+        for task, worker in starts:
             self._start(task, worker)
-        for task in decided.unschedulable:
+        for task in unschedulable:
             node_id = task.spec.strategy.node_id
             known = self.nodes.get(node_id) is not None
             self.fail_task(task, exc.TaskUnschedulableError(
                 f"Task {task.spec.name} must run on node {node_id.hex()} "
                 f"(NodeAffinitySchedulingStrategy with soft=False), which is "
                 f"{'dead' if known else 'not in this cluster'}."))
-        if decided.starved and self.actors:
-            for task in decided.starved:
+        if starved:
+            for task in starved:
                 if task.submitter is not None:
                     text = self.actors.held_warning(task, self._tasks_running)
                     if text:
                         task.submitter.send(p.Warning(text))
-        if decided.want_workers:
+        if want_workers:
             now = time.monotonic()
-            for node in decided.want_workers:
+            for node in want_workers:
                 if self.workers.want_one(node, now):
                     node.agent.spawn_worker()
 
@@ -433,7 +434,9 @@ class Controller:
 
     def send_execute(self, task: TaskRecord, worker, actor=None) -> None:
         spec = task.spec
-        function = self.jobs.code_for(spec.fid, worker.known_functions)
+        function = None
+        if spec.fid and spec.fid not in worker.known_functions:
+            function = self.jobs.code_for(spec.fid, worker.known_functions)
         get = self.objects.get
         conn = worker.conn
         deps = [get(oid) for oid in spec.deps]
@@ -469,7 +472,7 @@ class Controller:
             results = [error_data(exc.RaySystemError(
                 f"Task {spec.name} produced {len(results)} results for "
                 f"{spec.num_returns} returns"))] * spec.num_returns
-        set_ready = self.objects.set_ready
+        set_ready = self.objects.table.set_ready
         submitter = task.submitter if tell_submitter else None
         for i, data in enumerate(results):
             oid = ids.object_id_for_return(spec.task_id, i)
@@ -501,7 +504,7 @@ class Controller:
                     self.objects.table.holds(oid, also):
                 also.send(p.ObjectReady(oid, self.objects.readable(also, oid, data))
                           if several_nodes else msg)
-        ready = self.tasks.object_arrived(oid)
+        ready = self.tasks.object_arrived(oid) if self.tasks.waiters else None
         if ready:
             for task in ready:
                 self._make_ready(task)

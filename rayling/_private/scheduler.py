@@ -2,7 +2,7 @@
 
 Ready tasks wait in one queue per *shape*: their resource request and scheduling strategy.
 A dispatch pass looks at the head of each queue, picks a node for it and takes an idle
-worker there; it returns what it decided (``Dispatch``) for the controller to carry out.
+worker there; it returns what it decided for the controller to carry out.
 A queue whose head cannot start now waits as a whole, so tasks of one shape start in the
 order they were submitted.
 
@@ -83,18 +83,6 @@ def _load(node) -> float:
     return 1.0 - pool.free.get(_CPU, 0) / total
 
 
-class Dispatch:
-    """What one dispatch pass decided, for the controller to carry out."""
-
-    __slots__ = ("starts", "unschedulable", "starved", "want_workers")
-
-    def __init__(self) -> None:
-        self.starts: list[tuple[TaskRecord, object]] = []  # (task, idle worker taken)
-        self.unschedulable: list[TaskRecord] = []  # bound to a node that is dead or unknown
-        self.starved: list[TaskRecord] = []  # fit nowhere now (maybe held by actors)
-        self.want_workers: list = []  # nodes where a task waits for an idle worker
-
-
 class Scheduler:
     def __init__(self, nodes, workers, bytes_by_node) -> None:
         """``nodes``: the NodeTable; ``workers``: the WorkerPool; ``bytes_by_node(ids)``:
@@ -125,14 +113,21 @@ class Scheduler:
             queue = self.ready[task.shape] = deque()
         queue.append(task)
 
-    def dispatch(self) -> Dispatch:
-        """Start every ready task that has resources and an idle worker on some node."""
-        out = Dispatch()
+    def dispatch(self, note_starved: bool = False) -> tuple[list, list, list, list]:
+        """Start every ready task that has resources and an idle worker on some node.
+
+        Returns what it decided: (tasks to start with the idle worker taken for each,
+        tasks bound to a node that is dead or unknown, tasks that fit nowhere now if
+        ``note_starved``, nodes where a task waits for an idle worker)."""
+        starts: list[tuple[TaskRecord, object]] = []
+        unschedulable: list[TaskRecord] = []
+        starved: list[TaskRecord] = []
+        want: list = []
         pick = self.placement.pick
         nodes, by_id = self._nodes.all, self._nodes.by_id
         take_idle = self._workers.take_idle
-        want = out.want_workers
-        for shape, queue in list(self.ready.items()):
+        emptied = []
+        for shape, queue in self.ready.items():
             while queue:
                 task = queue[0]
                 if task.cancelled or task.state is not READY:
@@ -146,11 +141,12 @@ class Scheduler:
                     node = pick(nodes, by_id, task.request, spec.strategy,
                                 getattr(task.submitter, "node", None))
                 if node is None:
-                    if self._bound_to_lost_node(task):
+                    if spec.strategy is not None and self._bound_to_lost_node(task):
                         queue.popleft()
-                        out.unschedulable.append(task)
+                        unschedulable.append(task)
                         continue
-                    out.starved.append(task)
+                    if note_starved:
+                        starved.append(task)
                     break
                 worker = take_idle(node)
                 if worker is None:
@@ -159,10 +155,12 @@ class Scheduler:
                     break
                 queue.popleft()
                 self.acquire(task, node)
-                out.starts.append((task, worker))
+                starts.append((task, worker))
             if not queue:
-                del self.ready[shape]
-        return out
+                emptied.append(shape)
+        for shape in emptied:
+            del self.ready[shape]
+        return starts, unschedulable, starved, want
 
     def _where_its_data_is(self, task: TaskRecord):
         """The node holding most of a task's large arguments, if it can start the task

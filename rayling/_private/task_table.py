@@ -34,6 +34,7 @@ class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
         "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
+        "is_actor_call",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
@@ -50,18 +51,14 @@ class TaskRecord:
         self.lent_cpu = 0  # CPU units given back while the task blocks in get/wait
         self.pinned = True  # it pins its arguments (an actor's creation task does not)
         self.node = None  # the NodeRecord whose resources it holds
-
-    @property
-    def is_actor_call(self) -> bool:
-        """A method call of an actor (not the actor's creation task)."""
-        spec = self.spec
-        return spec.actor_id is not None and spec.method != "__init__"
+        # A method call of an actor (not the actor's creation task):
+        self.is_actor_call = spec.actor_id is not None and spec.method != "__init__"
 
 
 class TaskTable:
     def __init__(self) -> None:
         self.tasks: dict[bytes, TaskRecord] = {}
-        self._waiters: dict[bytes, list[TaskRecord]] = {}  # object id -> tasks needing it
+        self.waiters: dict[bytes, list[TaskRecord]] = {}  # object id -> tasks needing it
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -80,15 +77,15 @@ class TaskTable:
     def wait_for(self, task: TaskRecord, oid: bytes) -> None:
         """``task`` cannot start before object ``oid`` exists."""
         task.waiting_on += 1
-        waiting = self._waiters.get(oid)
+        waiting = self.waiters.get(oid)
         if waiting is None:
-            self._waiters[oid] = [task]
+            self.waiters[oid] = [task]
         else:
             waiting.append(task)
 
     def object_arrived(self, oid: bytes) -> list[TaskRecord]:
         """``oid`` exists now: the tasks that no longer wait for anything."""
-        waiting = self._waiters.pop(oid, None)
+        waiting = self.waiters.pop(oid, None)
         ready = []
         if waiting:
             for task in waiting:
