@@ -182,7 +182,6 @@ class Channel:
     """
 
     def __init__(self, address: str, timeout: float = CONNECT_TIMEOUT) -> None:
-        self.address = address
         self.sock = connect(address, timeout)
         self.broken = False  # a write failed: open a new channel
         self._lock = threading.Lock()
