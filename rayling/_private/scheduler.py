@@ -34,6 +34,7 @@ from .resources import GpuAllocator, ResourcePool, from_units
 from .task_table import READY, TaskRecord
 
 _CPU = "CPU"
+_NOTHING: tuple = ((), (), (), ())  # what a dispatch with no ready task decides
 
 
 class Placement:
@@ -119,14 +120,15 @@ class Scheduler:
         Returns what it decided: (tasks to start with the idle worker taken for each,
         tasks bound to a node that is dead or unknown, tasks that fit nowhere now if
         ``note_starved``, nodes where a task waits for an idle worker)."""
+        if not self.ready:
+            return _NOTHING
         starts: list[tuple[TaskRecord, object]] = []
         unschedulable: list[TaskRecord] = []
         starved: list[TaskRecord] = []
         want: list = []
         pick = self.placement.pick
         nodes, by_id = self._nodes.all, self._nodes.by_id
-        take_idle = self._workers.take_idle
-        emptied = []
+        emptied = None
         for shape, queue in self.ready.items():
             while queue:
                 task = queue[0]
@@ -148,18 +150,21 @@ class Scheduler:
                     if note_starved:
                         starved.append(task)
                     break
-                worker = take_idle(node)
-                if worker is None:
+                idle = node.workers.idle
+                if not idle:
                     if node not in want:
                         want.append(node)
                     break
                 queue.popleft()
                 self.acquire(task, node)
-                starts.append((task, worker))
+                starts.append((task, idle.pop()))
             if not queue:
+                if emptied is None:
+                    emptied = []
                 emptied.append(shape)
-        for shape in emptied:
-            del self.ready[shape]
+        if emptied is not None:
+            for shape in emptied:
+                del self.ready[shape]
         return starts, unschedulable, starved, want
 
     def _where_its_data_is(self, task: TaskRecord):
