@@ -8,8 +8,9 @@ in another one, alternately, so both face the same machine in the same run.
 
 Each round runs the script once per checkout (``--impl rayling --json``, with that
 checkout first on PYTHONPATH), the two taking turns to go first; a figure is the best of
-the rounds (the highest rate, the lowest time or memory). The table gives both and their ratio, this checkout
-over the other, with "better" or "worse" where they differ by more than --tolerance.
+the rounds (the highest rate, the lowest time or memory). The table gives both and their
+ratio, this checkout over the other, with "better" or "worse" where they differ by more
+than --tolerance.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ._private.options import (
     validate_options,
     wire_strategy,
 )
-from ._private.task_args import pack_args
+from ._private.task_args import SignatureCheck, pack_args
 
 
 def _method_table(cls: type) -> dict[str, dict]:
@@ -51,6 +51,7 @@ class ActorClass:
         self._options = options
         self._methods = _method_table(cls)
         self._prepared: tuple | None = None
+        self._constructor: SignatureCheck | None = None  # made at the first creation
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
@@ -75,6 +76,9 @@ class ActorClass:
         raise NotImplementedError("Ray's DAG API (bind) is not supported by rayling")
 
     def _create(self, args: tuple, kwargs: dict, options: dict) -> ActorHandle:
+        if self._constructor is None:
+            self._constructor = SignatureCheck(self._cls)
+        self._constructor.check(f"{self._cls.__name__}.__init__", args, kwargs)
         client = session.client_or_start()
         if self._prepared is None:
             blob = serialization.dumps_function(self._cls)
@@ -119,7 +123,9 @@ class ActorClass:
         else:
             client.send_soon(msg(0), register=register)
         del keep
-        return ActorHandle(actor_id, self._cls.__name__, methods, creation_ref)
+        handle = ActorHandle(actor_id, self._cls.__name__, methods, creation_ref)
+        handle._cls = self._cls  # (its creator's handle checks each call's arguments)
+        return handle
 
 
 class _BoundActorClass:
@@ -144,6 +150,18 @@ class ActorHandle:
         self._class_name = class_name
         self._methods = methods
         self._creation_ref = creation_ref  # keeps the actor alive while handles exist
+        self._cls: type | None = None  # the class, in the process that created the actor
+        self._checks: dict[str, SignatureCheck] = {}
+
+    def _check_call(self, method: str, args: tuple, kwargs: dict) -> None:
+        """Raise TypeError now if ``method`` cannot take these arguments."""
+        check = self._checks.get(method)
+        if check is None:
+            function = getattr(self._cls, method)
+            plain = inspect.isfunction(function) and not isinstance(
+                inspect.getattr_static(self._cls, method), staticmethod)
+            check = self._checks[method] = SignatureCheck(function, skip_first=plain)
+        check.check(f"{self._class_name}.{method}", args, kwargs)
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")
@@ -196,6 +214,8 @@ class ActorMethod:
 
     def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None):
         handle = self._handle
+        if handle._cls is not None:
+            handle._check_call(self._name, args, kwargs)
         return submit_actor_call(
             session.client_or_start(), handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,

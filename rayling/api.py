@@ -13,7 +13,7 @@ from typing import Any
 from . import exceptions as exc
 from ._private import client as client_mod, protocol as p, session, task_context
 from ._private.object_ref import ObjectRef, put as _put
-from ._private.options import METHOD_OPTIONS, validate_options
+from ._private.options import METHOD_OPTIONS, check_node_resources, validate_options
 from .actor import ActorClass, ActorHandle, handle_from_info
 from .remote_function import RemoteFunction
 
@@ -95,10 +95,7 @@ def init(
             if isinstance(level, str):
                 level = logging.getLevelName(level.upper())
             logging.getLogger("rayling").setLevel(level)
-        if num_cpus is not None and (not isinstance(num_cpus, int | float) or num_cpus < 0):
-            raise ValueError(f"num_cpus must be a non-negative number, got {num_cpus!r}")
-        if num_gpus is not None and (not isinstance(num_gpus, int | float) or num_gpus < 0):
-            raise ValueError(f"num_gpus must be a non-negative number, got {num_gpus!r}")
+        check_node_resources(num_cpus, num_gpus, resources, object_store_memory)
         return RayContext(session.connect_or_start(
             address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
             object_store_memory=object_store_memory, namespace_=namespace,
@@ -270,7 +267,7 @@ def kill(actor, *, no_restart: bool = True) -> None:
     With ``no_restart=False`` it restarts if its ``max_restarts`` allows."""
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
-    session.connected_client().send(p.KillActor(actor._actor_id, no_restart))
+    session.connected_client().kill_actor(actor._actor_id, no_restart)
 
 
 def get_actor(name: str, namespace: str | None = None):

@@ -14,7 +14,7 @@ from ._private.options import (
     validate_options,
     wire_strategy,
 )
-from ._private.task_args import pack_args
+from ._private.task_args import SignatureCheck, pack_args
 
 
 class RemoteFunction:
@@ -26,6 +26,7 @@ class RemoteFunction:
         self._request = resource_request(self._options)
         self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
         self._prepared: tuple | None = None  # (fid, blob)
+        self._signature: SignatureCheck | None = None  # made on the first call
         self.__doc__ = function.__doc__
         self.__name__ = function.__name__
         self.__qualname__ = self._name
@@ -56,8 +57,14 @@ class RemoteFunction:
         self._prepared = (fid, blob)
         return self._prepared
 
+    def _check_signature(self) -> SignatureCheck:
+        self._signature = SignatureCheck(self._function)
+        return self._signature
+
     def _submit(self, args: tuple, kwargs: dict, options: dict, request: dict,
                 strategy: p.Strategy):
+        signature = self._signature or self._check_signature()
+        signature.check(self._name, args, kwargs)
         client = session.client_or_start()
         fid, blob = self._prepared or self._prepare()
         name = options.get("name") or self._name

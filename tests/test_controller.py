@@ -266,6 +266,104 @@ def test_actor_calls_are_pipelined_in_order_and_restart_after_death():
     assert isinstance(error, exc.ActorDiedError) and "died unexpectedly" in str(error)
 
 
+def direct_call(manager, driver, actor_id, worker_id, method="m"):
+    """A call the driver sent straight to the actor's worker: only its bookkeeping."""
+    task_id = ids.new_task_id(b"jjjj")
+    manager.handle(driver, p.SubmitTask(task_id, b"", f"Cls.{method}", b"args", [], [], 1, {},
+                                        -1, False, actor_id, method, worker_id))
+    return task_id
+
+
+def test_direct_calls_in_doubt_are_settled_by_what_their_caller_received():
+    manager, _, _ = make_manager(cpus=1)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker", pid=5)  # its worker id is b"w" * 28
+    actor_id = create_actor(manager, driver, max_restarts=1)
+    (init,) = worker.take(p.ExecuteTask)
+    manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
+    returned, running = (direct_call(manager, driver, actor_id, b"w" * 28) for _ in range(2))
+    manager.on_disconnect(worker)  # died with both TaskDones unsent
+    (doubt,) = driver.take(p.CallsInDoubt)
+    assert doubt.worker_id == b"w" * 28 and doubt.calls == [(returned, 1), (running, 1)]
+    late = direct_call(manager, driver, actor_id, b"w" * 28)  # its bookkeeping came late
+    (late_doubt,) = driver.take(p.CallsInDoubt)
+    assert late_doubt.calls == [(late, 1)]
+    replacement = connect(manager, "worker", pid=6)
+    (again,) = replacement.take(p.ExecuteTask)
+    manager.handle(replacement, p.TaskDone(again.task_id, [p.ObjectData(inline=b"N")]))
+    assert replacement.take(p.ExecuteTask) == []  # nothing runs while calls are in doubt
+    # The answer settles only what it was asked: `late` stays in doubt.
+    manager.handle(driver, p.CallsReceived(actor_id, [returned, running], [
+        (returned, [p.ObjectData(inline=b"1")])]))
+    assert replacement.take(p.ExecuteTask) == []
+    manager.handle(driver, p.CallsReceived(actor_id, [late], []))
+    assert [m.task_id for m in replacement.take(p.ExecuteTask)] == [running, late]
+    assert manager.objects.get(ids.object_id_for_return(returned, 0)).inline == b"1"
+
+
+def test_calls_in_doubt_of_a_caller_that_left_are_not_run_again():
+    manager, _, _ = make_manager(cpus=1)
+    driver, other = connect(manager, "driver"), connect(manager, "driver", pid=2)
+    worker = connect(manager, "worker", pid=5)
+    actor_id = create_actor(manager, other, max_restarts=1)
+    (init,) = worker.take(p.ExecuteTask)
+    manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
+    direct_call(manager, driver, actor_id, b"w" * 28)
+    manager.on_disconnect(worker)
+    assert driver.take(p.CallsInDoubt)
+    manager.on_disconnect(driver)
+    replacement = connect(manager, "worker", pid=6)
+    (again,) = replacement.take(p.ExecuteTask)
+    manager.handle(replacement, p.TaskDone(again.task_id, [p.ObjectData(inline=b"N")]))
+    assert replacement.take(p.ExecuteTask) == []
+
+
+def test_a_killed_actor_is_sent_nothing_more_and_has_no_address():
+    manager, spawner, _ = make_manager(cpus=1)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker", pid=5)
+    actor_id = create_actor(manager, driver)
+    (init,) = worker.take(p.ExecuteTask)
+    manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
+    manager.handle(driver, p.KillActor(actor_id, True))
+    assert spawner.killed == [5]
+    after = call(manager, driver, actor_id)
+    assert worker.take(p.ExecuteTask) == []  # the worker is still up, but dying
+    manager.handle(driver, p.Query(7, p.ActorAddress(actor_id)))
+    assert driver.take(p.Reply) == []  # answered once the actor is dead
+    manager.on_disconnect(worker)
+    (reply,) = driver.take(p.Reply)
+    assert reply.value is None
+    (dead,) = [m for m in driver.take(p.ObjectReady)
+               if m.object_id == ids.object_id_for_return(after, 0)]
+    assert isinstance(pickle.loads(dead.data.inline), exc.ActorDiedError)
+
+
+def test_a_message_that_cannot_be_carried_out_fails_alone():
+    manager, _, _ = make_manager()
+    driver = connect(manager, "driver")
+    task_id = ids.new_task_id(b"jjjj")
+    manager.handle(driver, p.RegisterFunction(b"fid", b"code", "f"))
+    manager.handle(driver, p.SubmitTask(task_id, b"fid", "f", b"", [], [], 1,
+                                        {"CPU": float("nan")}, 0))
+    (failed,) = driver.take(p.ObjectReady)
+    assert failed.data.error and "could not accept task f" in str(
+        pickle.loads(failed.data.inline))
+    assert not getattr(driver, "closed", None)
+    assert submit(manager, driver) and manager.tasks.get(task_id) is None
+
+
+def test_a_segment_that_could_not_be_made_gives_its_room_back():
+    manager, _, segments = make_manager(capacity=10**9)
+    driver = connect(manager, "driver")
+    manager.handle(driver, p.ReserveShm(1, b"o" * 28, 10**6))
+    (reply,) = driver.take(p.ShmReserved)
+    used = manager.nodes.local.store.used
+    manager.handle(driver, p.ReleaseShm(reply.name))
+    assert manager.nodes.local.store.used == used - 10**6
+    assert reply.name in segments.unlinked
+
+
 def test_actor_holding_cpu_and_named_actor_conflict():
     manager, _, _ = make_manager(cpus=1)
     driver = connect(manager, "driver")

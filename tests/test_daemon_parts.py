@@ -17,7 +17,13 @@ from rayling._private.object_directory import ObjectDirectory
 from rayling._private.resources import UNIT
 from rayling._private.scheduler import Scheduler
 from rayling._private.task_table import DONE, READY, RUNNING, WAITING, TaskRecord, TaskTable
-from rayling._private.worker_pool import WORKER_IDLE_TIMEOUT, WorkerPool
+from rayling._private.worker_pool import (
+    LIMIT,
+    LIMIT_ENV,
+    WORKER_IDLE_TIMEOUT,
+    WorkerPool,
+    worker_limit,
+)
 
 from .test_controller import FakeAgent as Agent
 
@@ -37,7 +43,7 @@ class Conn:
 class Cluster:
     """A node table of ``len(cpus)`` nodes with every part's per-node state set up."""
 
-    def __init__(self, *cpus: float, capacity: int = 1000) -> None:
+    def __init__(self, *cpus: float, capacity: int = 1000, max_workers: int = 64) -> None:
         self.agents = [Agent() for _ in cpus]
         local = NodeRecord(b"a" * 28, "127.0.0.1", "a", self.agents[0], "aaaa")
         self.nodes = NodeTable(local)
@@ -47,11 +53,11 @@ class Cluster:
         for i, count in enumerate(cpus):
             node = local if i == 0 else self.nodes.register(Conn(), p.RegisterNode(
                 bytes([98 + i]) * 28, f"10.0.0.{i}", f"n{i}", {}, capacity, f"10.0.0.{i}:7",
-                f"{i:04x}"))
+                f"{i:04x}", 64))
             if i:
                 node.agent = self.agents[i]
             self.scheduler.add_node(node, {"CPU": count})
-            self.workers.add_node(node, count)
+            self.workers.add_node(node, count, max_workers)
             self.objects.add_node(node, capacity)
 
     freed: list[bytes] = []
@@ -84,7 +90,7 @@ def test_node_table_registers_finds_by_address_and_refuses_a_second_registration
     b.alive = False
     assert nodes.node_of_address("10.0.0.1") is None and nodes.live() == [nodes.local]
     with pytest.raises(p.ProtocolError):
-        nodes.register(Conn(), p.RegisterNode(b.node_id, "x", "x", {}, 1, "x:1", "bbbb"))
+        nodes.register(Conn(), p.RegisterNode(b.node_id, "x", "x", {}, 1, "x:1", "bbbb", 64))
 
 
 def test_heartbeat_finds_silent_peers_but_forgives_its_own_stall():
@@ -107,8 +113,8 @@ def test_worker_pool_takes_idle_workers_asks_for_one_at_a_time_and_stops_extras(
     pool, node = cluster.workers, cluster.node(0)
     assert pool.prestart(node, 1, now=0.0) == 1 and node.workers.starting == 1
     first = cluster.worker(0, pid=1)
-    assert node.workers.starting == 0 and pool.take_idle(node) is first
-    assert pool.take_idle(node) is None
+    assert node.workers.starting == 0 and node.workers.idle == [first]
+    node.workers.idle.pop()
     assert pool.want_one(node, now=0.0) and not pool.want_one(node, now=0.0)  # one at a time
     second = cluster.worker(0, pid=2)
     pool.make_idle(first, now=0.0)
@@ -116,6 +122,23 @@ def test_worker_pool_takes_idle_workers_asks_for_one_at_a_time_and_stops_extras(
     stopped = pool.to_stop([node], now=WORKER_IDLE_TIMEOUT + 1)
     assert len(stopped) == 1 and stopped[0] in (first, second)  # the base pool keeps one
     assert pool.remove(second.conn) is second and len(pool) == 1
+
+
+def test_a_node_at_its_worker_limit_says_so_once():
+    cluster = Cluster(1, max_workers=2)
+    pool, node = cluster.workers, cluster.node(0)
+    cluster.worker(0, pid=1)
+    assert pool.want_one(node, now=0.0) is True
+    cluster.worker(0, pid=2)
+    assert pool.want_one(node, now=0.0) is LIMIT
+    assert pool.want_one(node, now=0.0) is False
+
+
+def test_the_worker_limit_follows_memory_unless_set(monkeypatch):
+    monkeypatch.delenv(LIMIT_ENV, raising=False)
+    assert worker_limit(24 * 2**30) == 384 and worker_limit(2**30) == 16
+    monkeypatch.setenv(LIMIT_ENV, "1000")
+    assert worker_limit(2**30) == 1000
 
 
 def test_a_worker_that_never_starts_is_asked_for_again():

@@ -18,7 +18,7 @@ def join(manager, cpus=2, node_id=NODE_B, capacity=10**9):
     conn = FakeConn()
     assert manager.on_hello(conn, p.Hello("node", 99, node_id, TOKEN))
     manager.handle(conn, p.RegisterNode(node_id, "10.0.0.2", "b", {"CPU": cpus}, capacity,
-                                        "10.0.0.2:7000", "bbbb"))
+                                        "10.0.0.2:7000", "bbbb", 64))
     assert conn.take(p.Welcome)
     assert conn.take(p.SpawnWorkers) == [p.SpawnWorkers(cpus)]
     return conn

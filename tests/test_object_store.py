@@ -136,3 +136,37 @@ def test_results_of_dropped_refs_are_freed(ray_start):
     assert stats()["segments"] == 6
     del refs
     wait_until(lambda: stats()["segments"] == 0, what="segments to be freed")
+
+
+def test_a_put_whose_segment_cannot_be_made_returns_its_room(ray_start):
+    """The store thinks there is room, the operating system refuses the segment (as a
+    container's small /dev/shm does): the put raises ObjectStoreFullError saying why,
+    and the room it reserved is free again. Here the refusal is a file-size limit."""
+    import resource
+    import signal
+
+    before = stats()["store_used"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10 * MB, hard))
+    try:
+        for _ in range(3):
+            with pytest.raises(exc.ObjectStoreFullError, match="/dev/shm"):
+                ray.put(np.zeros(40 * MB // 8))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    wait_until(lambda: stats()["store_used"] == before, what="the reserved room to be freed")
+    assert ray.get(ray.put(np.ones(40 * MB // 8)))[0] == 1  # and the store still works
+
+
+def test_a_store_larger_than_dev_shm_is_cut_to_fit(capfd):
+    import shutil
+
+    room = shutil.disk_usage("/dev/shm").free
+    ray.init(num_cpus=1, object_store_memory=room * 4)
+    try:
+        assert stats()["store_capacity"] <= room
+        assert "/dev/shm can hold only" in capfd.readouterr().err
+    finally:
+        ray.shutdown()

@@ -20,6 +20,13 @@ from the same queue. A call a caller sent straight to the worker is recorded whe
 caller's SubmitTask(direct_worker=...) arrives; if the worker's TaskDone comes first it is
 parked until then.
 
+Results exactly once: a call sent straight to the worker may have returned its results
+to the caller while the worker's TaskDone was still queued when the worker died. Such
+a call is *in doubt*: the directory asks its caller (CallsInDoubt) which results it got,
+after the caller has read everything that worker sent it; received calls are finished,
+the others retried or failed. The actor sends nothing more until every doubt is settled,
+so a retried call still runs before the calls made after it.
+
 Every handle holds a ref to the creation task's result, so when the last handle is gone
 that object is freed and the actor ends (named and detached actors pin it instead).
 
@@ -37,6 +44,7 @@ from collections import deque
 
 from .. import exceptions as exc
 from . import ids, protocol as p
+from .object_directory import error_data
 from .resources import to_units
 from .task_table import DONE, READY, RUNNING
 
@@ -58,7 +66,7 @@ class ActorRecord:
     __slots__ = (
         "spec", "state", "worker", "queue", "inflight", "restarts_left", "cause",
         "hold", "handles_gone", "creation_oid", "gpu_ids", "blocked", "lent_cpu",
-        "address_waiters",
+        "address_waiters", "stopping", "doubts", "rerun",
     )
 
     def __init__(self, spec: p.CreateActor) -> None:
@@ -76,6 +84,9 @@ class ActorRecord:
         self.blocked = 0  # its calls now waiting in get/wait
         self.lent_cpu = 0  # held CPU units lent to others while every call waits
         self.address_waiters: list = []  # (conn, req_id) asking where the worker listens
+        self.stopping = False  # its worker is being killed: send it nothing more
+        self.doubts: dict[bytes, tuple] = {}  # calls whose callers are asked: (order, task)
+        self.rerun: list = []  # calls settled as not returned, while others are in doubt
 
     @property
     def name(self) -> str:
@@ -99,6 +110,7 @@ class ActorDirectory:
         self.named: dict[tuple[str, str], bytes] = {}  # (namespace, name) -> actor id
         self._by_creation: dict[bytes, ActorRecord] = {}  # creation object id -> actor
         self._parked: dict[bytes, p.TaskDone] = {}  # direct calls done before announced
+        self._doubt_order = 0  # numbers calls in doubt in the order they were made
         self._constructor_errors: dict[bytes, p.ObjectData | None] = {}
         self._warned_held: set[tuple] = set()
 
@@ -193,6 +205,7 @@ class ActorDirectory:
             parked = self._parked.pop(spec.task_id, None)
             if parked is not None:  # the worker finished it before we heard of it
                 host.finish_task(task, parked.results, tell_submitter=not parked.direct)
+                self._pin_contained(parked, False)
                 return
             actor = self.actors.get(spec.actor_id)
             if (actor is not None and actor.state is ALIVE
@@ -201,15 +214,15 @@ class ActorDirectory:
                 task.worker = actor.worker
                 actor.inflight[spec.task_id] = task
                 return
-            # It reached a worker that has died since: like a call running at its death,
-            # it runs again only if max_task_retries allows.
-            if actor is None or actor.state is DEAD or task.retries_left == 0:
-                host.fail_task(task, self._died_error(actor, spec.name)
-                               if actor is not None else exc.ActorDiedError(
-                                   f"{spec.name} was sent to an actor that no longer exists."))
+            if actor is None:
+                host.fail_task(task, exc.ActorDiedError(
+                    f"{spec.name} was sent to an actor that no longer exists."))
                 return
-            if task.retries_left > 0:
-                task.retries_left -= 1
+            # It was sent to a worker that has died since: only its caller knows whether
+            # it returned first.
+            task.state = RUNNING
+            self._ask_callers(actor, spec.direct_worker, [task])
+            return
         actor = self.actors.get(spec.actor_id)
         if actor is None:
             host.fail_task(task, exc.ActorDiedError(
@@ -228,7 +241,7 @@ class ActorDirectory:
 
     def pump(self, actor: ActorRecord) -> None:
         """Send every call at the head of the queue whose arguments are ready."""
-        if actor.state is ALIVE:
+        if actor.state is ALIVE and not actor.stopping and not actor.doubts:
             queue = actor.queue
             send = self._host.send_execute
             while queue:
@@ -244,11 +257,11 @@ class ActorDirectory:
                 actor.inflight[task.spec.task_id] = task
                 send(task, actor.worker, actor)
         idle = not actor.queue and not actor.inflight
-        if actor.handles_gone and idle and actor.state is not DEAD:
+        if actor.handles_gone and idle and actor.state is not DEAD and not actor.doubts:
             actor.restarts_left = 0
             actor.cause = "all handles to it went out of scope"
             if actor.worker is not None:
-                actor.worker.node.agent.kill(actor.worker.pid)
+                self._stop(actor)
             else:
                 self._dead(actor)
 
@@ -257,15 +270,31 @@ class ActorDirectory:
         if task is None:
             # A call sent straight here whose caller's SubmitTask is still on the way
             # (its results went to the caller, or, if the caller could not be reached,
-            # they are in this message and go out when the SubmitTask arrives).
+            # they are in this message and go out when the SubmitTask arrives). The
+            # refs inside the results are held meanwhile: the worker may drop its own.
             self._parked[msg.task_id] = msg
+            self._pin_contained(msg, True)
         elif task.state is not DONE:
             self._host.finish_task(task, msg.results, tell_submitter=not msg.direct)
         if msg.actor_exit:
             actor.restarts_left = 0
             actor.cause = "it called exit_actor()"
-            actor.worker.node.agent.kill(actor.worker.pid)
+            self._stop(actor)
         self.pump(actor)
+
+    def _pin_contained(self, msg: p.TaskDone, pin: bool) -> None:
+        table = self._host.objects.table
+        for data in msg.results:
+            for oid in data.contained:
+                if pin:
+                    table.pin(oid)
+                else:
+                    table.unpin(oid)
+
+    def _stop(self, actor: ActorRecord) -> None:
+        """Kill the actor's worker; nothing more is sent to it meanwhile."""
+        actor.stopping = True
+        actor.worker.node.agent.kill(actor.worker.pid)
 
     # -- death --------------------------------------------------------------------------
     def worker_died(self, actor: ActorRecord, worker) -> None:
@@ -280,12 +309,15 @@ class ActorDirectory:
             worker.node.gpus.free(actor.gpu_ids, actor.hold.get("GPU", 0))
             actor.gpu_ids = []
         actor.worker = None
+        actor.stopping = False
         if not actor.cause:
             actor.cause = (f"its worker process (pid {worker.pid}) died unexpectedly (it was "
                            f"killed, crashed, or exited)")
-        retry, failed = [], []
+        retry, failed, doubtful = [], [], []
         for task in actor.inflight.values():
-            if task.retries_left != 0 and actor.restarts_left != 0:
+            if task.spec.direct_worker is not None and task.submitter is not None:
+                doubtful.append(task)  # it may have returned to its caller
+            elif task.retries_left != 0 and actor.restarts_left != 0:
                 if task.retries_left > 0:
                     task.retries_left -= 1
                 task.state = READY
@@ -304,6 +336,74 @@ class ActorDirectory:
             self._submit_creation(actor, None)
         else:
             self._dead(actor)
+        if doubtful:
+            host.objects.adopt_reservations(worker.conn, actor)
+            self._ask_callers(actor, worker.worker_id, doubtful)
+
+    # -- calls in doubt -----------------------------------------------------------------
+    def _ask_callers(self, actor: ActorRecord, worker_id: bytes, tasks: list) -> None:
+        """Ask the callers of ``tasks``, sent straight to the dead worker ``worker_id``,
+        which of them returned."""
+        by_caller: dict = {}
+        for task in tasks:
+            self._doubt_order += 1
+            actor.doubts[task.spec.task_id] = (self._doubt_order, task)
+            by_caller.setdefault(task.submitter, []).append(task)
+        for caller, calls in by_caller.items():
+            caller.send(p.CallsInDoubt(actor.spec.actor_id, worker_id, [
+                (t.spec.task_id, t.spec.num_returns) for t in calls]))
+
+    def calls_received(self, caller, msg: p.CallsReceived, caller_left: bool = False
+                       ) -> None:
+        """``caller`` says which of its calls in doubt returned: finish those, run the
+        others again if the actor lives on and their retries allow (and the caller is
+        still there to want them), else fail them."""
+        actor = self.actors.get(msg.actor_id)
+        if actor is None or not actor.doubts:
+            return
+        host = self._host
+        got = dict(msg.received)
+        asked = None if msg.asked is None else set(msg.asked)
+        for task_id, (order, task) in list(actor.doubts.items()):
+            if task.submitter is not caller or (asked is not None and task_id not in asked):
+                continue
+            del actor.doubts[task_id]
+            results = got.get(task_id)
+            if results is not None:
+                host.finish_task(task, self._received(actor, task, results),
+                                 tell_submitter=False)
+            elif task.retries_left != 0 and actor.state is not DEAD and not caller_left:
+                if task.retries_left > 0:
+                    task.retries_left -= 1
+                task.state = READY
+                actor.rerun.append((order, task))
+            else:
+                host.fail_task(task, self._died_error(actor, task.spec.name))
+        if not actor.doubts:  # all settled: the reruns go first, in the order made
+            actor.rerun.sort(key=lambda entry: entry[0])
+            actor.queue.extendleft(reversed([task for _, task in actor.rerun]))
+            actor.rerun = []
+            host.objects.release_reservations(actor)
+        self.pump(actor)
+
+    def _received(self, actor: ActorRecord, task, results: list) -> list[p.ObjectData]:
+        objects = self._host.objects
+        out = []
+        for data in results:
+            if data is None:  # the caller had dropped it: nobody else can have it
+                data = error_data(exc.ObjectLostError(
+                    f"A result of {task.spec.name} was dropped by its caller before its "
+                    f"actor's worker died."))
+            elif data.shm is not None:
+                objects.seal(actor, data.shm)
+            out.append(data)
+        return out
+
+    def caller_gone(self, caller) -> None:
+        """``caller`` disconnected: none of its calls in doubt returned to anyone."""
+        for actor in [a for a in self.actors.values() if a.doubts]:
+            self.calls_received(caller, p.CallsReceived(actor.spec.actor_id, None, []),
+                                caller_left=True)
 
     def _dead(self, actor: ActorRecord, constructor_error: p.ObjectData | None = None) -> None:
         actor.state = DEAD
@@ -351,7 +451,7 @@ class ActorDirectory:
             actor.restarts_left = 0
         actor.cause = "it was killed with rayling.kill()"
         if actor.worker is not None:
-            actor.worker.node.agent.kill(actor.worker.pid)
+            self._stop(actor)
         elif msg.no_restart:
             self._cancel_pending_creation(actor)
             self._dead(actor)
@@ -381,7 +481,7 @@ class ActorDirectory:
     def answer_address(self, conn, req_id: int, actor_id: bytes) -> None:
         """Where the actor's worker listens; asked before the actor is up, answered then."""
         actor = self.actors.get(actor_id)
-        if actor is not None and actor.state in (PENDING, RESTARTING):
+        if actor is not None and (actor.state in (PENDING, RESTARTING) or actor.stopping):
             actor.address_waiters.append((conn, req_id))
         else:
             conn.send(p.Reply(req_id, _address(actor, conn)))
@@ -427,7 +527,7 @@ class ActorDirectory:
 def _address(actor: ActorRecord | None, caller) -> dict | None:
     """Where ``caller`` reaches the actor's worker: its unix socket from the same node,
     its TCP address from another one (None: go through the daemon)."""
-    if actor is None or actor.state is not ALIVE:
+    if actor is None or actor.state is not ALIVE or actor.stopping:
         return None
     worker = actor.worker
     same_node = worker.node is getattr(caller, "node", None)

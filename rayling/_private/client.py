@@ -21,6 +21,7 @@ only files what arrives and wakes whoever waits for it.
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import socket
 import sys
@@ -33,10 +34,11 @@ from typing import Any
 from .. import exceptions as exc
 from . import ids, peers, protocol as p, serialization, shm
 from .client_core import ActorRoutes, Arrivals, Outbox, RefCounter, Requests
-from .connection import Acceptor, Channel
+from .connection import Acceptor, Channel, IncomingStream
 
 current: CoreClient | None = None  # this process's client, once connected
 FLUSH_DELAY = 0.002  # seconds the flusher lets a batch gather
+DRAIN_TIMEOUT = 5.0  # seconds to read what a dead actor worker sent before its end
 
 
 class DaemonConnectionError(exc.RaySystemError):
@@ -300,7 +302,10 @@ class CoreClient:
                         if not n:
                             return
                         for msg in daemon_reader.feed(view[:n]):
-                            handle(msg)
+                            if type(msg) is p.CallsInDoubt:
+                                self._answer_doubt(msg, selector, acceptor)
+                            else:
+                                handle(msg)
                         continue
                     if not n:
                         acceptor.drop(sock)
@@ -353,6 +358,51 @@ class CoreClient:
                 self.on_warning(msg.text)
             else:
                 print(f"(rayling) Warning: {msg.text}", file=sys.stderr)
+
+    def _answer_doubt(self, msg: p.CallsInDoubt, selector, acceptor) -> None:
+        """An actor's worker died with calls we sent it straight: read all it sent us,
+        then tell the daemon which calls returned, so it reruns only the others."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        for key in list(selector.get_map().values()):
+            stream = key.data
+            if (isinstance(stream, IncomingStream) and stream.hello is not None
+                    and stream.hello.worker_id == msg.worker_id):
+                self._drain(key.fileobj, stream, deadline)
+                acceptor.drop(key.fileobj)
+        received = []
+        with self._state:
+            pending = self.actor_routes.pending
+            objects = self._arrivals.objects
+            for task_id, count in msg.calls:
+                oids = [ids.object_id_for_return(task_id, i) for i in range(max(count, 1))]
+                if not pending(oids[0]):
+                    received.append((task_id, [objects.get(o) for o in oids[:count]]))
+        self.send(p.CallsReceived(msg.actor_id, [task_id for task_id, _ in msg.calls],
+                                  received))
+
+    def _drain(self, sock, stream: IncomingStream, deadline: float) -> None:
+        """Read and handle what a dead peer sent until its end (or ``deadline``)."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                print("(rayling) Warning: an actor's dead worker did not close its "
+                      "connection in time; calls it may have finished will run again",
+                      file=sys.stderr)
+                return
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                messages = stream.feed(data, time.monotonic())
+            except p.ProtocolError:
+                return
+            for message in messages:
+                self._handle(message)
 
     def _connection_lost(self) -> None:
         self.closed = True
@@ -414,6 +464,12 @@ class CoreClient:
         with self._state:
             self.actor_routes.answered(actor_id, reply.value)
 
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        """Kill an actor; calls this process makes after it never reach the old worker."""
+        with self._state:
+            self.actor_routes.killed(actor_id)
+        self.send(p.KillActor(actor_id, no_restart))
+
     def direct_call_failed(self, actor_id: bytes, path: str) -> None:
         """The actor's worker cannot be reached: its calls' results (the last one's too)
         come via the daemon."""
@@ -436,10 +492,18 @@ class CoreClient:
         reply = self.request(lambda rid: p.ReserveShm(rid, oid, size))
         if reply.error:
             raise exc.ObjectStoreFullError(reply.error)
-        if reply.preallocated:
-            mem = shm.open_for_write(reply.name, size)
-        else:
-            mem = shm.create(reply.name, size)
+        try:
+            if reply.preallocated:
+                mem = shm.open_for_write(reply.name, size)
+            else:
+                mem = shm.create(reply.name, size)
+        except OSError as e:  # /dev/shm is smaller than the store: give the room back
+            self.send(p.ReleaseShm(reply.name))
+            raise exc.ObjectStoreFullError(
+                f"Could not store {what} ({size / 1e6:.1f} MB) in shared memory: {e}. "
+                f"/dev/shm has less room than the object store was given (a container's "
+                f"/dev/shm is often small): start the cluster with a smaller "
+                f"object_store_memory, or give /dev/shm more room.") from e
         try:
             ser.write_to(mem)
         finally:

@@ -201,6 +201,7 @@ class ActorRoutes:
         self.routes: dict[bytes, tuple[str, bytes, bytes]] = {}  # actor -> (path,
         # worker id, node id)
         self._asked: set[bytes] = set()
+        self._killed: set[bytes] = set()  # actors this process killed
         self._via_daemon: dict[bytes, set[bytes]] = {}  # actor -> results due via daemon
         self._direct: dict[bytes, set[bytes]] = {}  # actor -> results due from its worker
         self._call_actor: dict[bytes, bytes] = {}  # result id -> actor
@@ -212,7 +213,7 @@ class ActorRoutes:
         route = self.routes.get(actor_id)
         if route is not None and not self._via_daemon.get(actor_id):
             return route, False
-        if route is None and actor_id not in self._asked:
+        if route is None and actor_id not in self._asked and actor_id not in self._killed:
             self._asked.add(actor_id)
             return None, True
         return None, False
@@ -220,7 +221,7 @@ class ActorRoutes:
     def answered(self, actor_id: bytes, value: dict | None) -> None:
         """The daemon said where the actor's worker listens (None: nowhere reachable)."""
         self._asked.discard(actor_id)
-        if value and not self._direct.get(actor_id):
+        if value and not self._direct.get(actor_id) and actor_id not in self._killed:
             self.routes[actor_id] = (value["path"], value["worker_id"], value["node_id"])
 
     def called(self, actor_id: bytes, oid: bytes, direct: bool, keep) -> None:
@@ -237,6 +238,16 @@ class ActorRoutes:
             self._via_daemon.get(actor, set()).discard(oid)
             self._direct.get(actor, set()).discard(oid)
             self._hidden.pop(oid, None)  # (its __del__ only queues the drop)
+
+    def pending(self, oid: bytes) -> bool:
+        """Is ``oid`` the first result of a call that has not returned?"""
+        return oid in self._call_actor
+
+    def killed(self, actor_id: bytes) -> None:
+        """This process killed the actor: its later calls go via the daemon, which
+        sends nothing more to the dying worker."""
+        self.routes.pop(actor_id, None)
+        self._killed.add(actor_id)
 
     def unreachable(self, actor_id: bytes) -> None:
         """The actor's worker cannot be reached: its calls' results come via the daemon."""

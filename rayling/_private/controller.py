@@ -46,7 +46,7 @@ from .object_directory import ObjectDirectory, error_data
 from .resources import to_units
 from .scheduler import Scheduler, fmt_resources
 from .task_table import DONE, RUNNING, TaskRecord, TaskTable
-from .worker_pool import WorkerPool
+from .worker_pool import LIMIT, LIMIT_ENV, WORKER_MEMORY_BUDGET, WorkerPool
 
 log = logging.getLogger("rayling.daemon")
 
@@ -54,8 +54,9 @@ log = logging.getLogger("rayling.daemon")
 class Controller:
     def __init__(self, *, node_id: bytes, node_ip: str, session: str, session_dir: str,
                  resources: dict[str, float], store_capacity: int, agent,
-                 transfer_address: str = "", max_workers: int | None = None) -> None:
-        """``agent`` acts on the head's own node; ``session`` names its segments."""
+                 transfer_address: str = "", max_workers: int = 256) -> None:
+        """``agent`` acts on the head's own node; ``session`` names its segments;
+        ``max_workers``: how many worker processes it may run (worker_pool.worker_limit)."""
         self.session_dir = session_dir
         self.nodes = NodeTable(NodeRecord(node_id, node_ip, os.uname().nodename, agent,
                                           session, transfer_address))
@@ -69,7 +70,7 @@ class Controller:
         self._add_node(self.nodes.local, resources, store_capacity, max_workers)
 
     def _add_node(self, node: NodeRecord, resources: dict[str, float], capacity: int,
-                  max_workers: int | None = None) -> None:
+                  max_workers: int) -> None:
         self.scheduler.add_node(node, resources)
         self.workers.add_node(node, resources.get("CPU", 1), max_workers)
         self.objects.add_node(node, capacity)
@@ -124,6 +125,8 @@ class Controller:
             elif task is not None:
                 self._worker_died_running(task, worker)
         self.jobs.remove_driver(conn)
+        if self.actors:
+            self.actors.caller_gone(conn)
         node = getattr(conn, "node", None)
         if conn.kind == "node" and node is not None and node.conn is conn:
             self.node_lost(node, "its daemon disconnected")
@@ -154,7 +157,7 @@ class Controller:
             raise p.ProtocolError("RegisterNode from a connection that is not a new node")
         node = self.nodes.register(conn, msg)
         conn.node = node
-        self._add_node(node, msg.resources, msg.store_capacity)
+        self._add_node(node, msg.resources, msg.store_capacity, msg.max_workers)
         conn.send(self._welcome(node))
         log.info("node %s joined from %s with %s", msg.node_id.hex()[:12], msg.ip,
                  fmt_resources(msg.resources))
@@ -191,10 +194,38 @@ class Controller:
 
     # -- messages -------------------------------------------------------------------------
     def handle(self, conn, msg) -> None:
+        """Route ``msg``. A message that is not one ``conn`` may send raises
+        ProtocolError (the shell closes the connection); one that cannot be carried out
+        fails alone, with an answer to its sender where one is awaited."""
         handler = self._handlers.get(type(msg))
         if handler is None:
             raise p.ProtocolError(f"unexpected message {type(msg).__name__}")
-        handler(self, conn, msg)
+        try:
+            handler(self, conn, msg)
+        except p.ProtocolError:
+            raise
+        except Exception as e:
+            log.exception("could not carry out %s from pid %s", type(msg).__name__, conn.pid)
+            self._refuse(conn, msg, e)
+
+    @staticmethod
+    def _refuse(conn, msg, error: Exception) -> None:
+        """Tell ``conn`` that ``msg`` failed: a task's results, an actor's creation or a
+        request's reply become the error."""
+        what = f"the node daemon could not carry out {type(msg).__name__}: {error!r}"
+        results: list[bytes] = []
+        if type(msg) is p.SubmitTask:
+            what = f"the node daemon could not accept task {msg.name}: {error!r}"
+            results = [ids.object_id_for_return(msg.task_id, i)
+                       for i in range(min(msg.num_returns, 10_000))]
+        elif type(msg) is p.CreateActor:
+            results = [ids.object_id_for_return(msg.task_id, 0)]
+        data = error_data(exc.RaySystemError(what))
+        for oid in results:
+            conn.send(p.ObjectReady(oid, data))
+        req_id = getattr(msg, "req_id", 0)
+        if req_id:
+            conn.send(p.Reply(req_id, None, what))
 
     def _on_ref_update(self, conn, msg: p.RefUpdate) -> None:
         table = self.objects.table
@@ -254,6 +285,9 @@ class Controller:
     def _on_reserve(self, conn, msg: p.ReserveShm) -> None:
         conn.send(self.objects.reserve(conn, msg.req_id, msg.object_id, msg.size,
                                        self.nodes.local.agent.preallocate))
+
+    def _on_release_shm(self, conn, msg: p.ReleaseShm) -> None:
+        self.objects.abandon(conn, msg.name)
 
     def _on_get(self, conn, msg: p.GetObjects) -> None:
         table = self.objects.table
@@ -358,6 +392,9 @@ class Controller:
     def _on_create_actor(self, conn, msg: p.CreateActor) -> None:
         self.actors.create(conn, msg)
 
+    def _on_calls_received(self, conn, msg: p.CallsReceived) -> None:
+        self.actors.calls_received(conn, msg)
+
     def _on_kill_actor(self, conn, msg: p.KillActor) -> None:
         self.actors.kill(msg)
 
@@ -381,6 +418,8 @@ class Controller:
         p.Shutdown: _on_shutdown,
         p.CreateActor: _on_create_actor,
         p.KillActor: _on_kill_actor,
+        p.CallsReceived: _on_calls_received,
+        p.ReleaseShm: _on_release_shm,
         p.RegisterNode: _on_register_node,
         p.PullDone: _on_pull_done,
         p.Heartbeat: _on_heartbeat,
@@ -415,7 +454,15 @@ class Controller:
         if want_workers:
             now = time.monotonic()
             for node in want_workers:
-                if self.workers.want_one(node, now):
+                wanted = self.workers.want_one(node, now)
+                if wanted is LIMIT:
+                    self._to_drivers(None, p.Warning(
+                        f"Tasks or actors wait for a worker on node {node.node_id.hex()[:12]}"
+                        f" ({node.ip}), which runs {node.workers.count} worker processes, "
+                        f"its limit (one per {WORKER_MEMORY_BUDGET >> 20} MiB of its "
+                        f"memory). They start as workers finish; to allow more, set "
+                        f"{LIMIT_ENV} before starting the cluster."))
+                elif wanted:
                     node.agent.spawn_worker()
 
     def _tasks_running(self) -> bool:

@@ -39,6 +39,7 @@ from .connection import HANDSHAKE_TIMEOUT, IncomingStream, StrangerLimit, WrongT
 from .controller import Controller
 from .node_table import HEARTBEAT_INTERVAL, Heartbeat
 from .object_directory import SPARE_IDLE
+from .worker_pool import worker_limit
 
 log = logging.getLogger("rayling.daemon")
 
@@ -206,7 +207,8 @@ class HeadDaemon(DaemonShell):
             session=config.session, session_dir=config.session_dir,
             resources=config.resources, store_capacity=int(config.object_store_memory),
             agent=LocalAgent(self),
-            transfer_address=self.transfers.address if self.transfers else "")
+            transfer_address=self.transfers.address if self.transfers else "",
+            max_workers=worker_limit(psutil.virtual_memory().total))
 
     async def serve(self) -> None:
         config, loop = self.config, self.loop
@@ -441,7 +443,7 @@ class HeadLink(asyncio.Protocol):
             p.RegisterNode(
                 bytes.fromhex(config.node_id), config.node_ip, os.uname().nodename,
                 config.resources, int(config.object_store_memory), daemon.transfers.address,
-                config.session),
+                config.session, worker_limit(psutil.virtual_memory().total)),
         ]))
 
     def send(self, msg) -> None:

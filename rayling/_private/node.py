@@ -50,14 +50,31 @@ def detect_gpus() -> int:
         return 0
 
 
+def _shm_room() -> int | None:
+    """Bytes the object store may take in /dev/shm (None: there is no /dev/shm)."""
+    try:
+        return int(shutil.disk_usage("/dev/shm").free * 0.9)
+    except FileNotFoundError:
+        return None
+
+
 def default_store_capacity() -> int:
     """30% of RAM, but no more than /dev/shm can hold."""
     capacity = int(psutil.virtual_memory().total * 0.3)
-    try:
-        capacity = min(capacity, int(shutil.disk_usage("/dev/shm").free * 0.9))
-    except FileNotFoundError:
-        pass
-    return capacity
+    room = _shm_room()
+    return capacity if room is None else min(capacity, room)
+
+
+def fit_store_capacity(requested: int) -> int:
+    """``requested`` bytes of object store, cut (with a warning) to what /dev/shm can
+    hold: beyond it, puts would fail with "No space left on device"."""
+    room = _shm_room()
+    if room is None or requested <= room:
+        return requested
+    print(f"(rayling) Warning: object_store_memory is {requested:,} bytes but /dev/shm can "
+          f"hold only {room:,} more; the object store gets {room:,} bytes. Give /dev/shm "
+          f"more room (docker run --shm-size=..., say) to use more.", file=sys.stderr)
+    return room
 
 
 class LocalNode:
@@ -89,6 +106,7 @@ class LocalNode:
     ) -> LocalNode:
         """Start a daemon: a local cluster (the default), a head listening on TCP
         ``port`` (0: any free port), or a node joining the head at ``head_address``."""
+        object_store_memory = fit_store_capacity(object_store_memory)
         session = secrets.token_hex(4)
         session_dir = tempfile.mkdtemp(prefix=f"rayling_{session}_", dir=_short_temp_dir())
         os.makedirs(os.path.join(session_dir, "logs"))

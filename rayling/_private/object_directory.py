@@ -213,6 +213,19 @@ class ObjectDirectory:
             self._prepare_spare(size, preallocate)
         return p.ShmReserved(req_id, name, preallocated=preallocated)
 
+    def abandon(self, conn, name: str) -> None:
+        """``conn`` could not make the segment it reserved: its room is free again."""
+        reservations = self._reservations.get(conn)
+        if reservations is not None and reservations.pop(name, None) is not None:
+            self._release_segment(name)
+
+    def adopt_reservations(self, conn, holder) -> None:
+        """Segments ``conn`` reserved and never sealed are ``holder``'s now: sealed or
+        released through it (a dead worker's results its callers may have received)."""
+        taken = self._reservations.pop(conn, None)
+        if taken:
+            self._reservations.setdefault(holder, {}).update(taken)
+
     def release_reservations(self, conn) -> None:
         """``conn`` is gone: segments it reserved and never sealed are given back."""
         for name in self._reservations.pop(conn, {}):

@@ -3,6 +3,8 @@ values they take, and their wire form (resource requests, scheduling strategies)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from . import protocol as p
@@ -25,31 +27,136 @@ METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
 DEFAULT_TASK_OPTIONS = {"num_cpus": 1, "num_gpus": 0, "num_returns": 1, "max_retries": 3}
 
 
+MAX_COUNT = 2**31 - 1  # the largest retry/restart count (and concurrency) accepted
+
+
+def _number(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+
+
+def _count(low: int) -> Callable[[str, Any], None]:
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{key} must be an integer, got {type(value).__name__} "
+                            f"{value!r}")
+        if not low <= value <= MAX_COUNT:
+            raise ValueError(f"{key} must be an integer from {low} to {MAX_COUNT}, got "
+                             f"{value!r}")
+    return check
+
+
+def _num_returns(key: str, value: Any) -> None:
+    if value in ("dynamic", "streaming"):
+        raise NotImplementedError(
+            f"num_returns={value!r} (a generator that streams its values) is not supported "
+            f"by rayling yet; give the number of values it yields")
+    _count(0)(key, value)
+
+
+def _resources(key: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"resources must be a dict, got {type(value).__name__}")
+    for name, amount in value.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"resource names must be non-empty strings, got {name!r}")
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
+        _number(f"resource {name!r}", amount)
+
+
+def _string(key: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string, got {type(value).__name__}")
+
+
+def _actor_name(key: str, value: Any) -> None:
+    _string(key, value)
+    if not value:
+        raise ValueError("An actor's name cannot be an empty string (leave name out for "
+                         "an anonymous actor)")
+
+
+def _flag(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be True or False, got {value!r}")
+
+
+def _retry_exceptions(key: str, value: Any) -> None:
+    if isinstance(value, list | tuple):
+        raise NotImplementedError(
+            "retry_exceptions with a list of exception types is not supported by rayling "
+            "yet; pass True to retry on any exception")
+    _flag(key, value)
+
+
+def _lifetime(key: str, value: Any) -> None:
+    if value not in ("detached", "non_detached"):
+        raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {value!r}")
+
+
+def _strategy(key: str, value: Any) -> None:
+    wire_strategy(value)  # raises for an unknown strategy
+
+
+def _not_yet(*off: Any) -> Callable[[str, Any], None]:
+    """An option rayling does not implement yet: only its "off" values are accepted."""
+    def check(key: str, value: Any) -> None:
+        if not any(value == o and type(value) is type(o) for o in off):
+            raise NotImplementedError(
+                f"the option {key}={value!r} is not supported by rayling yet; leave it out")
+    return check
+
+
+# How each option's value is checked (None is always accepted: "the default").
+_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "num_cpus": _number, "num_gpus": _number, "resources": _resources,
+    "num_returns": _num_returns, "max_retries": _count(-1),
+    "retry_exceptions": _retry_exceptions, "name": _string,
+    "scheduling_strategy": _strategy, "max_restarts": _count(-1),
+    "max_task_retries": _count(-1), "max_concurrency": _count(1), "namespace": _string,
+    "lifetime": _lifetime, "get_if_exists": _flag, "enable_task_events": _flag,
+    "_metadata": lambda key, value: None,  # (Ray's internal annotations: no effect)
+    "memory": _not_yet(0, 0.0), "object_store_memory": _not_yet(0, 0.0),
+    "runtime_env": _not_yet({}), "max_calls": _not_yet(0),
+    "accelerator_type": _not_yet(), "label_selector": _not_yet({}),
+    "placement_group": _not_yet("default"), "placement_group_bundle_index": _not_yet(-1),
+    "placement_group_capture_child_tasks": _not_yet(False),
+    "max_pending_calls": _not_yet(-1), "concurrency_groups": _not_yet({}),
+    "concurrency_group": _not_yet(),
+}
+
+
 def validate_options(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
-    """Check option names and values; errors name the bad option."""
+    """Check option names and values; errors name the bad option. An option rayling
+    does not implement yet raises NotImplementedError unless it is left at its default."""
     for key, value in options.items():
         if key not in allowed:
             raise ValueError(f"Invalid option {key!r} for {what}. Valid options: "
                              f"{', '.join(sorted(k for k in allowed if not k.startswith('_')))}")
-        if key in ("num_cpus", "num_gpus", "memory") and value is not None:
-            if not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{key} must be a non-negative number, got {value!r}")
-        if key == "num_returns" and (not isinstance(value, int) or value < 0):
-            raise ValueError(f"num_returns must be a non-negative integer, got {value!r}")
-        if key == "max_retries" and (not isinstance(value, int) or value < -1):
-            raise ValueError(f"max_retries must be an integer >= -1, got {value!r}")
-        if key == "resources" and value is not None:
-            if not isinstance(value, dict):
-                raise TypeError(f"resources must be a dict, got {type(value).__name__}")
-            for name, amount in value.items():
-                if name in ("CPU", "GPU"):
-                    raise ValueError(
-                        f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
-                if not isinstance(amount, int | float) or amount < 0:
-                    raise ValueError(f"resource {name!r} must be a non-negative number")
-        if key == "scheduling_strategy":
-            wire_strategy(value)  # raises for an unknown strategy
+        if value is None:
+            continue
+        check = _CHECKS[key]
+        if key == "name" and allowed is ACTOR_OPTIONS:
+            check = _actor_name
+        check(key, value)
     return options
+
+
+def check_node_resources(num_cpus: Any, num_gpus: Any, resources: Any,
+                         object_store_memory: Any) -> None:
+    """Check what init() or `rayling start` gives a node; errors name the bad value."""
+    for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None:
+            _number(key, value)
+    if resources is not None:
+        _resources("resources", resources)
+    if object_store_memory is not None:
+        _number("object_store_memory", object_store_memory)
+        if object_store_memory < 1:
+            raise ValueError("object_store_memory must be at least 1 byte, got "
+                             f"{object_store_memory!r}")
 
 
 def resource_request(options: dict[str, Any]) -> dict[str, float]:

@@ -12,9 +12,9 @@ Who sends what:
     driver/worker -> daemon   Hello, RefUpdate, RegisterFunction, SubmitTask, PutObject,
                               ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
                               TaskDone, Logs, ProgressBar, Query, Shutdown, CreateActor,
-                              KillActor
+                              KillActor, CallsReceived, ReleaseShm
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
-                              Reply, Warning, Logs, ProgressBar, Rejected
+                              Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt
     node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs
     head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject
     node -> node (transfer)   Hello(kind="transfer"), FetchSegment; the answer is raw bytes
@@ -166,6 +166,13 @@ class ShmReserved(_Msg, tag=11):
     preallocated: bool = False  # the segment exists with its pages allocated: just map it
 
 
+class ReleaseShm(_Msg, tag=35):
+    """The segment reserved as ``name`` could not be made (its memory is short): give
+    its room in the store back."""
+
+    name: str
+
+
 class GetObjects(_Msg, tag=12):
     """Send me an ObjectReady for each of these once it exists."""
 
@@ -311,6 +318,7 @@ class RegisterNode(_Msg, tag=24):
     store_capacity: int
     transfer_address: str  # "host:port" where it serves its objects to other nodes
     shm_session: str  # its shared-memory segments are named /rl<shm_session>_<n>
+    max_workers: int  # how many worker processes it may run
 
 
 class SpawnWorkers(_Msg, tag=25):
@@ -343,6 +351,25 @@ class PullDone(_Msg, tag=29):
 
 class Heartbeat(_Msg, tag=30):
     pass
+
+
+class CallsInDoubt(_Msg, tag=33):
+    """An actor's worker died with these calls sent to it straight by you (each with its
+    number of results): which of them did you get the results of? Read everything that
+    worker sent you before answering."""
+
+    actor_id: bytes
+    worker_id: bytes
+    calls: list[tuple[bytes, int]]
+
+
+class CallsReceived(_Msg, tag=34):
+    """The answer to CallsInDoubt: the calls it asked about, those whose results
+    arrived, and those results (None for one no longer held here)."""
+
+    actor_id: bytes
+    asked: list[bytes] | None  # (None: all of them)
+    received: list[tuple[bytes, list[ObjectData | None]]]
 
 
 class FetchSegment(_Msg, tag=31):
@@ -386,6 +413,9 @@ Message = (
     | PullDone
     | Heartbeat
     | FetchSegment
+    | CallsInDoubt
+    | CallsReceived
+    | ReleaseShm
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -16,9 +16,12 @@ those objects alive as long as the containing object lives.
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
 import threading
+import types
+from collections import ChainMap
 from typing import Any
 
 import cloudpickle
@@ -81,6 +84,28 @@ def _aligned(n: int) -> int:
     return (n + ALIGN - 1) & ~(ALIGN - 1)
 
 
+_reduce_code = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _reduce_code_keeping_filename(code: types.CodeType):
+    """cloudpickle names the file of every code object it pickles "<dynamic-code>";
+    keep the real one, so a task's traceback shows the user's file and source lines."""
+    rebuild, args = _reduce_code(code)
+    return rebuild, tuple(code.co_filename if type(a) is str and a == "<dynamic-code>"
+                          else a for a in args)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _reduce_code_keeping_filename},
+                              cloudpickle.Pickler.dispatch_table)
+
+
+def _dumps(value: Any, buffer_callback=None) -> bytes:
+    with io.BytesIO() as out:
+        _Pickler(out, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return out.getvalue()
+
+
 def current_ref_collector() -> list | None:
     """The list ObjectRef.__reduce__ appends to while a value is being serialized."""
     return getattr(_local, "refs", None)
@@ -106,7 +131,7 @@ def serialize(value: Any, what: str = "value") -> Serialized:
     refs: list = []
     _local.refs = refs
     try:
-        pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=keep_out_of_band)
+        pickled = _dumps(value, buffer_callback=keep_out_of_band)
     except Exception as e:
         raise SerializationError(
             f"Could not serialize {what} of type {type(value).__name__}: {e}"
@@ -135,4 +160,4 @@ def deserialize_segment(mem) -> Any:
 
 
 def dumps_function(fn: Any) -> bytes:
-    return cloudpickle.dumps(fn, protocol=5)
+    return _dumps(fn)

@@ -80,6 +80,7 @@ def _attach(client: CoreClient, log_to_driver: bool) -> None:
         _printer = LogPrinter()
         client.on_logs = _printer.handle
         client.on_progress = _printer.progress
+        client.on_warning = _printer.warning
     if not _atexit_registered:
         atexit.register(shutdown)
         _atexit_registered = True

@@ -29,6 +29,42 @@ class DepArg:
 
 
 _NO_ARGS = serialization.serialize(((), {})).pickled
+_PLAIN = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class SignatureCheck:
+    """Checks a call's arguments against the function's signature at ``.remote()``, so
+    missing or extra arguments raise TypeError in the caller, not later in the worker.
+    Positional-only calls of plain functions are checked by counting (the hot path)."""
+
+    __slots__ = ("_signature", "_fewest", "_most")
+
+    def __init__(self, fn, skip_first: bool = False) -> None:
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # no signature to check (a builtin, say)
+            signature = None
+        self._fewest = self._most = -1
+        if signature is not None:
+            params = list(signature.parameters.values())
+            if skip_first and params and params[0].kind in _PLAIN:
+                params = params[1:]
+                signature = signature.replace(parameters=params)
+            if all(p.kind in _PLAIN for p in params):
+                self._fewest = sum(1 for p in params if p.default is p.empty)
+                self._most = len(params)
+        self._signature = signature
+
+    def check(self, name: str, args: tuple, kwargs: dict) -> None:
+        if not kwargs and self._fewest <= len(args) <= self._most:
+            return
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}() was called with arguments its signature does not "
+                            f"accept: {e}") from None
 
 
 def pack_args(client, fn, name: str, args: tuple, kwargs: dict):

@@ -140,13 +140,15 @@ class Executor:
         return task_context.enter(msg)
 
     def _store_results(self, msg: p.ExecuteTask, result: Any, keep: list) -> list:
-        values = _split_returns(result, msg.num_returns, msg.name)
+        values, failure = _split_returns(result, msg.num_returns, msg.name)
         results = []
         for i, value in enumerate(values):
             oid = ids.object_id_for_return(msg.task_id, i)
             data, ser = self.client.store(oid, value, f"return value of {msg.name}")
             keep.append(ser)
             results.append(data)
+        if failure is not None:  # a generator raised: the values it gave first stand
+            results += self._error_results(msg, failure)[len(values):]
         return results
 
     def execute(self, msg: p.ExecuteTask) -> None:
@@ -201,16 +203,22 @@ class Executor:
     def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool, keep: list) -> None:
         """Send the results: straight to the caller of a direct call (then tell the daemon,
         which keeps the books), otherwise to the daemon, which passes them on. ``keep``
-        holds the refs inside the results until the daemon's TaskDone is queued."""
-        if msg.owner_path and not actor_exit and self._threads is not None:
+        holds the refs inside the results until the daemon's TaskDone is queued.
+
+        Results holding refs go via the daemon even for a direct call: it must know
+        those objects (a put still queued here, say) before the caller can ask for them,
+        and our queued messages reach it before the TaskDone."""
+        reply_to = msg.owner_path
+        if reply_to and any(data.contained for data in results):
+            reply_to = ""
+        if reply_to and not actor_exit and self._threads is not None:
             # Posted: with threads replying at once, one writes for all, and each call's
             # TaskDone is queued once its reply's fate is known.
             self.client.peers.post(
-                msg.owner_path, self._ready(msg, results),
+                reply_to, self._ready(msg, results),
                 lambda error: self._tell_daemon(msg, results, error is None, keep))
             return
-        direct = bool(msg.owner_path) and self.client.peers.send(
-            msg.owner_path, self._ready(msg, results))
+        direct = bool(reply_to) and self.client.peers.send(reply_to, self._ready(msg, results))
         if actor_exit:
             # Run nothing more: calls already sent here fail as the actor's death says.
             self.client.send(p.TaskDone(msg.task_id, results, True, direct))
@@ -308,24 +316,35 @@ def _exit_results(msg: p.ExecuteTask) -> list:
         f"The actor exited: {msg.name} called exit_actor()."), msg.num_returns)
 
 
-def _split_returns(result: Any, num_returns: int, name: str) -> list:
+def _split_returns(result: Any, num_returns: int, name: str
+                   ) -> tuple[list, Exception | None]:
+    """The ``num_returns`` values of a result, and the error that cut a generator short
+    (the values it yielded before it raised are kept)."""
     if num_returns == 1:
-        return [result]
+        return [result], None
     if num_returns == 0:
-        return []
+        return [], None
     try:
-        values = list(result)
+        iterator = iter(result)
     except TypeError:
         raise ValueError(
             f"Task {name} was declared with num_returns={num_returns} but returned a "
             f"{type(result).__name__}, which is not a sequence or generator of values."
         ) from None
+    values = []
+    try:
+        for value in iterator:
+            values.append(value)
+    except Exception as e:
+        if len(values) < num_returns:
+            return values, e
+        raise
     if len(values) != num_returns:
         raise ValueError(
             f"Task {name} was declared with num_returns={num_returns} but returned "
             f"{len(values)} values."
         )
-    return values
+    return values, None
 
 
 def _format_tb(e: BaseException) -> str:
@@ -339,6 +358,10 @@ def _format_tb(e: BaseException) -> str:
 def _error_results(error: BaseException, num_returns: int) -> list:
     try:
         blob = serialization.serialize(error).pickled
+        # An exception whose __init__ takes other arguments than it passes to
+        # Exception.__init__ pickles but cannot be rebuilt: find out here, not in the
+        # caller, whose get would fail with a bare TypeError.
+        serialization.deserialize_inline(blob)
     except Exception:  # the user's exception cannot be pickled: keep its text
         if isinstance(error, exc.RayTaskError):
             fallback = exc.RayTaskError(

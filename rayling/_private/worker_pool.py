@@ -3,19 +3,39 @@ are starting, and which idle ones to stop (pure logic).
 
 A node starts one worker per CPU. More are asked for, one at a time, when a task could
 start on a node that has no idle worker (tasks blocked in get lend their CPUs, so a node
-can run more tasks than it has CPUs), up to ``max_workers``; those extra workers are
-stopped once idle for WORKER_IDLE_TIMEOUT. A worker that hosts an actor is the actor's
-until it dies and never counts as idle.
+can run more tasks than it has CPUs, and every actor has a worker of its own); those
+extra workers are stopped once idle for WORKER_IDLE_TIMEOUT. A worker that hosts an actor
+is the actor's until it dies and never counts as idle.
+
+The only bound on a node's workers is its memory: one worker per WORKER_MEMORY_BUDGET of
+RAM (``worker_limit``; RAYLING_MAX_WORKERS_PER_NODE sets it instead). A node at its
+bound says so once (``want_one`` returns LIMIT), and the controller warns the drivers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 log = logging.getLogger("rayling.daemon")
 
 WORKER_IDLE_TIMEOUT = 10.0  # seconds an idle worker beyond the CPU count is kept
 WORKER_START_TIMEOUT = 30.0  # seconds a requested worker may take to say Hello
+WORKER_MEMORY_BUDGET = 64 * 1024 * 1024  # bytes of a node's RAM per worker it may start
+LIMIT_ENV = "RAYLING_MAX_WORKERS_PER_NODE"
+LIMIT = "limit"  # want_one: the node has as many workers as it may (said once)
+
+
+def worker_limit(total_memory: int) -> int:
+    """How many workers a node with ``total_memory`` bytes of RAM may run."""
+    configured = os.environ.get(LIMIT_ENV, "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            log.warning("%s=%r is not a number; using the memory bound", LIMIT_ENV,
+                        configured)
+    return max(16, total_memory // WORKER_MEMORY_BUDGET)
 
 
 class WorkerRecord:
@@ -36,15 +56,16 @@ class WorkerRecord:
 class NodeWorkers:
     """One node's pool (``NodeRecord.workers``)."""
 
-    __slots__ = ("idle", "count", "starting", "starting_since", "base", "max")
+    __slots__ = ("idle", "count", "starting", "starting_since", "base", "max", "limit_said")
 
-    def __init__(self, cpus: float, max_workers: int | None) -> None:
+    def __init__(self, cpus: float, max_workers: int) -> None:
         self.idle: list[WorkerRecord] = []
         self.count = 0  # workers connected
         self.starting = 0  # workers asked for that have not said Hello yet
         self.starting_since = 0.0  # when the last of them was asked for
         self.base = max(1, int(cpus))  # workers kept even when idle
-        self.max = max_workers or max(32, 8 * self.base)
+        self.max = max_workers  # see worker_limit
+        self.limit_said = False  # the drivers were told it is at its limit
 
 
 class WorkerPool:
@@ -54,7 +75,7 @@ class WorkerPool:
     def __len__(self) -> int:
         return len(self.by_conn)
 
-    def add_node(self, node, cpus: float, max_workers: int | None = None) -> None:
+    def add_node(self, node, cpus: float, max_workers: int) -> None:
         node.workers = NodeWorkers(cpus, max_workers)
 
     def prestart(self, node, count: int, now: float) -> int:
@@ -94,17 +115,17 @@ class WorkerPool:
         worker.node.workers.idle.append(worker)
 
     @staticmethod
-    def take_idle(node) -> WorkerRecord | None:
-        idle = node.workers.idle
-        return idle.pop() if idle else None
-
-    @staticmethod
-    def want_one(node, now: float) -> bool:
-        """A task waits for a worker on ``node``: start one, unless one is on its way or
-        the node has as many as it may."""
+    def want_one(node, now: float) -> bool | str:
+        """A task waits for a worker on ``node``: True to start one; False if one is on
+        its way or the node has as many as it may; LIMIT the first time it has."""
         pool = node.workers
-        if pool.starting or pool.count >= pool.max:
+        if pool.starting:
             return False
+        if pool.count >= pool.max:
+            if pool.limit_said:
+                return False
+            pool.limit_said = True
+            return LIMIT
         pool.starting = 1
         pool.starting_since = now
         return True
