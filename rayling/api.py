@@ -224,12 +224,13 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     """Cancel the task that makes ``object_ref``.
 
     A queued task never runs; a running one gets KeyboardInterrupt (``force=True`` kills its
-    worker instead). ``get`` on its result then raises TaskCancelledError.
+    worker instead). ``get`` on its result then raises TaskCancelledError. With
+    ``recursive`` (the default), the tasks it submitted are cancelled too.
     """
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
     client = session.connected_client()
-    client.send(p.CancelTask(object_ref._id[:24], force))
+    client.send(p.CancelTask(object_ref._id[:24], force, bool(recursive)))
 
 
 def remote(*args, **kwargs):

@@ -66,11 +66,13 @@ class ActorRecord:
     __slots__ = (
         "spec", "state", "worker", "queue", "inflight", "restarts_left", "cause",
         "hold", "handles_gone", "creation_oid", "gpu_ids", "blocked", "lent_cpu",
-        "address_waiters", "stopping", "doubts", "rerun",
+        "address_waiters", "stopping", "doubts", "rerun", "owner",
     )
 
-    def __init__(self, spec: p.CreateActor) -> None:
+    def __init__(self, spec: p.CreateActor, owner) -> None:
         self.spec = spec
+        self.owner = owner  # the connection that created it: it ends with it (unless
+        # detached)
         self.state = PENDING
         self.worker = None  # the WorkerRecord hosting it, while it has one
         self.queue: deque = deque()  # calls not sent to the worker yet, in order
@@ -136,7 +138,7 @@ class ActorDirectory:
                     f"{msg.namespace!r}. Use rayling.get_actor({msg.name!r}) to get a "
                     f"handle to it, or pass get_if_exists=True.")))
             return
-        actor = ActorRecord(msg)
+        actor = ActorRecord(msg, conn)
         self.actors[msg.actor_id] = actor
         self._by_creation[actor.creation_oid] = actor
         if msg.name:
@@ -399,6 +401,18 @@ class ActorDirectory:
             out.append(data)
         return out
 
+    def owner_gone(self, owner) -> None:
+        """``owner`` (a driver, or the process of a task or actor) is gone: the actors it
+        created end with it, detached ones aside."""
+        for actor in list(self.actors.values()):
+            if actor.owner is owner and not actor.spec.detached and actor.state is not DEAD:
+                self.kill(p.KillActor(actor.spec.actor_id, True),
+                          cause="its owner (the driver, task or actor that created it) "
+                                "exited")
+
+    def owns_actors(self, owner) -> bool:
+        return any(a.owner is owner and a.state is not DEAD for a in self.actors.values())
+
     def caller_gone(self, caller) -> None:
         """``caller`` disconnected: none of its calls in doubt returned to anyone."""
         for actor in [a for a in self.actors.values() if a.doubts]:
@@ -443,13 +457,14 @@ class ActorDirectory:
         error.cause = cause
         return error
 
-    def kill(self, msg: p.KillActor) -> None:
+    def kill(self, msg: p.KillActor, cause: str = "it was killed with rayling.kill()"
+             ) -> None:
         actor = self.actors.get(msg.actor_id)
         if actor is None or actor.state is DEAD:
             return
         if msg.no_restart:
             actor.restarts_left = 0
-        actor.cause = "it was killed with rayling.kill()"
+        actor.cause = cause
         if actor.worker is not None:
             self._stop(actor)
         elif msg.no_restart:

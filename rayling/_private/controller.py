@@ -127,6 +127,7 @@ class Controller:
         self.jobs.remove_driver(conn)
         if self.actors:
             self.actors.caller_gone(conn)
+        self._owner_gone(conn)
         node = getattr(conn, "node", None)
         if conn.kind == "node" and node is not None and node.conn is conn:
             self.node_lost(node, "its daemon disconnected")
@@ -246,6 +247,9 @@ class Controller:
         arguments, queue it."""
         task = TaskRecord(spec, submitter, to_units(spec.resources))
         task.pinned = pin_args
+        worker = self.workers.by_conn.get(submitter)
+        if worker is not None and worker.task is not None:
+            task.parent = worker.task.spec.task_id
         self.tasks.add(task)
         table = self.objects.table
         if expect_returns:
@@ -317,17 +321,35 @@ class Controller:
 
     def _on_cancel(self, conn, msg: p.CancelTask) -> None:
         task = self.tasks.get(msg.task_id)
-        if task is None or task.cancelled:
+        if task is not None:
+            self.cancel(task, msg.force, msg.recursive)
+
+    def cancel(self, task: TaskRecord, force: bool, recursive: bool) -> None:
+        """Cancel ``task``: fail it if it has not started, else interrupt it (``force``:
+        kill its worker); ``recursive``: first the tasks it submitted, and theirs."""
+        if task.cancelled:
             return
         task.cancelled = True
+        if recursive and task.state is RUNNING:
+            for child in self.tasks.children_of(task.spec.task_id):
+                self.cancel(child, force, True)
         if task.state is RUNNING:
             worker = task.worker
-            if msg.force and worker.actor is None:
+            if force and worker.actor is None:
                 worker.node.agent.kill(worker.pid)
             else:  # an actor call is interrupted, never its whole actor
-                worker.conn.send(p.CancelTask(msg.task_id, False))
+                worker.conn.send(p.CancelTask(task.spec.task_id, False))
         else:
-            self.fail_task(task, exc.TaskCancelledError(msg.task_id.hex()))
+            self.fail_task(task, exc.TaskCancelledError(task.spec.task_id.hex()))
+
+    def _owner_gone(self, conn) -> None:
+        """``conn``, a driver or a worker's process, is gone: as in Ray, what it started
+        ends with it. Its queued tasks are dropped, the workers running its tasks are
+        killed (so their own tasks end in turn), and its actors end."""
+        for task in self.tasks.submitted_by(conn):
+            self.cancel(task, force=True, recursive=False)
+        if self.actors:
+            self.actors.owner_gone(conn)
 
     def _on_blocked(self, conn, msg) -> None:
         worker = self.workers.get(conn)
@@ -505,9 +527,14 @@ class Controller:
         ))
 
     def reap_idle_workers(self, now: float) -> None:
-        """Stop extra workers that sat idle too long (the shell calls this periodically)."""
-        for worker in self.workers.to_stop(self.nodes.all, now):
+        """Stop extra workers that sat idle too long (the shell calls this periodically);
+        not one that owns an actor or unfinished tasks: they would end with it."""
+        for worker in self.workers.to_stop(self.nodes.all, now, self._owns_work):
             worker.node.agent.kill(worker.pid)
+
+    def _owns_work(self, worker) -> bool:
+        return bool(self.tasks.submitted_by(worker.conn)) or self.actors.owns_actors(
+            worker.conn)
 
     # -- completion -----------------------------------------------------------------------
     def finish_task(self, task: TaskRecord, results: list[p.ObjectData],

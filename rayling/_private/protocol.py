@@ -187,6 +187,7 @@ class ObjectReady(_Msg, tag=13):
 class CancelTask(_Msg, tag=14):
     task_id: bytes
     force: bool
+    recursive: bool = False  # also the tasks it submitted, and theirs
 
 
 class Blocked(_Msg, tag=15):

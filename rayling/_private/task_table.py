@@ -34,7 +34,7 @@ class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
         "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
-        "is_actor_call",
+        "is_actor_call", "parent",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
@@ -53,6 +53,7 @@ class TaskRecord:
         self.node = None  # the NodeRecord whose resources it holds
         # A method call of an actor (not the actor's creation task):
         self.is_actor_call = spec.actor_id is not None and spec.method != "__init__"
+        self.parent: bytes | None = None  # id of the task that submitted it, if known
 
 
 class TaskTable:
@@ -94,6 +95,15 @@ class TaskTable:
                     if task.waiting_on == 0:
                         ready.append(task)
         return ready
+
+    def submitted_by(self, conn) -> list[TaskRecord]:
+        """Unfinished tasks (not actor calls or creations) ``conn`` submitted."""
+        return [t for t in self.tasks.values()
+                if t.submitter is conn and t.spec.actor_id is None]
+
+    def children_of(self, task_id: bytes) -> list[TaskRecord]:
+        """Unfinished tasks that the task ``task_id`` submitted while it ran."""
+        return [t for t in self.tasks.values() if t.parent == task_id]
 
     @staticmethod
     def retry_after_worker_death(task: TaskRecord) -> bool:

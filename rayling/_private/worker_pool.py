@@ -133,10 +133,11 @@ class WorkerPool:
     def on_node(self, node) -> list[WorkerRecord]:
         return [w for w in self.by_conn.values() if w.node is node]
 
-    def to_stop(self, nodes, now: float) -> list[WorkerRecord]:
+    def to_stop(self, nodes, now: float, keep=lambda worker: False) -> list[WorkerRecord]:
         """Idle workers beyond each node's base pool that sat idle WORKER_IDLE_TIMEOUT
-        seconds: they leave the pool, and the caller stops them. Also forgets requested
-        workers that never started, so they are asked for again."""
+        seconds (and that ``keep`` does not keep): they leave the pool, and the caller
+        stops them. Also forgets requested workers that never started, so they are asked
+        for again."""
         stop = []
         for node in nodes:
             pool = node.workers
@@ -149,7 +150,7 @@ class WorkerPool:
             for worker in list(pool.idle):
                 if excess <= 0:
                     break
-                if now - worker.idle_since >= WORKER_IDLE_TIMEOUT:
+                if now - worker.idle_since >= WORKER_IDLE_TIMEOUT and not keep(worker):
                     pool.idle.remove(worker)
                     stop.append(worker)
                     excess -= 1
