@@ -13,7 +13,12 @@ from typing import Any
 from . import exceptions as exc
 from ._private import client as client_mod, protocol as p, session, task_context
 from ._private.object_ref import ObjectRef, put as _put
-from ._private.options import METHOD_OPTIONS, check_node_resources, validate_options
+from ._private.options import (
+    METHOD_OPTIONS,
+    check_init_options,
+    check_node_resources,
+    validate_options,
+)
 from .actor import ActorClass, ActorHandle, handle_from_info
 from .remote_function import RemoteFunction
 
@@ -76,12 +81,19 @@ def init(
     ``"auto"``: the cluster of this Slurm job or this machine; ``"local"``: always start a
     new local cluster. Without it, ``RAYLING_ADDRESS`` (or ``RAY_ADDRESS``) is used, then
     a cluster ``rayling start`` runs on this machine, else a new local cluster starts.
-    Arguments mirror ``ray.init``. Options rayling does not use (dashboard, runtime_env,
-    job_config, namespace) are accepted so scripts run unchanged.
+    Arguments mirror ``ray.init``. Those rayling does not implement yet (the dashboard,
+    runtime_env, job_config, local_mode, ...) are accepted at their defaults and raise
+    NotImplementedError otherwise.
     """
     for key in kwargs:
         if not key.startswith("_"):
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
+    check_init_options({
+        "local_mode": local_mode, "include_dashboard": include_dashboard,
+        "dashboard_host": dashboard_host, "dashboard_port": dashboard_port,
+        "job_config": job_config, "logging_config": logging_config,
+        "runtime_env": runtime_env, "_temp_dir": _temp_dir, **kwargs,
+    }, _system_config)
     with session.lock:
         if client_mod.current is not None:
             if ignore_reinit_error:
@@ -95,6 +107,9 @@ def init(
             if isinstance(level, str):
                 level = logging.getLevelName(level.upper())
             logging.getLogger("rayling").setLevel(level)
+            if logging_format:
+                for handler in logging.getLogger("rayling").handlers:
+                    handler.setFormatter(logging.Formatter(logging_format))
         check_node_resources(num_cpus, num_gpus, resources, object_store_memory)
         return RayContext(session.connect_or_start(
             address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,

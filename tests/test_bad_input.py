@@ -87,6 +87,7 @@ def test_options_left_at_their_defaults_are_accepted():
 
 
 def test_bad_init_arguments_raise_before_anything_starts():
+    assert not ray.is_initialized()
     for kwargs in ({"num_cpus": NAN}, {"num_gpus": INF}, {"resources": {"x": NAN}},
                    {"object_store_memory": -1}):
         with pytest.raises((ValueError, TypeError)):
@@ -234,3 +235,13 @@ def test_a_script_named_like_a_module_rayling_imports_does_not_hang(tmp_path):
     """)
     assert done.returncode == 0, done.stderr
     assert "result 1" in done.stdout
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"local_mode": True}, {"include_dashboard": True}, {"dashboard_port": 8265},
+    {"runtime_env": {"pip": ["requests"]}}, {"_system_config": {"max_io_workers": 4}},
+    {"_system_config": {"automatic_object_spilling_enabled": True}},
+])
+def test_init_arguments_not_implemented_say_so(kwargs):
+    with pytest.raises(NotImplementedError, match=next(iter(kwargs)).lstrip("_")):
+        ray.init(num_cpus=1, **kwargs)

@@ -159,6 +159,38 @@ def check_node_resources(num_cpus: Any, num_gpus: Any, resources: Any,
                              f"{object_store_memory!r}")
 
 
+# init() arguments rayling does not implement yet, with the values that mean "off".
+_INIT_DEFAULTS: dict[str, tuple] = {
+    "local_mode": (False,), "include_dashboard": (None, False),
+    "dashboard_host": ("127.0.0.1", "localhost"), "dashboard_port": (None,),
+    "job_config": (None,), "logging_config": (None,), "runtime_env": (None, {}),
+    "_temp_dir": (None,),
+}
+# _system_config keys rayling takes, with the values that match what it does.
+_SYSTEM_CONFIG: dict[str, tuple] = {
+    "automatic_object_spilling_enabled": (False,),  # (rayling does not spill yet)
+}
+
+
+def check_init_options(options: dict[str, Any], system_config: dict | None) -> None:
+    """Raise NotImplementedError for an init() argument or _system_config key that
+    asks for something rayling does not do."""
+    for key, value in options.items():
+        if not any(value == off and type(value) is type(off)
+                   for off in _INIT_DEFAULTS.get(key, ())):
+            raise NotImplementedError(
+                f"init({key}={value!r}) is not supported by rayling yet; leave it out")
+    if system_config is None:
+        return
+    if not isinstance(system_config, dict):
+        raise TypeError(f"_system_config must be a dict, got {type(system_config).__name__}")
+    for key, value in system_config.items():
+        if value not in _SYSTEM_CONFIG.get(key, ()):
+            raise NotImplementedError(
+                f"_system_config {{{key!r}: {value!r}}} is not supported by rayling; "
+                f"leave it out")
+
+
 def resource_request(options: dict[str, Any]) -> dict[str, float]:
     """The resources a task or actor with these options asks for."""
     request = {}
