@@ -69,19 +69,26 @@ def run_script(env, code: str, extra_env=None) -> str:
     return result.stdout
 
 
+# Tasks that hold their CPU until all of them run at once (a file-system barrier), so
+# they must be spread over the nodes, however slowly they start.
 SCRIPT = """
-    import time
+    import os, tempfile, time
     import rayling
 
     rayling.init(address="auto")
 
     @rayling.remote(num_cpus=1)
-    def where():
-        time.sleep(0.3)
-        return rayling.get_runtime_context().get_node_id()
+    def where(directory, parties):
+        open(os.path.join(directory, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + 30
+        while len(os.listdir(directory)) < parties and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return rayling.get_runtime_context().get_node_id(), len(os.listdir(directory))
 
     print(len([n for n in rayling.nodes() if n["Alive"]]), rayling.cluster_resources()["CPU"])
-    print(len(set(rayling.get([where.remote() for _ in range(4)]))))
+    directory = tempfile.mkdtemp()
+    placed = rayling.get([where.remote(directory, 4) for _ in range(4)])
+    print(len({node for node, _ in placed}), min(arrived for _, arrived in placed))
 """
 
 
@@ -107,7 +114,7 @@ def test_start_join_status_connect_stop(env):
     status = rayling_cmd(env, "status").stdout
     assert status.count(" node_") >= 2 and "0/4 CPU" in status and "0/2 disk" in status
     assert "object_store_memory" in status and "(no dead nodes)" in status
-    assert run_script(env, SCRIPT).split() == ["2", "4.0", "2"]
+    assert run_script(env, SCRIPT).split() == ["2", "4.0", "2", "4"]
     # RAYLING_ADDRESS works too, with the token from the home directory.
     out = run_script(env, "import rayling; rayling.init(); print(len(rayling.nodes()))",
                      {"RAYLING_ADDRESS": address})
@@ -235,18 +242,25 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
             return out.strip() == "3"
 
         wait_until(three_nodes, timeout=60, what="all three Slurm tasks to join")
-        out = run_script(driver_env, """
+        barrier_dir = tmp_path / "barrier"
+        barrier_dir.mkdir()
+        # Each task holds its CPU until all three run at once: one per node.
+        out = run_script(driver_env, f"""
+            import os, time
             import rayling
             rayling.init(address="auto")
             @rayling.remote(num_cpus=1)
-            def node():
-                import time
-                time.sleep(0.3)
-                return rayling.get_runtime_context().get_node_id()
+            def node(directory, parties):
+                open(os.path.join(directory, str(os.getpid())), "w").close()
+                deadline = time.monotonic() + 30
+                while len(os.listdir(directory)) < parties and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                return rayling.get_runtime_context().get_node_id(), len(os.listdir(directory))
+            placed = rayling.get([node.remote({str(barrier_dir)!r}, 3) for _ in range(3)])
             print(rayling.cluster_resources()["CPU"], rayling.cluster_resources()["GPU"],
-                  len(set(rayling.get([node.remote() for _ in range(3)]))))
+                  len({{n for n, _ in placed}}), min(arrived for _, arrived in placed))
         """)
-        assert out.split() == ["3.0", "1.0", "3"]
+        assert out.split() == ["3.0", "1.0", "3", "3"]
         daemons = [c.pid for t in tasks for c in psutil.Process(t.pid).children()]
         # The job ends: Slurm sends SIGTERM to every task.
         for task in tasks:

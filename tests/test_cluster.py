@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from rayling._private import client as client_mod, cluster_files, protocol as p
 from rayling.cluster_utils import Cluster
 from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from .conftest import wait_until
+from .conftest import barrier, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,14 +35,12 @@ def _stats():
 
 
 @rayling.remote(num_cpus=1)
-def node_of_task(delay: float = 0.0):
-    time.sleep(delay)
+def node_of_task():
     return rayling.get_runtime_context().get_node_id()
 
 
 @rayling.remote
-def node_of_default_task(delay: float = 0.0):
-    time.sleep(delay)
+def node_of_default_task():
     return rayling.get_runtime_context().get_node_id()
 
 
@@ -70,11 +67,26 @@ def test_nodes_are_listed_and_resources_summed(two_nodes):
     assert rayling.get_runtime_context().get_node_id() == head.node_id
 
 
-@pytest.mark.parametrize("task", [node_of_task, node_of_default_task])
-def test_four_tasks_run_two_per_node(two_nodes, task):
+@rayling.remote(num_cpus=1)
+def node_when_all_run(directory: str, parties: int):
+    return rayling.get_runtime_context().get_node_id(), barrier(directory, parties)
+
+
+@rayling.remote
+def node_when_all_run_default(directory: str, parties: int):
+    return rayling.get_runtime_context().get_node_id(), barrier(directory, parties)
+
+
+@pytest.mark.parametrize("task", [node_when_all_run, node_when_all_run_default])
+def test_four_tasks_run_two_per_node(two_nodes, task, tmp_path):
+    """Each task holds its CPU until all four run at once (a file-system barrier, which
+    lends no CPU while it waits, as get/wait on an actor would): four 1-CPU tasks at once
+    on two 2-CPU nodes can only be two per node."""
     _cluster, head, other = two_nodes
-    placed = rayling.get([task.remote(0.3) for _ in range(4)])
-    assert sorted(placed) == sorted([head.node_id] * 2 + [other.node_id] * 2)
+    results = rayling.get([task.remote(str(tmp_path), 4) for _ in range(4)])
+    assert [met for _node, met in results] == [True] * 4, "the four tasks never ran at once"
+    assert sorted(node for node, _met in results) == sorted(
+        [head.node_id] * 2 + [other.node_id] * 2)
 
 
 def test_spread_uses_every_node(two_nodes):

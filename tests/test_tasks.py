@@ -51,19 +51,27 @@ def test_get_rejects_non_refs(shared_cluster):
         ray.get([square.remote(1), 3])
 
 
-def test_get_timeout(shared_cluster):
+@ray.remote
+def after(gate: str, value=None):
+    """``value`` once the file ``gate`` exists (the test decides when the task ends)."""
+    import os
     import time
 
-    @ray.remote
-    def slow():
-        time.sleep(5)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
 
-    ref = slow.remote()
+
+def test_get_timeout(shared_cluster, tmp_path):
+    gate = tmp_path / "gate"
+    ref = after.remote(str(gate), "done")
     with pytest.raises(exc.GetTimeoutError):
         ray.get(ref, timeout=0.1)
     with pytest.raises(TimeoutError):
         ray.get([ref], timeout=0.05)
-    ray.cancel(ref, force=True)
+    gate.touch()
+    assert ray.get(ref, timeout=30) == "done"
 
 
 def test_put_get_roundtrip(shared_cluster):
@@ -118,21 +126,17 @@ def test_nested_tasks_do_not_deadlock_on_two_cpus(shared_cluster):
     assert ray.get(fib.remote(7)) == 13
 
 
-def test_wait_returns_in_input_order(shared_cluster):
-    import time
-
-    @ray.remote
-    def sleepy(t):
-        time.sleep(t)
-        return t
-
-    refs = [sleepy.remote(5), square.remote(1), square.remote(2)]
-    ready, not_ready = ray.wait(refs, num_returns=2, timeout=4)
+def test_wait_returns_in_input_order(shared_cluster, tmp_path):
+    gate = tmp_path / "gate"
+    refs = [after.remote(str(gate), 5), square.remote(1), square.remote(2)]
+    ready, not_ready = ray.wait(refs, num_returns=2, timeout=30)
     assert ready == [refs[1], refs[2]]
     assert not_ready == [refs[0]]
     ready, not_ready = ray.wait(refs, num_returns=3, timeout=0)
     assert refs[0] in not_ready
-    ray.cancel(refs[0], force=True)
+    gate.touch()
+    ready, not_ready = ray.wait(refs, num_returns=3, timeout=30)
+    assert ready == refs and not_ready == []
     with pytest.raises(ValueError, match="num_returns"):
         ray.wait(refs, num_returns=4)
     with pytest.raises(TypeError):
