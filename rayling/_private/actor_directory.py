@@ -389,9 +389,14 @@ class ActorDirectory:
         self.pump(actor)
 
     def _received(self, actor: ActorRecord, task, results: list) -> list[p.ObjectData]:
+        """The results a caller got, as the directory stores them: a large one is in a
+        segment the dead worker reserved (a caller on another node only knows where)."""
         objects = self._host.objects
         out = []
-        for data in results:
+        for i, data in enumerate(results):
+            if data is not None and data.where is not None:
+                data = objects.reserved_segment(
+                    actor, ids.object_id_for_return(task.spec.task_id, i), data)
             if data is None:  # the caller had dropped it: nobody else can have it
                 data = error_data(exc.ObjectLostError(
                     f"A result of {task.spec.name} was dropped by its caller before its "
@@ -423,8 +428,10 @@ class ActorDirectory:
         actor.state = DEAD
         self._answer_address_waiters(actor)
         host = self._host
+        reruns, actor.rerun = [task for _, task in actor.rerun], []
         while actor.queue:
-            task = actor.queue.popleft()
+            reruns.append(actor.queue.popleft())
+        for task in reruns:
             if task.state is not DONE:
                 host.fail_task(task, self._died_error(actor, task.spec.name, constructor_error))
         spec = actor.spec

@@ -377,8 +377,11 @@ class CoreClient:
                 oids = [ids.object_id_for_return(task_id, i) for i in range(max(count, 1))]
                 if not pending(oids[0]):
                     received.append((task_id, [objects.get(o) for o in oids[:count]]))
-        self.send(p.CallsReceived(msg.actor_id, [task_id for task_id, _ in msg.calls],
-                                  received))
+        try:
+            self.send(p.CallsReceived(msg.actor_id, [task_id for task_id, _ in msg.calls],
+                                      received))
+        except exc.RayError:  # the daemon is gone too; the reader sees it next
+            pass
 
     def _drain(self, sock, stream: IncomingStream, deadline: float) -> None:
         """Read and handle what a dead peer sent until its end (or ``deadline``)."""

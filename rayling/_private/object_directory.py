@@ -219,6 +219,15 @@ class ObjectDirectory:
         if reservations is not None and reservations.pop(name, None) is not None:
             self._release_segment(name)
 
+    def reserved_segment(self, holder, oid: bytes, data: p.ObjectData
+                         ) -> p.ObjectData | None:
+        """``data`` (an object only named by its node) as the segment ``holder``
+        reserved for ``oid``, or None if it reserved none."""
+        for name in self._reservations.get(holder, {}):
+            if self.segments[name][2] == oid:
+                return _with_segment(data, name)
+        return None
+
     def adopt_reservations(self, conn, holder) -> None:
         """Segments ``conn`` reserved and never sealed are ``holder``'s now: sealed or
         released through it (a dead worker's results its callers may have received)."""
