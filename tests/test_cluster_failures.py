@@ -80,8 +80,9 @@ def test_actor_restarts_on_another_node(fresh_cluster):
     service = Service.options(scheduling_strategy=_on(doomed, soft=True)).remote()
     assert rayling.get(service.node.remote()) == doomed.node_id
     doomed.kill()
-    assert wait_until(lambda: _try(service.node.remote()), timeout=30,
-                      what="the actor to answer again") == cluster.head_node.node_id
+    # (A call made while the killed node's worker is still dying may be answered by it.)
+    wait_until(lambda: _try(service.node.remote()) == cluster.head_node.node_id,
+               timeout=30, what="the actor to answer again, from the head")
 
 
 def _try(ref):

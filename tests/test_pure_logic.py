@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from rayling._private import protocol as p
 from rayling._private.log_dedup import LogDeduplicator
-from rayling._private.object_table import ObjectTable
+from rayling._private.object_table import EARLY_GRACE_TICKS, ObjectTable
 from rayling._private.resources import UNIT, GpuAllocator, ResourcePool, to_units
 
 
@@ -79,6 +79,33 @@ def test_object_freed_when_last_holder_drops():
     table.remove_holders([b"a"], "worker")
     assert freed == [b"a"]
     assert b"a" not in table
+
+
+def test_refs_and_gets_that_come_before_their_object_wait_for_it():
+    """A worker's RefUpdate and GetObjects read before the caller's PutObject."""
+    table, freed = _table()
+    table.add_holders([b"a"], "worker")
+    assert table.subscribe(b"a", "worker") is None and b"a" not in table
+    assert table.expire_early() == []  # still within its grace
+    waiting = table.put(b"a", p.ObjectData(inline=b"x"), "driver")
+    assert waiting == ["worker"]
+    table.remove_holders([b"a"], "driver")
+    assert freed == [] and table.holds(b"a", "worker")  # the early ref counts
+    table.remove_holders([b"a"], "worker")
+    assert freed == [b"a"]
+
+
+def test_gets_of_an_object_that_never_appears_expire():
+    table, _ = _table()
+    table.add_holders([b"gone"], "worker")
+    table.subscribe(b"gone", "worker")
+    table.subscribe(b"gone", "driver")
+    table.drop_holder("driver")
+    expired = []
+    for _ in range(EARLY_GRACE_TICKS + 1):
+        expired += table.expire_early()
+    assert expired == [(b"gone", ["worker"])]
+    assert table.expire_early() == [] and b"gone" not in table
 
 
 def test_pinned_object_outlives_holders():

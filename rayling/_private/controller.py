@@ -299,9 +299,15 @@ class Controller:
             data = table.subscribe(oid, conn)
             if data is not None:
                 self._send_value(conn, oid, data)
-            elif oid not in table:
-                conn.send(p.ObjectReady(oid, error_data(exc.ObjectLostError(
-                    f"Object {oid.hex()} does not exist: it was freed or never created."))))
+
+    def expire_early_refs(self) -> None:
+        """Answer gets of objects that never appeared (the shell calls this every
+        second): they were freed or never created."""
+        for oid, getters in self.objects.table.expire_early():
+            lost = p.ObjectReady(oid, error_data(exc.ObjectLostError(
+                f"Object {oid.hex()} does not exist: it was freed or never created.")))
+            for conn in getters:
+                conn.send(lost)
 
     def _send_value(self, conn, oid: bytes, data: p.ObjectData) -> None:
         """Send ``conn`` the object, once it is on its node (it may be copied first)."""

@@ -10,6 +10,13 @@ An object lives while anything refers to it:
 When both are empty the object is freed: its shared memory is released (through the
 ``on_free`` callback) and the objects it contained are unpinned in turn. An object whose
 task has not finished yet is freed as soon as the result arrives.
+
+A ref can reach a process before the daemon knows its object: a caller puts a value (its
+PutObject queued or in flight) and passes the ref straight to an actor's worker, whose
+RefUpdate and GetObjects may be read first, from another connection. Refs and gets of an
+unknown object are kept aside (*early*) and applied when the object appears; if it does
+not within EARLY_GRACE_TICKS calls of ``expire_early`` (about a second each), the gets
+are answered "does not exist".
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .protocol import ObjectData
+
+EARLY_GRACE_TICKS = 3  # expire_early calls an unknown object's refs and gets wait for it
 
 
 class ObjectEntry:
@@ -37,25 +46,65 @@ class ObjectEntry:
         return bool(self.holders) or self.pins > 0
 
 
+class _Early:
+    """Refs to and gets of an object the table does not know yet."""
+
+    __slots__ = ("ticks", "holders", "getters")
+
+    def __init__(self) -> None:
+        self.ticks = 0  # expire_early calls seen
+        self.holders: set = set()
+        self.getters: list = []
+
+
 class ObjectTable:
     def __init__(self, on_free: Callable[[bytes, ObjectData], None]) -> None:
         self.entries: dict[bytes, ObjectEntry] = {}
         self._on_free = on_free
         self.by_holder: dict[object, set[bytes]] = {}
+        self._early: dict[bytes, _Early] = {}
+
+    def _new_entry(self, object_id: bytes) -> ObjectEntry:
+        """An entry for a new object, with the refs and gets that came before it."""
+        entry = self.entries[object_id] = ObjectEntry()
+        early = self._early.pop(object_id, None) if self._early else None
+        if early is not None:
+            for holder in early.holders:
+                self._add_holder(entry, object_id, holder)
+            entry.subscribers = early.getters or None
+        return entry
+
+    def _early_for(self, object_id: bytes) -> _Early:
+        early = self._early.get(object_id)
+        if early is None:
+            early = self._early[object_id] = _Early()
+        return early
+
+    def expire_early(self) -> list[tuple[bytes, list]]:
+        """One tick: (object id, connections waiting for it) of each unknown object whose
+        grace is over; its refs are dropped, and the caller answers the gets."""
+        expired = []
+        for oid, early in list(self._early.items()):
+            early.ticks += 1
+            if early.ticks > EARLY_GRACE_TICKS:
+                del self._early[oid]
+                if early.getters:
+                    expired.append((oid, early.getters))
+        return expired
 
     # -- creation ---------------------------------------------------------------------
     def expect(self, object_id: bytes, holder) -> None:
         """A task will produce this object; ``holder`` (its submitter) has a ref to it."""
         entry = self.entries.get(object_id)
         if entry is None:
-            entry = self.entries[object_id] = ObjectEntry()
+            entry = self._new_entry(object_id)
         self._add_holder(entry, object_id, holder)
 
     def put(self, object_id: bytes, data: ObjectData, holder) -> list:
         """A process stored a value it holds a ref to. Returns the waiting subscribers."""
         entry = self.entries.get(object_id)
         if entry is None:
-            entry = self.entries[object_id] = ObjectEntry()
+            entry = self._new_entry(object_id)
         if holder is not None:
             self._add_holder(entry, object_id, holder)
         return self.set_ready(object_id, data)
@@ -89,9 +138,13 @@ class ObjectTable:
         return entry.data if entry is not None else None
 
     def subscribe(self, object_id: bytes, conn) -> ObjectData | None:
-        """The value if it exists now; otherwise remember that ``conn`` waits for it."""
+        """The value if it exists now; otherwise remember that ``conn`` waits for it
+        (for an unknown object, only while it may still appear: see expire_early)."""
         entry = self.entries.get(object_id)
         if entry is None:
+            getters = self._early_for(object_id).getters
+            if conn not in getters:
+                getters.append(conn)
             return None
         if entry.data is not None:
             return entry.data
@@ -114,12 +167,19 @@ class ObjectTable:
             entry = self.entries.get(oid)
             if entry is not None:
                 self._add_holder(entry, oid, holder)
+            else:
+                self._early_for(oid).holders.add(holder)
 
     def remove_holders(self, object_ids: Iterable[bytes], holder) -> None:
         held = self.by_holder.get(holder)
         for oid in object_ids:
             entry = self.entries.get(oid)
-            if entry is None or holder not in entry.holders:
+            if entry is None:
+                early = self._early.get(oid) if self._early else None
+                if early is not None:
+                    early.holders.discard(holder)
+                continue
+            if holder not in entry.holders:
                 continue
             entry.holders.discard(holder)
             if held is not None:
@@ -129,6 +189,10 @@ class ObjectTable:
 
     def drop_holder(self, holder) -> None:
         """A process went away: release every ref it held and stop its subscriptions."""
+        for early in self._early.values():
+            early.holders.discard(holder)
+            if holder in early.getters:
+                early.getters.remove(holder)
         held = self.by_holder.pop(holder, None)
         if held:
             for oid in held:
