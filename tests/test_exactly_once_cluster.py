@@ -48,3 +48,4 @@ def test_a_restart_on_another_node_reruns_only_what_did_not_return(two_nodes):
             ray.wait(refs[-1:], fetch_local=False, timeout=60)
         assert [int(ray.get(ref, timeout=60)[0]) for ref in refs] == [1, 2, 3, 4, 5, 1]
         ray.kill(actor)
+

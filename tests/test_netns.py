@@ -113,8 +113,13 @@ def test_head_and_node_on_two_network_hosts(hosts, tmp_path):
             assert value == float(np.arange(2_000_000).sum())
             assert rayling.get(ref).sum() == value  # copied to the head's host
             echo = Echo.options(scheduling_strategy=there).remote()
-            results = rayling.get([echo.where.remote(np.ones(300_000)) for _ in range(20)])
-            assert results == [((300_000,), nodes["{NODE_IP}"])] * 20
+            # A large argument put just before each call: the worker on the other host
+            # may ask the head for it before the head has read the put (a race: 1,000
+            # calls).
+            for _ in range(50):
+                results = rayling.get([echo.where.remote(np.ones(300_000))
+                                       for _ in range(20)])
+                assert results == [((300_000,), nodes["{NODE_IP}"])] * 20
             print("ok")
         """)
         assert _in(head_ns, envs[head_ns], sys.executable, "-c", script).stdout.strip() == "ok"
