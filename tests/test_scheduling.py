@@ -9,20 +9,9 @@ import pytest
 
 import rayling as ray
 
-from .conftest import wait_until
+from .conftest import barrier, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def barrier(directory: str, parties: int, timeout: float = 20.0) -> bool:
-    """Arrive at a file-system barrier; True once ``parties`` tasks are here at once."""
-    open(os.path.join(directory, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
-    deadline = time.monotonic() + timeout
-    while len(os.listdir(directory)) < parties:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @ray.remote

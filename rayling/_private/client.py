@@ -21,7 +21,6 @@ only files what arrives and wakes whoever waits for it.
 from __future__ import annotations
 
 import os
-import select
 import selectors
 import socket
 import sys
@@ -367,7 +366,10 @@ class CoreClient:
             stream = key.data
             if (isinstance(stream, IncomingStream) and stream.hello is not None
                     and stream.hello.worker_id == msg.worker_id):
-                self._drain(key.fileobj, stream, deadline)
+                if not peers.drain(key.fileobj, stream, deadline, self._handle):
+                    print("(rayling) Warning: an actor's dead worker did not close its "
+                          "connection in time; calls it may have finished will run again",
+                          file=sys.stderr)
                 acceptor.drop(key.fileobj)
         received = []
         with self._state:
@@ -382,30 +384,6 @@ class CoreClient:
                                       received))
         except exc.RayError:  # the daemon is gone too; the reader sees it next
             pass
-
-    def _drain(self, sock, stream: IncomingStream, deadline: float) -> None:
-        """Read and handle what a dead peer sent until its end (or ``deadline``)."""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
-                print("(rayling) Warning: an actor's dead worker did not close its "
-                      "connection in time; calls it may have finished will run again",
-                      file=sys.stderr)
-                return
-            try:
-                data = sock.recv(1 << 20)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            try:
-                messages = stream.feed(data, time.monotonic())
-            except p.ProtocolError:
-                return
-            for message in messages:
-                self._handle(message)
 
     def _connection_lost(self) -> None:
         self.closed = True

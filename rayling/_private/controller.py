@@ -38,7 +38,7 @@ import os
 import time
 
 from .. import exceptions as exc
-from . import ids, protocol as p
+from . import ids, introspection, protocol as p
 from .actor_directory import ActorDirectory
 from .job_table import JobTable
 from .node_table import NodeRecord, NodeTable
@@ -487,9 +487,9 @@ class Controller:
                     self._to_drivers(None, p.Warning(
                         f"Tasks or actors wait for a worker on node {node.node_id.hex()[:12]}"
                         f" ({node.ip}), which runs {node.workers.count} worker processes, "
-                        f"its limit (one per {WORKER_MEMORY_BUDGET >> 20} MiB of its "
-                        f"memory). They start as workers finish; to allow more, set "
-                        f"{LIMIT_ENV} before starting the cluster."))
+                        f"its limit ({LIMIT_ENV}, or one per {WORKER_MEMORY_BUDGET >> 20} "
+                        f"MiB of its memory). They start as workers finish; to allow more, "
+                        f"set {LIMIT_ENV} before starting the cluster."))
                 elif wanted:
                     node.agent.spawn_worker()
 
@@ -539,8 +539,7 @@ class Controller:
             worker.node.agent.kill(worker.pid)
 
     def _owns_work(self, worker) -> bool:
-        return bool(self.tasks.submitted_by(worker.conn)) or self.actors.owns_actors(
-            worker.conn)
+        return self.tasks.owns_any(worker.conn) or self.actors.owns_actors(worker.conn)
 
     # -- completion -----------------------------------------------------------------------
     def finish_task(self, task: TaskRecord, results: list[p.ObjectData],
@@ -595,34 +594,4 @@ class Controller:
 
     # -- introspection --------------------------------------------------------------------
     def query(self, what: p.QueryKind):
-        kind = type(what)
-        if kind is p.ClusterNodes:
-            return [node.info() for node in self.nodes.all]
-        if kind is p.ClusterResources:
-            return _sum(n.pool.total_float() for n in self.nodes.live())
-        if kind is p.AvailableResources:
-            free = _sum(n.pool.free_float() for n in self.nodes.live())
-            return {k: v for k, v in free.items() if v > 0}
-        if kind is p.NamedActor:
-            actor = self.actors.named_actor(what.namespace, what.name)
-            return actor.info() if actor is not None else None
-        if kind is p.ActorList:
-            return [a.info() for a in self.actors.actors.values()]
-        if kind is p.StoreStats:
-            workers = self.workers.by_conn.values()
-            return {
-                **self.objects.stats(),
-                "workers": len(workers),
-                "idle_workers": sum(len(n.workers.idle) for n in self.nodes.all),
-                "tasks": len(self.tasks),
-                "worker_pids": [w.pid for w in workers],
-            }
-        raise ValueError(f"unknown query {what!r}")
-
-
-def _sum(dicts) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for d in dicts:
-        for k, v in d.items():
-            total[k] = total.get(k, 0) + v
-    return total
+        return introspection.answer(self, what)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import socket
 import threading
+import time
 
 from . import protocol as p
-from .connection import Channel
+from .connection import Channel, IncomingStream
 
 ACCEPTED = (p.ExecuteTask, p.ObjectReady)  # what a peer may send after its Hello
 CONNECT_TIMEOUT = 10.0
@@ -98,3 +100,27 @@ class PeerSender:
     def close(self) -> None:
         for path in list(self._channels):
             self.forget(path)
+
+
+def drain(sock: socket.socket, stream: IncomingStream, deadline: float, handle) -> bool:
+    """Read what a peer that has died sent on ``sock``, to its end, calling ``handle``
+    on each message. False if the end did not come by ``deadline`` (something else,
+    a forked child say, still holds the peer's end open)."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return False
+        try:
+            data = sock.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return True
+        if not data:
+            return True
+        try:
+            messages = stream.feed(data, time.monotonic())
+        except p.ProtocolError:
+            return True
+        for message in messages:
+            handle(message)

@@ -101,6 +101,12 @@ class TaskTable:
         return [t for t in self.tasks.values()
                 if t.submitter is conn and t.spec.actor_id is None]
 
+    def owns_any(self, conn) -> bool:
+        """Has ``conn`` submitted a task (not an actor call or creation) still running
+        or queued?"""
+        return any(t.submitter is conn and t.spec.actor_id is None
+                   for t in self.tasks.values())
+
     def children_of(self, task_id: bytes) -> list[TaskRecord]:
         """Unfinished tasks that the task ``task_id`` submitted while it ran."""
         return [t for t in self.tasks.values() if t.parent == task_id]
