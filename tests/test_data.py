@@ -188,23 +188,34 @@ def test_map_batches_formats_sizes_and_args():
     assert arrow_out == [{"id": 0, "y": 0}]
 
 
-def test_callable_class_runs_on_an_actor_pool():
+def test_callable_class_runs_on_an_actor_pool(tmp_path):
     class AddPid:
-        def __init__(self, offset):
+        """Each call waits until both actors of the pool exist, so one busy actor cannot
+        take every batch before the other has started (as it may on a loaded machine)."""
+
+        def __init__(self, offset, started):
             self.offset = offset
             self.pid = os.getpid()
+            self.started = started
+            open(os.path.join(started, str(self.pid)), "w").close()
 
         def __call__(self, batch):
+            deadline = time.monotonic() + 60
+            while len(os.listdir(self.started)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
             return {"id": batch["id"] + self.offset,
                     "pid": np.full(len(batch["id"]), self.pid)}
 
+    first, second = tmp_path / "pool", tmp_path / "legacy"
+    first.mkdir()
+    second.mkdir()
     ds = data.range(40, override_num_blocks=8).map_batches(
-        AddPid, concurrency=2, fn_constructor_args=(100,), batch_size=5)
+        AddPid, concurrency=2, fn_constructor_args=(100, str(first)), batch_size=5)
     out = ds.take_all()
     assert [r["id"] for r in out] == list(range(100, 140))
     assert len({r["pid"] for r in out}) == 2
     legacy = data.range(8, override_num_blocks=4).map_batches(
-        AddPid, compute=data.ActorPoolStrategy(size=2), fn_constructor_args=(0,))
+        AddPid, compute=data.ActorPoolStrategy(size=2), fn_constructor_args=(0, str(second)))
     assert len({r["pid"] for r in legacy.take_all()}) == 2
     with pytest.raises(ValueError, match="concurrency"):
         data.range(3).map_batches(AddPid)

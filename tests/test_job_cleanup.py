@@ -54,6 +54,9 @@ DRIVER = """
     if how == "os_exit":
         os._exit(0)
     if how == "sigint":
+        # As in a terminal (a shell starts background jobs with SIGINT ignored).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("waiting", flush=True)
         time.sleep(600)  # the test sends Ctrl-C
     # "exit": the script just ends
 """
@@ -84,6 +87,7 @@ def test_a_job_ends_with_its_driver(lasting_cluster, tmp_path, how):
     try:
         assert driver.stdout.readline().strip() == "ready"
         if how == "sigint":
+            assert driver.stdout.readline().strip() == "waiting"
             driver.send_signal(signal.SIGINT)
         driver.wait(timeout=60)
     finally:

@@ -293,6 +293,8 @@ class CoreClient:
                         continue
                     if sock is self._stop_r:
                         return
+                    if sock.fileno() < 0:  # dropped while an earlier one was handled
+                        continue
                     try:
                         n = sock.recv_into(buf)
                     except OSError:

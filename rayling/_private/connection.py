@@ -333,6 +333,8 @@ class Acceptor:
 
     def drop(self, conn: socket.socket) -> None:
         """Close an accepted connection (misbehaving, expired, or finished)."""
+        if conn.fileno() < 0:  # closed already
+            return
         self._deadlines.pop(conn, None)
         key = self._selector.get_map().get(conn)
         if key is not None:
