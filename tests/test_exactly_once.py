@@ -147,3 +147,25 @@ def test_a_call_after_kill_never_runs(shared_cluster):
         ray.kill(actor)
         with pytest.raises(ActorDiedError):
             ray.get(actor.ping.remote(), timeout=30)
+
+
+@ray.remote
+def still_here():
+    return "yes"
+
+
+def test_killing_actors_with_calls_in_flight_leaves_the_caller_working(shared_cluster):
+    """The caller drains each dead worker's connection to answer for its calls in doubt,
+    while other sockets of the same select are still to be handled."""
+    for _ in range(20):
+        actors = [Counter.remote() for _ in range(3)]
+        ray.get([a.ping.remote() for a in actors], timeout=30)  # their routes are known
+        refs = [a.ping.remote() for a in actors for _ in range(20)]
+        for actor in actors:
+            ray.kill(actor)
+        for ref in refs:
+            try:
+                ray.get(ref, timeout=30)
+            except ActorDiedError:
+                pass
+        assert ray.get(still_here.remote(), timeout=30) == "yes"

@@ -86,3 +86,32 @@ def test_progress_bars_from_tasks():
     for name in ("task 1", "task 2"):
         assert f"{name}: 100%" in out.stderr, out.stderr
         assert "50/50" in out.stderr
+
+
+ORDER_SCRIPT = textwrap.dedent("""
+    import rayling as ray
+    ray.init(num_cpus=2)
+
+    @ray.remote
+    def say(i):
+        print(f"line {i} from the task")
+        return i
+
+    for i in range(50):
+        print(f"got {ray.get(say.remote(i))}")
+    ray.shutdown()
+""")
+
+
+def test_what_a_task_prints_shows_before_its_result_is_got():
+    """The driver prints task output on a thread of its own; a get waits for the output
+    that came before the result, so a script's own prints come after it, whole."""
+    full_env = {**os.environ, "RAYLING_DEDUP_LOGS": "0"}
+    out = subprocess.run([sys.executable, "-c", ORDER_SCRIPT], capture_output=True,
+                         text=True, timeout=60, env=full_env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for i in range(50):
+        task_line = next(n for n, line in enumerate(lines)
+                         if line.endswith(f"line {i} from the task"))
+        assert lines[task_line + 1] == f"got {i}", lines[task_line - 1: task_line + 2]

@@ -91,6 +91,7 @@ class CoreClient:
         self.on_logs = None  # set by the driver to print worker output
         self.on_progress = None  # ... and to draw progress bars
         self.on_warning = None
+        self.output_caught_up = None  # set by the driver: wait for output already here
 
         self._reader_thread = threading.Thread(
             target=self._read_loop, name="rayling-reader", daemon=True)
@@ -521,6 +522,8 @@ class CoreClient:
             if blocked and not self.closed:
                 self.send(p.Unblocked())
         ready = [o for o in oids if o in objects]
+        if self.output_caught_up is not None:  # what the tasks printed shows first
+            self.output_caught_up()
         if self.closed and len(ready) < num_ready:
             raise DaemonConnectionError(
                 "lost the connection to the rayling node daemon while waiting for objects")

@@ -27,7 +27,9 @@ class LogPrinter:
     """Prints what tasks print, draws their progress bars, and shows warnings from the
     daemon, on a thread of its own: the client's reader thread only queues them here, so
     it never imports a module or runs user code (a replaced sys.stdout, say), and a
-    terminal that blocks never stops results from arriving."""
+    terminal that blocks never stops results from arriving. A task prints before it
+    returns, so a get that waited for results first waits (briefly) for the output that
+    arrived before them: ``caught_up``."""
 
     def __init__(self) -> None:
         self._dedup = LogDeduplicator(enabled=dedup_enabled())
@@ -35,6 +37,9 @@ class LogPrinter:
         self._thread: threading.Thread | None = None
         self._bars: BarManager | None = None
         self._failed = False  # drawing failed once (said so; later failures are quiet)
+        self._queued = 0  # items queued (by the reader thread)
+        self._shown = 0  # items shown (by the printer thread)
+        self._progress = threading.Condition()
 
     # -- called by the client's reader thread: queue only ---------------------------------
     def handle(self, lines) -> None:
@@ -49,6 +54,7 @@ class LogPrinter:
         self._put(text)
 
     def _put(self, item) -> None:
+        self._queued += 1
         self._queue.put(item)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="rayling-output",
@@ -73,6 +79,20 @@ class LogPrinter:
                 if not self._failed:
                     self._failed = True
                     sys.__stderr__.write(f"(rayling) could not show task output: {e!r}\n")
+            if item != ():
+                with self._progress:
+                    self._shown += 1
+                    self._progress.notify_all()
+
+    # -- called by the user's threads ---------------------------------------------------
+    def caught_up(self, timeout: float = 1.0) -> None:
+        """Wait until what was queued so far is shown (at most ``timeout`` seconds: a
+        terminal that blocks does not block results)."""
+        target = self._queued
+        if self._shown >= target or threading.current_thread() is self._thread:
+            return
+        with self._progress:
+            self._progress.wait_for(lambda: self._shown >= target, timeout)
 
     def _show(self, item) -> None:
         now = time.monotonic()

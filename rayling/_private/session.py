@@ -81,6 +81,7 @@ def _attach(client: CoreClient, log_to_driver: bool) -> None:
         client.on_logs = _printer.handle
         client.on_progress = _printer.progress
         client.on_warning = _printer.warning
+        client.output_caught_up = _printer.caught_up
     if not _atexit_registered:
         atexit.register(shutdown)
         _atexit_registered = True
