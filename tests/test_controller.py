@@ -301,6 +301,36 @@ def test_direct_calls_in_doubt_are_settled_by_what_their_caller_received():
     assert manager.objects.get(ids.object_id_for_return(returned, 0)).inline == b"1"
 
 
+def test_a_large_result_held_by_name_survives_its_worker_until_claimed():
+    """A call's bookkeeping arrives after its worker died; the caller holds its large
+    result only by name: the dead worker's segment is kept for it, and released later
+    if nobody claims it."""
+    from rayling._private.actor_directory import ADOPTED_TICKS
+
+    manager, agent, _ = make_manager(cpus=1)
+    driver = connect(manager, "driver")
+    worker = connect(manager, "worker", pid=5)
+    actor_id = create_actor(manager, driver, max_restarts=1)
+    (init,) = worker.take(p.ExecuteTask)
+    manager.handle(worker, p.TaskDone(init.task_id, [p.ObjectData(inline=b"N")]))
+    task_id = ids.new_task_id(b"jjjj")
+    result = ids.object_id_for_return(task_id, 0)
+    manager.handle(worker, p.ReserveShm(1, result, 10**6))
+    (claimed,) = worker.take(p.ShmReserved)
+    manager.handle(worker, p.ReserveShm(2, b"u" * 28, 10**6))
+    (unclaimed,) = worker.take(p.ShmReserved)
+    manager.on_disconnect(worker)  # died before its TaskDone, and before the bookkeeping
+    manager.handle(driver, p.SubmitTask(task_id, b"", "Cls.m", b"args", [], [], 1, {}, -1,
+                                        False, actor_id, "m", b"w" * 28))
+    (doubt,) = driver.take(p.CallsInDoubt)
+    by_name = p.ObjectData(size=10**6, where=manager.nodes.local.node_id)
+    manager.handle(driver, p.CallsReceived(actor_id, [task_id], [(task_id, [by_name])]))
+    assert manager.objects.get(result).shm == claimed.name
+    for _ in range(ADOPTED_TICKS + 1):
+        manager.tick()
+    assert unclaimed.name in agent.unlinked and claimed.name not in agent.unlinked
+
+
 def test_calls_in_doubt_of_a_caller_that_left_are_not_run_again():
     manager, _, _ = make_manager(cpus=1)
     driver, other = connect(manager, "driver"), connect(manager, "driver", pid=2)

@@ -48,6 +48,8 @@ from .object_directory import error_data
 from .resources import to_units
 from .task_table import DONE, READY, RUNNING
 
+ADOPTED_TICKS = 5  # ticks (seconds) a dead actor worker's unreported segments are kept
+
 
 class ActorState(enum.Enum):
     PENDING = "PENDING"
@@ -113,6 +115,8 @@ class ActorDirectory:
         self._by_creation: dict[bytes, ActorRecord] = {}  # creation object id -> actor
         self._parked: dict[bytes, p.TaskDone] = {}  # direct calls done before announced
         self._doubt_order = 0  # numbers calls in doubt in the order they were made
+        self._adopted: dict[ActorRecord, int] = {}  # actors holding a dead worker's
+        # segments: ticks since
         self._constructor_errors: dict[bytes, p.ObjectData | None] = {}
         self._warned_held: set[tuple] = set()
 
@@ -338,8 +342,11 @@ class ActorDirectory:
             self._submit_creation(actor, None)
         else:
             self._dead(actor)
+        # Results the worker made but never reported may be with their callers: keep
+        # its segments while a call's bookkeeping may still arrive (see tick).
+        if host.objects.adopt_reservations(worker.conn, actor):
+            self._adopted[actor] = 0
         if doubtful:
-            host.objects.adopt_reservations(worker.conn, actor)
             self._ask_callers(actor, worker.worker_id, doubtful)
 
     # -- calls in doubt -----------------------------------------------------------------
@@ -385,8 +392,19 @@ class ActorDirectory:
             actor.rerun.sort(key=lambda entry: entry[0])
             actor.queue.extendleft(reversed([task for _, task in actor.rerun]))
             actor.rerun = []
-            host.objects.release_reservations(actor)
         self.pump(actor)
+
+    def tick(self) -> None:
+        """Called every second: a dead worker's segments no call in doubt claimed are
+        released once ADOPTED_TICKS ticks passed with none in doubt."""
+        for actor, ticks in list(self._adopted.items()):
+            if actor.doubts:
+                continue
+            if ticks < ADOPTED_TICKS:
+                self._adopted[actor] = ticks + 1
+                continue
+            del self._adopted[actor]
+            self._host.objects.release_reservations(actor)
 
     def _received(self, actor: ActorRecord, task, results: list) -> list[p.ObjectData]:
         """The results a caller got, as the directory stores them: a large one is in a

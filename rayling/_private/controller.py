@@ -300,9 +300,12 @@ class Controller:
             if data is not None:
                 self._send_value(conn, oid, data)
 
-    def expire_early_refs(self) -> None:
-        """Answer gets of objects that never appeared (the shell calls this every
-        second): they were freed or never created."""
+    def tick(self) -> None:
+        """The shell calls this every second: gets of objects that never appeared are
+        answered (they were freed or never created); segments of dead actor workers that
+        no caller claimed are released."""
+        if self.actors:
+            self.actors.tick()
         for oid, getters in self.objects.table.expire_early():
             lost = p.ObjectReady(oid, error_data(exc.ObjectLostError(
                 f"Object {oid.hex()} does not exist: it was freed or never created.")))

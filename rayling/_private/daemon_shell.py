@@ -259,7 +259,7 @@ class HeadDaemon(DaemonShell):
                 reason = f"no RegisterNode within {HANDSHAKE_TIMEOUT:g} s"
             if reason is not None:
                 conn.close(reason)
-        self.controller.expire_early_refs()
+        self.controller.tick()
         if self.config.port is not None:
             self.controller.check_nodes(self.heartbeat, now)
 

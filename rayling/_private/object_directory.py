@@ -228,12 +228,14 @@ class ObjectDirectory:
                 return _with_segment(data, name)
         return None
 
-    def adopt_reservations(self, conn, holder) -> None:
+    def adopt_reservations(self, conn, holder) -> bool:
         """Segments ``conn`` reserved and never sealed are ``holder``'s now: sealed or
-        released through it (a dead worker's results its callers may have received)."""
+        released through it (a dead worker's results its callers may have received).
+        True if there were any."""
         taken = self._reservations.pop(conn, None)
         if taken:
             self._reservations.setdefault(holder, {}).update(taken)
+        return bool(taken)
 
     def release_reservations(self, conn) -> None:
         """``conn`` is gone: segments it reserved and never sealed are given back."""
