@@ -209,8 +209,11 @@ class Executor:
         those objects (a put still queued here, say) before the caller can ask for them,
         and our queued messages reach it before the TaskDone."""
         reply_to = msg.owner_path
-        if reply_to and any(data.contained for data in results):
-            reply_to = ""
+        if reply_to:
+            for data in results:  # (a loop: this is the hot path of every actor call)
+                if data.contained:
+                    reply_to = ""
+                    break
         if reply_to and not actor_exit and self._threads is not None:
             # Posted: with threads replying at once, one writes for all, and each call's
             # TaskDone is queued once its reply's fate is known.
