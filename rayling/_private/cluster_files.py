@@ -9,15 +9,24 @@
   this machine, for ``rayling stop``.
 
 Every file is mode 0600 in a 0700 directory (they hold the cluster token), written
-atomically so a reader never sees half of one.
+atomically so a reader never sees half of one. Another local user could create these
+folders first (in a shared /tmp) and plant a record that sends this user's scripts to a
+daemon of theirs; so every folder rayling makes is made 0700, and a folder or file that
+is not this user's, that others can write, or that is a symbolic link is refused with
+UnsafeFileError, never read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
+
+
+class UnsafeFileError(PermissionError):
+    """A cluster folder or file another local user could have written: refused."""
 
 
 def _machine_dir() -> str:
@@ -45,9 +54,44 @@ def slurm_cluster_path(env=os.environ) -> str | None:
     return os.path.join(base, ".rayling", f"slurm-{job}.json")
 
 
+def _own_dirs(path: str) -> list[str]:
+    """The folders of ``path`` that rayling makes, top first: from its ``rayling-<uid>``
+    or ``.rayling`` folder down to the file's own (just the file's own if neither)."""
+    dirs = []
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        dirs.append(directory)
+        name = os.path.basename(directory)
+        if name.startswith("rayling-") or name == ".rayling":
+            return dirs[::-1]
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return dirs[:1]
+        directory = parent
+
+
+def _check_private(path: str, st: os.stat_result, kind: str) -> None:
+    problem = None
+    if stat.S_ISLNK(st.st_mode):
+        problem = "is a symbolic link"
+    elif st.st_uid != os.getuid():
+        problem = f"belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})"
+    elif st.st_mode & 0o022:
+        problem = f"can be written by other users (mode {st.st_mode & 0o777:o})"
+    if problem:
+        raise UnsafeFileError(
+            f"rayling refuses the {kind} {path}: it {problem}, so another local user could "
+            f"have planted what it says. If you do not know why it is there, remove it "
+            f"({'rm -r' if kind == 'folder' else 'rm'} {path}) and try again.")
+
+
 def write(path: str, info: dict) -> None:
+    for directory in _own_dirs(path):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            _check_private(directory, os.lstat(directory), "folder")
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp")
     with os.fdopen(fd, "w") as f:  # mkstemp files are 0600
         json.dump(info, f)
@@ -55,13 +99,29 @@ def write(path: str, info: dict) -> None:
 
 
 def read(path: str | None) -> dict | None:
+    """The record at ``path`` (None if there is none or it is not a record); raises
+    UnsafeFileError for one another user could have written."""
     if not path:
         return None
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        for directory in _own_dirs(path):
+            _check_private(directory, os.lstat(directory), "folder")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
         return None
+    except UnsafeFileError:
+        raise
+    except OSError as e:
+        if os.path.islink(path):
+            raise UnsafeFileError(f"rayling refuses the file {path}: it is a symbolic "
+                                  f"link. Remove it (rm {path}) and try again.") from e
+        return None
+    with os.fdopen(fd) as f:
+        _check_private(path, os.fstat(f.fileno()), "file")
+        try:
+            return json.load(f)
+        except ValueError:
+            return None
 
 
 def remove(path: str | None) -> None:
