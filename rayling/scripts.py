@@ -28,16 +28,24 @@ def main() -> None:
 @click.option("--node-ip-address", default=None,
               help="The address this node listens on and other nodes reach it at "
                    "(default: loopback for a head, the route to the head for a node).")
-@click.option("--token", default=None,
-              help="The cluster token (default: RAYLING_TOKEN, or the head's file in "
-                   "~/.rayling/clusters/).")
+@click.option("--token-file", default=None, type=click.Path(dir_okay=False),
+              help="A file (mode 0600) holding the cluster token (default: RAYLING_TOKEN, "
+                   "or the head's file in ~/.rayling/clusters/).")
+@click.option("--token", default=None, hidden=True,
+              help="Refused: a token in the command line shows to every local user.")
 @click.option("--block", is_flag=True, help="Stay in the foreground until stopped.")
 def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
-          object_store_memory, node_ip_address, token, block) -> None:
+          object_store_memory, node_ip_address, token_file, token, block) -> None:
     """Start a head node, or a node that joins one."""
     from ._private import cluster_commands as cc
 
     try:
+        if token is not None:
+            raise cc.StartError(
+                "--token is refused: every local user can read a command line (in "
+                "/proc/<pid>/cmdline). Put the token in a file only you can read and pass "
+                "--token-file FILE, or set RAYLING_TOKEN.")
+        token = cc.read_token_file(token_file) if token_file else None
         if slurm:
             code = cc.start_slurm(
                 {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources_json": resources_json},

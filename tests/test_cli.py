@@ -140,9 +140,11 @@ def test_start_join_status_connect_stop(env):
     assert "No rayling daemons" in rayling_cmd(env, "stop").stdout
 
 
-def test_joining_with_the_token_from_the_option_or_the_environment(env, tmp_path):
-    rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "1")
+def test_joining_with_the_token_from_a_file_or_the_environment(env, tmp_path):
+    started = rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "1").stdout
     info = json.load(open(os.path.join(machine_dir(env), "current_cluster.json")))
+    # The head says where the token is, never what it is.
+    assert info["token"] not in started and "--token-file=" in started
     # Another machine: its own temp directory, and a home directory not shared.
     (tmp_path / "other-home").mkdir()
     (tmp_path / "other-tmp").mkdir()
@@ -150,12 +152,22 @@ def test_joining_with_the_token_from_the_option_or_the_environment(env, tmp_path
     try:
         refused = rayling_cmd(other, "start", "--address", info["address"], check=False)
         assert refused.returncode != 0 and "no token" in refused.stderr
+        token_file = tmp_path / "other-home" / "token"
+        token_file.write_text(info["token"])
+        token_file.chmod(0o644)
+        loose = rayling_cmd(other, "start", "--address", info["address"], "--token-file",
+                            str(token_file), check=False)
+        assert loose.returncode != 0 and "chmod 600" in loose.stderr
+        token_file.chmod(0o600)
         rayling_cmd(other, "start", "--address", info["address"], "--num-cpus", "1",
-                    "--token", info["token"])
+                    "--token-file", str(token_file))
         rayling_cmd({**other, "RAYLING_TOKEN": info["token"]}, "start", "--address",
                     info["address"], "--num-cpus", "1", "--num-gpus", "1")
         status = rayling_cmd(env, "status").stdout
         assert "0/3 CPU" in status and "0/1 GPU" in status
+        # No process shows the token in its command line (/proc/<pid>/cmdline).
+        for proc in psutil.process_iter(["cmdline"]):
+            assert info["token"] not in " ".join(proc.info["cmdline"] or [])
     finally:
         rayling_cmd(other, "stop")
 
@@ -167,7 +179,11 @@ def test_start_errors_say_what_to_do(env):
     assert both.returncode != 0 and "--head or --address" in both.stderr
     no_token = rayling_cmd(env, "start", "--address", "127.0.0.1:1", check=False)
     assert no_token.returncode != 0 and "no token" in no_token.stderr
-    wrong = rayling_cmd(env, "start", "--address", "127.0.0.1:1", "--token", "x", check=False)
+    in_argv = rayling_cmd(env, "start", "--address", "127.0.0.1:1", "--token", "x",
+                          check=False)
+    assert in_argv.returncode != 0 and "--token-file" in in_argv.stderr
+    wrong = rayling_cmd({**env, "RAYLING_TOKEN": "x"}, "start", "--address", "127.0.0.1:1",
+                        check=False)
     assert wrong.returncode != 0 and "failed to start" in wrong.stderr
     no_cluster = run_script_failing(env, 'import rayling; rayling.init(address="auto")')
     assert "Could not find a running rayling cluster" in no_cluster

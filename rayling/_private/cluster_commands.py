@@ -87,10 +87,10 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
         join = (f"  The job's other tasks join through {slurm_file}; to add a node by hand:\n"
                 f"    rayling start --address={address}   (token: in {home})\n")
     else:
-        join = (f"  Add a node from another machine:\n"
-                f"    rayling start --address={address} --token={token}\n"
-                f"  (machines that share this home directory can leave out --token: it is "
-                f"in {home})\n")
+        join = (f"  Add a node from another machine (the token is in {home}, mode 0600;\n"
+                f"  copy it there, or to any file only you can read, if that machine does\n"
+                f"  not share this home directory):\n"
+                f"    rayling start --address={address} --token-file={home}\n")
     echo(f"rayling head started at {address} (node {node.node_id[:12]}, "
          f"{_fmt_resources(resources)}).\n"
          f"\n"
@@ -103,6 +103,30 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
     return _maybe_block(node, block, files, echo)
 
 
+def read_token_file(path: str) -> str:
+    """The token in ``path``: a file only this user can read, holding the token alone or
+    a head's record (``~/.rayling/clusters/*.json``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise StartError(f"cannot read the token file {path}: {e.strerror}") from None
+    with os.fdopen(fd) as f:
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise StartError(
+                f"the token file {path} must be yours and readable by you alone (chmod 600 "
+                f"{path}); it is mode {st.st_mode & 0o777:o}, owned by uid {st.st_uid}")
+        text = f.read().strip()
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    token = record.get("token") if isinstance(record, dict) else text
+    if not token or not isinstance(token, str):
+        raise StartError(f"no token in {path}")
+    return token
+
+
 def start_node(address: str, resources: dict, *, node_ip: str | None, token: str | None,
                object_store_memory: int | None, block: bool, echo=print) -> int:
     if ":" not in address:
@@ -112,8 +136,9 @@ def start_node(address: str, resources: dict, *, node_ip: str | None, token: str
     token = cluster_files.find_token(address, token) or cluster_files.find_token(head)
     if token is None:
         raise StartError(
-            f"no token for the cluster at {address}: pass --token (printed by `rayling start "
-            f"--head`), set RAYLING_TOKEN, or share the home directory with the head")
+            f"no token for the cluster at {address}: pass --token-file FILE (the file "
+            f"`rayling start --head` names), set RAYLING_TOKEN, or share the home directory "
+            f"with the head")
     ip = resolve_ip(node_ip) if node_ip else _local_ip_towards(head)
     node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
                            head_address=head, token=token, exit_with_driver=False,
