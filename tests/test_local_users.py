@@ -25,17 +25,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATTACKER = "rlattacker"
 
 
-def _attacker() -> pwd.struct_passwd:
+@pytest.fixture
+def attacker():
+    """A second local user, made with useradd for the test (and removed after it)."""
     if os.getuid() != 0:
         pytest.skip("playing another local user needs root (to create one with useradd)")
     try:
-        return pwd.getpwnam(ATTACKER)
+        existing = pwd.getpwnam(ATTACKER)
     except KeyError:
-        made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                               ATTACKER], capture_output=True, text=True)
-        if made.returncode != 0:
-            pytest.skip(f"cannot create a second local user: {made.stderr.strip()}")
-        return pwd.getpwnam(ATTACKER)
+        existing = None
+    if existing is not None:
+        yield existing
+        return
+    made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                           ATTACKER], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot create a second local user: {made.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(ATTACKER)
+    finally:
+        subprocess.run(["userdel", ATTACKER], capture_output=True)
 
 
 @pytest.fixture
@@ -53,8 +62,8 @@ def _victim_init(tmp: str) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_a_cluster_record_planted_by_another_user_is_refused(shared_tmp):
-    user = _attacker()
+def test_a_cluster_record_planted_by_another_user_is_refused(shared_tmp, attacker):
+    user = attacker
     fake = os.path.join(shared_tmp, "fake-daemon.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(fake)
