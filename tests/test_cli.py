@@ -175,6 +175,10 @@ def test_joining_with_the_token_from_a_file_or_the_environment(env, tmp_path):
 def test_start_errors_say_what_to_do(env):
     bad = rayling_cmd(env, "start", "--head", "--resources", "{nope", check=False)
     assert bad.returncode != 0 and "--resources must be a JSON object" in bad.stderr
+    for bad_args in (["--num-cpus", "nan"], ["--num-gpus", "inf"],
+                     ["--resources", '{"disk": -1}']):
+        bad = rayling_cmd(env, "start", "--head", *bad_args, check=False)
+        assert bad.returncode != 0 and "bad resources" in bad.stderr, bad.stderr
     both = rayling_cmd(env, "start", check=False)
     assert both.returncode != 0 and "--head or --address" in both.stderr
     no_token = rayling_cmd(env, "start", "--address", "127.0.0.1:1", check=False)

@@ -7,6 +7,7 @@ import pytest
 
 import rayling as ray
 from rayling import exceptions as exc
+from rayling._private.object_directory import SPARE_MIN
 
 from .conftest import wait_until
 
@@ -148,11 +149,14 @@ def test_a_put_whose_segment_cannot_be_made_returns_its_room(ray_start):
     before = stats()["store_used"]
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (10 * MB, hard))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 * MB, hard))
     try:
+        # 4 MB: under the size the daemon keeps a preallocated spare segment for (a put
+        # that gets the spare grows no file, so the limit would not refuse it).
+        assert 4 * MB < SPARE_MIN
         for _ in range(3):
             with pytest.raises(exc.ObjectStoreFullError, match="/dev/shm"):
-                ray.put(np.zeros(40 * MB // 8))
+                ray.put(np.zeros(4 * MB // 8))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)

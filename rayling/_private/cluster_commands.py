@@ -26,6 +26,7 @@ import time
 from .. import exceptions as exc
 from . import cluster_files, protocol as p, shm
 from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gpus
+from .options import check_node_resources
 
 SLURM_HEAD_TIMEOUT = 300.0  # seconds a Slurm task waits for task 0's head to be up
 
@@ -53,14 +54,19 @@ def node_resources(num_cpus, num_gpus, resources_json) -> dict[str, float]:
         except ValueError as e:
             raise StartError(
                 f"--resources must be a JSON object, e.g. '{{\"disk\": 1}}': {e}") from None
-        if not isinstance(custom, dict) or not all(
-                isinstance(v, int | float) and v >= 0 for v in custom.values()):
+        if not isinstance(custom, dict):
             raise StartError("--resources must map resource names to non-negative numbers")
         for name, amount in custom.items():
             if name in ("CPU", "GPU"):
                 raise StartError(f"use --num-cpus/--num-gpus, not --resources {name!r}")
-            resources[name] = float(amount)
-    return resources
+            resources[name] = amount
+    try:
+        check_node_resources(resources["CPU"], resources.get("GPU"),
+                             {k: v for k, v in resources.items() if k not in ("CPU", "GPU")},
+                             None)
+    except (TypeError, ValueError) as e:
+        raise StartError(f"bad resources for this node: {e}") from None
+    return {name: float(amount) for name, amount in resources.items()}
 
 
 def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | None,

@@ -203,17 +203,10 @@ class Executor:
     def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool, keep: list) -> None:
         """Send the results: straight to the caller of a direct call (then tell the daemon,
         which keeps the books), otherwise to the daemon, which passes them on. ``keep``
-        holds the refs inside the results until the daemon's TaskDone is queued.
-
-        Results holding refs go via the daemon even for a direct call: it must know
-        those objects (a put still queued here, say) before the caller can ask for them,
-        and our queued messages reach it before the TaskDone."""
+        holds the refs inside the results until the daemon's TaskDone is queued (a ref
+        the caller asks for before the daemon has read our PutObject waits for it there:
+        see object_table's early refs)."""
         reply_to = msg.owner_path
-        if reply_to:
-            for data in results:  # (a loop: this is the hot path of every actor call)
-                if data.contained:
-                    reply_to = ""
-                    break
         if reply_to and not actor_exit and self._threads is not None:
             # Posted: with threads replying at once, one writes for all, and each call's
             # TaskDone is queued once its reply's fate is known.
