@@ -10,7 +10,7 @@ else on the machine does with rayling:
   and what the suite makes lands in that directory. pytest's ``tmp_path`` directories go
   there too (unless ``--basetemp`` is given), with paths short enough for unix sockets.
 * The variables that would send ``init()`` to some other cluster (RAYLING_ADDRESS,
-  RAY_ADDRESS, RAYLING_TOKEN, SLURM_JOB_ID) are removed for the run.
+  RAY_ADDRESS, RAYLING_TOKEN, SLURM_JOB_ID, XDG_RUNTIME_DIR) are removed for the run.
 * The leftover check counts only shared-memory segments of the clusters this process
   started (every ``LocalNode.start``, which ``init()`` and ``cluster_utils`` use, is
   recorded) and only this process's child processes.
@@ -33,7 +33,8 @@ from rayling._private.node import LocalNode
 # What the machine had before this run changed it (test_suite_isolation plays another
 # user of rayling on the machine with these).
 MACHINE_TMPDIR = tempfile.gettempdir()
-_HIDDEN = ("TMPDIR", "RAYLING_ADDRESS", "RAY_ADDRESS", "RAYLING_TOKEN", "SLURM_JOB_ID")
+_HIDDEN = ("TMPDIR", "RAYLING_ADDRESS", "RAY_ADDRESS", "RAYLING_TOKEN", "SLURM_JOB_ID",
+           "XDG_RUNTIME_DIR")
 MACHINE_ENV: dict[str, str | None] = {key: os.environ.get(key) for key in _HIDDEN}
 _machine_tempfile_tempdir = tempfile.tempdir
 

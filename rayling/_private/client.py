@@ -473,26 +473,39 @@ class CoreClient:
         if ser.is_inline:
             return p.ObjectData(inline=ser.pickled, contained=contained), ser
         size = ser.total_size()
-        reply = self.request(lambda rid: p.ReserveShm(rid, oid, size))
-        if reply.error:
-            raise exc.ObjectStoreFullError(reply.error)
-        try:
-            if reply.preallocated:
-                mem = shm.open_for_write(reply.name, size)
-            else:
-                mem = shm.create(reply.name, size)
-        except OSError as e:  # /dev/shm is smaller than the store: give the room back
-            self.send(p.ReleaseShm(reply.name))
-            raise exc.ObjectStoreFullError(
-                f"Could not store {what} ({size / 1e6:.1f} MB) in shared memory: {e}. "
-                f"/dev/shm has less room than the object store was given (a container's "
-                f"/dev/shm is often small): start the cluster with a smaller "
-                f"object_store_memory, or give /dev/shm more room.") from e
+        mem, name = self._new_segment(oid, size, what)
         try:
             ser.write_to(mem)
         finally:
             mem.close()
-        return p.ObjectData(shm=reply.name, size=size, contained=contained), ser
+        return p.ObjectData(shm=name, size=size, contained=contained), ser
+
+    def _new_segment(self, oid: bytes, size: int, what: str):
+        """A segment of ``size`` bytes the daemon reserved for ``oid``, mapped for writing,
+        and its name. A name someone else took first (only another local user could: the
+        names are random) is given back and another one asked for."""
+        for _attempt in range(3):
+            reply = self.request(lambda rid: p.ReserveShm(rid, oid, size))
+            if reply.error:
+                raise exc.ObjectStoreFullError(reply.error)
+            try:
+                if reply.preallocated:
+                    return shm.open_for_write(reply.name, size), reply.name
+                return shm.create(reply.name, size), reply.name
+            except (FileExistsError, shm.ForeignSegmentError):
+                self.send(p.ReleaseShm(reply.name))
+                taken = reply.name
+            except OSError as e:  # /dev/shm is smaller than the store: give the room back
+                self.send(p.ReleaseShm(reply.name))
+                raise exc.ObjectStoreFullError(
+                    f"Could not store {what} ({size / 1e6:.1f} MB) in shared memory: {e}. "
+                    f"/dev/shm has less room than the object store was given (a container's "
+                    f"/dev/shm is often small): start the cluster with a smaller "
+                    f"object_store_memory, or give /dev/shm more room.") from e
+        raise exc.ObjectStoreFullError(
+            f"Could not store {what}: three shared-memory names in a row (the last "
+            f"{taken}) were taken by another user. Someone on this machine is interfering "
+            f"with rayling's segments in /dev/shm.")
 
     def stored(self, oid: bytes, data: p.ObjectData) -> None:
         """This process put ``data`` as ``oid`` (it holds a ref): tell the daemon soon."""

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import time
 
 from .. import exceptions as exc
@@ -251,43 +252,91 @@ def _maybe_block(node: LocalNode, block: bool, files: list[str], echo) -> int:
 
 
 def stop(echo=print, timeout: float = 10.0) -> int:
-    """Stop every daemon ``rayling start`` left running on this machine."""
+    """Stop every daemon this user's ``rayling start`` left running on this machine.
+
+    A record is acted on only as far as it proves true: the process it names must be this
+    user's, started when the record says, and running rayling's daemon; the folder it
+    names must be this user's own session folder (``rayling_<session>_*``, not a link);
+    shared memory is removed only by the exact prefix of a well-formed session id, and only
+    this user's segments. Anything else in a record is ignored, with a line saying so.
+    """
     import psutil
 
     records = []
-    directory = cluster_files.nodes_dir()
-    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-        info = cluster_files.read(os.path.join(directory, name))
-        if info:
-            records.append((os.path.join(directory, name), info))
-    procs = []
+    for directory in cluster_files.nodes_dirs():
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            info = cluster_files.read(os.path.join(directory, name))
+            if isinstance(info, dict):
+                records.append((os.path.join(directory, name), info))
+    procs, false_records = [], set()
     # Joined nodes first, so none of them sees its head go and reports it.
-    for _path, info in sorted(records, key=lambda r: r[1].get("role") == "head"):
-        try:
-            proc = psutil.Process(int(info["pid"]))
-            if proc.create_time() != info.get("started"):
-                continue  # that daemon is gone; the pid now belongs to something else
+    for path, info in sorted(records, key=lambda r: r[1].get("role") == "head"):
+        proc, why_not = _recorded_daemon(info, psutil)
+        if proc is not None:
             proc.terminate()
             procs.append(proc)
-        except psutil.Error:
-            pass
+        elif why_not:
+            echo(f"Not stopping pid {info.get('pid')!r} named in {path}: {why_not}; "
+                 f"the record is removed and nothing it names is touched.")
+            false_records.add(path)
     _gone, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
         proc.kill()
     psutil.wait_procs(alive, timeout=5)
     for path, info in records:
-        shm.unlink_session(info.get("session", "-"))
-        if info.get("session_dir"):
-            shutil.rmtree(info["session_dir"], ignore_errors=True)
         cluster_files.remove(path)
-        if info.get("role") == "head":
-            cluster_files.remove(cluster_files.home_cluster_path(info.get("address", "")))
-    current = cluster_files.read(cluster_files.current_cluster_path())
-    if current and not cluster_files.pid_alive(int(current.get("pid", 0))):
-        cluster_files.remove(cluster_files.current_cluster_path())
+        if path in false_records:
+            continue
+        # The daemon was stopped, or is gone (crashed): what it left goes too.
+        shm.unlink_session(info.get("session"))
+        session_dir = _recorded_session_dir(info)
+        if session_dir:
+            shutil.rmtree(session_dir, ignore_errors=True)
+        if info.get("role") == "head" and isinstance(info.get("address"), str):
+            cluster_files.remove(cluster_files.home_cluster_path(info["address"]))
+    for path in cluster_files.current_cluster_paths():
+        current = cluster_files.read(path)
+        if current and not cluster_files.pid_alive(int(current.get("pid", 0))):
+            cluster_files.remove(path)
     echo(f"Stopped {len(procs)} rayling daemon(s)." if procs else
          "No rayling daemons were running on this machine.")
     return 0
+
+
+def _recorded_daemon(info: dict, psutil):
+    """The running daemon a node record names, or None and why the record is false ("" if
+    that daemon simply ended; pids are reused, so a pid alone proves nothing)."""
+    pid, started = info.get("pid"), info.get("started")
+    if type(pid) is not int or not isinstance(started, float):
+        return None, "the record is malformed"
+    try:
+        proc = psutil.Process(pid)
+        if proc.create_time() != started:
+            return None, ""  # that daemon is gone; the pid now belongs to something else
+        if proc.uids().real != os.getuid():
+            return None, "that process is another user's"
+        if "rayling._private.daemon" not in proc.cmdline():
+            return None, "that process is not a rayling daemon"
+    except psutil.Error:
+        return None, ""
+    return proc, ""
+
+
+def _recorded_session_dir(info: dict) -> str | None:
+    """The session folder a node record names, if it is one this user's daemon made."""
+    session, path = info.get("session"), info.get("session_dir")
+    if not (isinstance(session, str) and shm.SESSION.fullmatch(session)
+            and isinstance(path, str) and os.path.isabs(path)):
+        return None
+    if not os.path.basename(path).startswith(f"rayling_{session}_"):
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        return None
+    return path
 
 
 def status(address: str | None, echo=print) -> int:

@@ -1,11 +1,16 @@
 """Where a running cluster's address and token are written, and how scripts find them.
 
-* ``/tmp/rayling-<uid>/current_cluster.json``: the cluster this machine's ``rayling
-  start`` last started or joined (what ``init()`` and ``init(address="auto")`` use).
+* ``<machine folder>/current_cluster.json``: the cluster this machine's ``rayling
+  start`` last started or joined (what ``init()`` and ``init(address="auto")`` use). The
+  machine folder is ``$XDG_RUNTIME_DIR/rayling-<uid>`` when the login session has a
+  private runtime folder (this user's, mode 0700, made by the system: nobody else can
+  create anything in it), else ``$TMPDIR/rayling-<uid>``. Records are written in the
+  first and looked for in both, so a script started without XDG_RUNTIME_DIR (cron, a
+  batch job) still finds a cluster started from a login shell.
 * ``~/.rayling/clusters/<host>_<port>.json``: the token of each head, so a node or
   script on another machine sharing the home directory can join with just the address.
 * ``$SLURM_SUBMIT_DIR/.rayling/slurm-<job id>.json``: the head of a Slurm job's cluster.
-* ``/tmp/rayling-<uid>/nodes/<pid>.json``: each daemon ``rayling start`` left running on
+* ``<machine folder>/nodes/<pid>.json``: each daemon ``rayling start`` left running on
   this machine, for ``rayling stop``.
 
 Every file is mode 0600 in a 0700 directory (they hold the cluster token), written
@@ -29,16 +34,48 @@ class UnsafeFileError(PermissionError):
     """A cluster folder or file another local user could have written: refused."""
 
 
-def _machine_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), f"rayling-{os.getuid()}")
+def _runtime_dir() -> str | None:
+    """$XDG_RUNTIME_DIR if it is a folder only this user can use, else None."""
+    path = os.environ.get("XDG_RUNTIME_DIR")
+    if not path or not os.path.isabs(path):
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return path
+
+
+def _machine_dirs() -> list[str]:
+    """Where this user's machine records are: written in the first, read from all."""
+    name = f"rayling-{os.getuid()}"
+    dirs = [os.path.join(tempfile.gettempdir(), name)]
+    runtime = _runtime_dir()
+    if runtime:
+        dirs.insert(0, os.path.join(runtime, name))
+    return dirs
 
 
 def current_cluster_path() -> str:
-    return os.path.join(_machine_dir(), "current_cluster.json")
+    """Where ``rayling start`` writes the machine's current cluster."""
+    return os.path.join(_machine_dirs()[0], "current_cluster.json")
+
+
+def current_cluster_paths() -> list[str]:
+    """Where ``init()`` looks for it, in order."""
+    return [os.path.join(d, "current_cluster.json") for d in _machine_dirs()]
 
 
 def nodes_dir() -> str:
-    return os.path.join(_machine_dir(), "nodes")
+    """Where ``rayling start`` records the daemons it leaves running."""
+    return os.path.join(_machine_dirs()[0], "nodes")
+
+
+def nodes_dirs() -> list[str]:
+    """Where ``rayling stop`` looks for them."""
+    return [os.path.join(d, "nodes") for d in _machine_dirs()]
 
 
 def home_cluster_path(address: str) -> str:
@@ -143,6 +180,8 @@ def resolve(host: str) -> str | None:
 
 
 def pid_alive(pid: int) -> bool:
+    if pid <= 0:  # (kill(0) and kill(-1) would answer for whole process groups)
+        return False
     try:
         os.kill(pid, 0)
         return True
@@ -154,9 +193,10 @@ def pid_alive(pid: int) -> bool:
 
 def current_cluster() -> dict | None:
     """This machine's running cluster (its head or a node that joined one), if any."""
-    info = read(current_cluster_path())
-    if info and pid_alive(int(info.get("pid", 0))):
-        return info
+    for path in current_cluster_paths():
+        info = read(path)
+        if isinstance(info, dict) and pid_alive(int(info.get("pid", 0))):
+            return info
     return None
 
 

@@ -83,7 +83,6 @@ class ObjectDirectory:
         self.copies: dict[bytes, dict[bytes, str]] = {}  # object -> {node id: segment}
         self._pulls: dict[tuple[bytes, bytes], list] = {}  # (object, node id) -> waiters
         self._reservations: dict[object, dict[str, int]] = {}  # conn -> {segment: size}
-        self._counter = 0
         self.pulls_started = 0
         self.spare: tuple[str, int] | None = None  # a preallocated segment (name, size)
         self._spare_pending = False
@@ -243,8 +242,7 @@ class ObjectDirectory:
             self._release_segment(name)
 
     def _new_segment(self, node, size: int, oid: bytes) -> str:
-        self._counter += 1
-        name = shm.segment_name(node.shm_session, self._counter)
+        name = shm.segment_name(node.shm_session)
         node.store.used += size
         self.segments[name] = (node, size, oid)
         return name
@@ -303,8 +301,7 @@ class ObjectDirectory:
                 or size > store.capacity // 8 or not store.fits(size) or self.stopping):
             return
         self._spare_pending = True
-        self._counter += 1
-        name = shm.segment_name(local.shm_session, self._counter)
+        name = shm.segment_name(local.shm_session)
         store.used += size
         preallocate(name, size, self.preallocated)
 

@@ -5,23 +5,44 @@ fills it and seals it by telling the daemon. Readers map it read-only, so NumPy 
 built on it are read-only views with no copy. The daemon unlinks a segment when the last
 ref to its object is gone; mappings that still exist stay valid until they are dropped,
 which is what makes handing out zero-copy views safe.
+
+Segments live in /dev/shm, which every local user can list and create names in. So a
+segment's name ends in 64 random bits (another user sees the names that exist, never the
+next one, and cannot pre-create it), every segment is mode 0600, a segment opened for
+reading or writing must belong to this user, and cleaning up after a session removes only
+this user's segments with that session's exact prefix.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import re
 
 try:
     import _posixshmem
 except ImportError:  # pragma: no cover - every POSIX CPython has it
     _posixshmem = None
 
+SESSION = re.compile(r"[0-9a-f]{8}")  # a session id: secrets.token_hex(4)
 
 
-def segment_name(session: str, number: int) -> str:
-    """Short names: macOS limits shm names to 31 characters."""
-    return f"/rl{session}_{number:x}"
+def segment_name(session: str) -> str:
+    """A new segment's name: ``/rl<session>_<16 random hex digits>`` (28 characters;
+    macOS allows 31)."""
+    return f"/rl{session}_{os.urandom(8).hex()}"
+
+
+class ForeignSegmentError(PermissionError):
+    """A segment of ours by name belongs to another user: it was planted, never read."""
+
+
+def _own(fd: int, name: str) -> None:
+    if os.fstat(fd).st_uid != os.getuid():
+        os.close(fd)
+        raise ForeignSegmentError(
+            f"shared-memory segment {name} belongs to another user; rayling neither reads "
+            f"nor writes it")
 
 
 def _allocate(fd: int, size: int) -> None:
@@ -66,6 +87,7 @@ def preallocate(name: str, size: int) -> None:
 def open_for_write(name: str, size: int) -> mmap.mmap:
     """Map a preallocated segment for writing."""
     fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
+    _own(fd, name)
     try:
         return mmap.mmap(fd, max(size, 1), flags=mmap.MAP_SHARED)
     finally:
@@ -75,6 +97,7 @@ def open_for_write(name: str, size: int) -> mmap.mmap:
 def open_readonly(name: str, size: int) -> mmap.mmap:
     """Map an existing segment read-only."""
     fd = _posixshmem.shm_open(name, os.O_RDONLY, mode=0o600)
+    _own(fd, name)
     try:
         return mmap.mmap(fd, max(size, 1), prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
     finally:
@@ -82,23 +105,41 @@ def open_readonly(name: str, size: int) -> mmap.mmap:
 
 
 def unlink(name: str) -> None:
-    """Remove a segment's name; memory is returned once no process maps it."""
+    """Remove a segment's name; memory is returned once no process maps it. Another
+    user's segment (one planted under a name of ours) is left alone, even by root."""
+    try:
+        if os.stat(f"/dev/shm{name}").st_uid != os.getuid():
+            return
+    except FileNotFoundError:
+        return
+    except OSError:  # no /dev/shm to look in (not Linux): shm_unlink decides
+        pass
     try:
         _posixshmem.shm_unlink(name)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         pass
 
 
 def unlink_session(session: str) -> int:
-    """Remove every segment left by ``session`` (after a crash). Returns how many."""
+    """Remove every segment of this user left by ``session`` (after a crash). Returns how
+    many. A malformed session id (an empty one would match every rayling segment) removes
+    nothing."""
+    if not isinstance(session, str) or not SESSION.fullmatch(session):
+        return 0
     count = 0
     prefix = f"rl{session}_"
+    uid = os.getuid()
     try:
-        names = os.listdir("/dev/shm")
+        entries = list(os.scandir("/dev/shm"))
     except FileNotFoundError:
         return 0
-    for entry in names:
-        if entry.startswith(prefix):
-            unlink("/" + entry)
+    for entry in entries:
+        if entry.name.startswith(prefix):
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+            except FileNotFoundError:
+                continue
+            unlink("/" + entry.name)
             count += 1
     return count
