@@ -3,7 +3,8 @@ deadlines, and accepting connections without letting strangers exhaust anything.
 
     accepting side (daemon, client's direct-call listener, transfer server)
     ──────────────
-    accept ──> StrangerLimit: at most MAX_STRANGERS unauthenticated at once, else closed
+    accept ──> StrangerLimit: at most MAX_STRANGERS unauthenticated at once (a newcomer
+               past it closes the one that has waited longest)
            ──> IncomingStream.feed(bytes, now): frames of at most 64 KiB until a Hello
                with the cluster token; then only the message kinds this listener takes
            ──> IncomingStream.expired(now): no Hello within HANDSHAKE_TIMEOUT for the whole
@@ -132,23 +133,62 @@ class IncomingStream:
 
 
 class StrangerLimit:
-    """Counts one listener's unauthenticated connections; refuses more than the limit."""
+    """One listener's unauthenticated connections, oldest first, at most ``limit``.
 
-    __slots__ = ("count", "limit")
+    A newcomer over the limit evicts the stranger that has waited longest instead of being
+    refused: a real peer sends its Hello as it connects, so the oldest stranger is the
+    likeliest attacker, and a flood of connections cannot keep real peers out.
+    """
+
+    __slots__ = ("_waiting", "limit")
 
     def __init__(self, limit: int = MAX_STRANGERS) -> None:
-        self.count = 0
+        self._waiting: dict = {}  # connection -> None, in arrival order
         self.limit = limit
 
-    def admit(self) -> bool:
-        if self.count >= self.limit:
-            return False
-        self.count += 1
-        return True
+    @property
+    def count(self) -> int:
+        return len(self._waiting)
 
-    def leave(self) -> None:
-        """One stranger authenticated or went away."""
-        self.count -= 1
+    def admit(self, conn):
+        """Count ``conn`` in; returns the stranger to close to make room for it, or None."""
+        evicted = None
+        if len(self._waiting) >= self.limit:
+            evicted = next(iter(self._waiting))
+            del self._waiting[evicted]
+        self._waiting[conn] = None
+        return evicted
+
+    def leave(self, conn) -> None:
+        """``conn`` authenticated or went away (again is harmless)."""
+        self._waiting.pop(conn, None)
+
+
+class RefusalLog:
+    """Logs refused connections without letting a flood of them fill the disk: at most
+    ``burst`` lines per ``window`` seconds, then one line saying how many went unlogged."""
+
+    def __init__(self, logger, burst: int = 20, window: float = 60.0) -> None:
+        self._logger = logger
+        self._burst = burst
+        self._window = window
+        self._window_end = 0.0
+        self._logged = 0
+        self._unlogged = 0
+
+    def warning(self, message: str, *args) -> None:
+        now = time.monotonic()
+        if now >= self._window_end:
+            if self._unlogged:
+                self._logger.warning("%d more refused connections were not logged "
+                                     "(at most %d a minute are)", self._unlogged, self._burst)
+            self._window_end = now + self._window
+            self._logged = self._unlogged = 0
+        if self._logged < self._burst:
+            self._logged += 1
+            self._logger.warning(message, *args)
+        else:
+            self._unlogged += 1
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
@@ -310,13 +350,13 @@ class Acceptor:
                 self._selector.unregister(listener)
                 self._resting[listener] = time.monotonic() + ACCEPT_BACKOFF
             return
-        if not self.strangers.admit():
-            conn.close()
-            return
+        evicted = self.strangers.admit(conn)
         conn.setblocking(True)
         stream = IncomingStream(self._token, time.monotonic(), self._accepts)
         self._selector.register(conn, selectors.EVENT_READ, stream)
         self._deadlines[conn] = stream
+        if evicted is not None:
+            self.drop(evicted)
 
     def fed(self, conn: socket.socket, stream: IncomingStream, was_stranger: bool) -> None:
         """Called after feeding ``stream``: account for a new authentication and keep
@@ -324,7 +364,7 @@ class Acceptor:
         if was_stranger:
             if stream.hello is None:
                 return  # (still watched since it was accepted)
-            self.strangers.leave()
+            self.strangers.leave(conn)
         if stream.frame_started is None:
             if self._deadlines:
                 self._deadlines.pop(conn, None)
@@ -340,7 +380,7 @@ class Acceptor:
         if key is not None:
             self._selector.unregister(conn)
             if not key.data.authenticated:
-                self.strangers.leave()
+                self.strangers.leave(conn)
         conn.close()
 
     def release(self, conn: socket.socket) -> None:

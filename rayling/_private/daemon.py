@@ -61,8 +61,25 @@ def start_template(config: DaemonConfig) -> tuple[subprocess.Popen, socket.socke
     return proc, ours
 
 
+def _raise_descriptor_limit(wanted: int = 65536) -> None:
+    """Let this daemon, its template and its workers open as many descriptors as the
+    system allows (up to ``wanted``): every worker, peer and transfer holds some, and the
+    listeners' limits on unauthenticated connections (connection.py) then keep a flood
+    of them well below it."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: keep it
+        pass
+
+
 def main() -> None:
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=DaemonConfig)
+    _raise_descriptor_limit()
     os.makedirs(os.path.join(config.session_dir, "logs"), exist_ok=True)
     if not config.node_id:
         config.node_id = os.urandom(28).hex()

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 
 from . import protocol as p, shm, transfer
-from .connection import HANDSHAKE_TIMEOUT, IncomingStream, StrangerLimit, WrongToken
+from .connection import HANDSHAKE_TIMEOUT, IncomingStream, RefusalLog, StrangerLimit, WrongToken
 from .controller import Controller
 from .node_table import HEARTBEAT_INTERVAL, Heartbeat
 from .object_directory import SPARE_IDLE
@@ -201,7 +201,11 @@ class HeadDaemon(DaemonShell):
     def __init__(self, config, token: str, template, template_sock) -> None:
         super().__init__(config, token, template, template_sock)
         self.connections: set[ClientConnection] = set()
-        self.strangers = StrangerLimit()
+        # Strangers on the unix socket and on TCP are counted apart, so a flood from the
+        # network cannot keep this machine's own workers and drivers from connecting.
+        self.local_strangers = StrangerLimit()
+        self.tcp_strangers = StrangerLimit()
+        self.refusals = RefusalLog(log)
         self.controller = Controller(
             node_id=bytes.fromhex(config.node_id), node_ip=config.node_ip,
             session=config.session, session_dir=config.session_dir,
@@ -213,13 +217,15 @@ class HeadDaemon(DaemonShell):
     async def serve(self) -> None:
         config, loop = self.config, self.loop
         path = config.socket_path
-        servers = [await loop.create_unix_server(lambda: ClientConnection(self), path)]
+        servers = [await loop.create_unix_server(
+            lambda: ClientConnection(self, self.local_strangers), path)]
         os.chmod(path, 0o600)
         port = None
         if config.port is not None:
             try:
-                tcp = await loop.create_server(lambda: ClientConnection(self), config.node_ip,
-                                               config.port, reuse_address=True)
+                tcp = await loop.create_server(
+                    lambda: ClientConnection(self, self.tcp_strangers), config.node_ip,
+                    config.port, reuse_address=True)
             except OSError as e:
                 sys.stderr.write(
                     f"cannot listen on {config.node_ip}:{config.port}: {e.strerror or e}. Pick "
@@ -287,8 +293,9 @@ class HeadDaemon(DaemonShell):
 class ClientConnection(asyncio.Protocol):
     """One peer of the head: a driver, a worker, or a joined node's daemon."""
 
-    def __init__(self, daemon: HeadDaemon) -> None:
+    def __init__(self, daemon: HeadDaemon, strangers: StrangerLimit) -> None:
         self.daemon = daemon
+        self.strangers = strangers  # its listener's
         self.controller = daemon.controller
         self.stream: IncomingStream | None = None
         self.transport = None
@@ -304,16 +311,15 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        if not self.daemon.strangers.admit():
-            log.warning("refusing a connection: %d unauthenticated ones are open",
-                        self.daemon.strangers.count)
-            transport.close()
-            return
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer_ip = peer[0]
         self.stream = IncomingStream(self.daemon.token, self.accepted)
         self.daemon.connections.add(self)
+        evicted = self.strangers.admit(self)
+        if evicted is not None:
+            evicted.close(f"{self.strangers.limit} unauthenticated connections are open; "
+                          f"closing the one that waited longest")
 
     def data_received(self, data: bytes) -> None:
         stream = self.stream
@@ -333,7 +339,7 @@ class ClientConnection(asyncio.Protocol):
         controller = self.controller
         try:
             if stranger and stream.hello is not None:
-                self.daemon.strangers.leave()
+                self.strangers.leave(self)
                 self.admitted = True  # (so anything on_hello registered is undone at close)
                 if not controller.on_hello(self, messages[0]):
                     self.admitted = False
@@ -361,8 +367,13 @@ class ClientConnection(asyncio.Protocol):
         self.outbox = []
 
     def close(self, reason: str) -> None:
-        log.warning("closing connection from pid %s (%s): %s", self.pid,
-                    self.peer_ip or "local", reason)
+        if self.stream is not None and self.stream.hello is None:  # (a flood must not
+            self.daemon.refusals.warning(  # fill the log)
+                "closing an unauthenticated connection (%s): %s", self.peer_ip or "local",
+                reason)
+        else:
+            log.warning("closing connection from pid %s (%s): %s", self.pid,
+                        self.peer_ip or "local", reason)
         self.flush()
         if self.transport is not None:
             self.transport.close()
@@ -375,7 +386,7 @@ class ClientConnection(asyncio.Protocol):
         self.stream = None
         self.daemon.connections.discard(self)
         if stream.hello is None:
-            self.daemon.strangers.leave()
+            self.strangers.leave(self)
             return
         if not self.admitted:
             return  # refused at its Hello

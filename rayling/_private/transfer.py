@@ -7,9 +7,11 @@
 
 Every node daemon runs one TransferServer on its node address. Its accepting thread goes
 through the connection layer (connection.py): at most MAX_STRANGERS unauthenticated
-connections, a Hello with the cluster token within the handshake deadline (frames before
-it capped at 64 KiB), and a listener that rests instead of failing when descriptors run
-out. An authenticated connection may ask for one segment of this node's own store; a
+connections (a newcomer past the limit closes the oldest), a Hello with the cluster token
+within the handshake deadline for the whole handshake however slowly it drips (frames
+before it capped at 64 KiB), a frame once begun finished within FRAME_TIMEOUT, and a
+listener that rests instead of failing when descriptors run out. An authenticated
+connection may ask for one segment of this node's own store (this user's, by name); a
 bounded pool of sender threads streams it kernel to kernel (``sendfile``), and the
 receiver ``recv_into``s each chunk straight into the mapped destination.
 """
@@ -28,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import protocol as p, shm
-from .connection import Acceptor, Channel
+from .connection import Acceptor, Channel, RefusalLog
 
 log = logging.getLogger("rayling.daemon")
 
@@ -50,6 +52,7 @@ class TransferServer:
         self._selector = selectors.DefaultSelector()
         self._acceptor = Acceptor(self._selector, token, accepts=(p.FetchSegment,))
         self._acceptor.listen(self._sock)
+        self._refusals = RefusalLog(log)
         self._stop_r, self._stop_w = socket.socketpair()
         self._selector.register(self._stop_r, selectors.EVENT_READ, None)
         self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="rayling-transfer")
@@ -89,7 +92,7 @@ class TransferServer:
             if not (_SEGMENT.fullmatch(request.name) and request.name.startswith(self._prefix)):
                 raise p.ProtocolError(f"asked for {request.name!r}, not a segment of this node")
         except (OSError, p.ProtocolError) as e:
-            log.warning("transfer connection closed: %s", e)
+            self._refusals.warning("transfer connection closed: %s", e)
             self._acceptor.drop(conn)
             return
         self._acceptor.release(conn)
@@ -116,8 +119,10 @@ class TransferServer:
 
 
 def _send_segment(conn: socket.socket, request: p.FetchSegment) -> None:
-    fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY)
+    fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY | os.O_NOFOLLOW)
     try:
+        if os.fstat(fd).st_uid != os.getuid():
+            raise p.ProtocolError(f"segment {request.name} is another user's")
         offset, end = request.offset, request.offset + request.size
         if offset < 0 or os.fstat(fd).st_size < end:
             raise p.ProtocolError(f"segment {request.name} has no bytes {offset}-{end}")
