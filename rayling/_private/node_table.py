@@ -35,7 +35,7 @@ class NodeRecord:
         self.ip = ip
         self.hostname = hostname
         self.agent = agent  # spawn_worker(), kill(pid), unlink(name), pull(PullObject)
-        self.shm_session = shm_session  # its segments are named /rl<shm_session>_<n>
+        self.shm_session = shm_session  # its segments are named /rl<shm_session>_<random>
         self.transfer_address = transfer_address  # "host:port" serving its objects
         self.conn = conn  # the joined node's connection (None for the head's own node)
         self.alive = True

@@ -318,7 +318,7 @@ class RegisterNode(_Msg, tag=24):
     resources: dict[str, float]
     store_capacity: int
     transfer_address: str  # "host:port" where it serves its objects to other nodes
-    shm_session: str  # its shared-memory segments are named /rl<shm_session>_<n>
+    shm_session: str  # its shared-memory segments are named /rl<shm_session>_<random>
     max_workers: int  # how many worker processes it may run
 
 
