@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
+
+import cloudpickle
 
 from ._private import ids, protocol as p, serialization, session
 from ._private.object_ref import uncounted_refs
@@ -25,6 +28,7 @@ class RemoteFunction:
         self._options = {**DEFAULT_TASK_OPTIONS, **options}
         self._request = resource_request(self._options)
         self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
+        self._retry = _retry_policy(self._options)
         self._prepared: tuple | None = None  # (fid, blob)
         self._signature: SignatureCheck | None = None  # made on the first call
         self.__doc__ = function.__doc__
@@ -49,7 +53,8 @@ class RemoteFunction:
         return _BoundOptions(self, options)
 
     def remote(self, *args, **kwargs):
-        return self._submit(args, kwargs, self._options, self._request, self._strategy)
+        return self._submit(args, kwargs, self._options, self._request, self._strategy,
+                            self._retry)
 
     def _prepare(self):
         blob = serialization.dumps_function(self._function)
@@ -62,7 +67,7 @@ class RemoteFunction:
         return self._signature
 
     def _submit(self, args: tuple, kwargs: dict, options: dict, request: dict,
-                strategy: p.Strategy):
+                strategy: p.Strategy, retry: tuple[bool, bytes]):
         signature = self._signature or self._check_signature()
         signature.check(self._name, args, kwargs)
         client = session.client_or_start()
@@ -71,14 +76,14 @@ class RemoteFunction:
         return submit_task(
             client, self._function, name, args, kwargs, options["num_returns"],
             fid=fid, request=request, max_retries=options["max_retries"],
-            retry_exceptions=bool(options.get("retry_exceptions", False)),
+            retry=retry, max_calls=options.get("max_calls") or 0,
             register=(fid, blob, self._name), strategy=strategy)
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
-                retry_exceptions: bool = False, register: tuple | None = None,
-                strategy: p.Strategy = None):
+                retry: tuple[bool, bytes] = (False, b""), max_calls: int = 0,
+                register: tuple | None = None, strategy: p.Strategy = None):
     """Queue one task and return its ref, refs, or None (num_returns=0). ``register``:
     (fid, code, name) of the function, sent with the first task of it."""
     task_id = ids.new_task_id(client.job_id)
@@ -88,7 +93,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.expect_results(oids)
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
-        max_retries, retry_exceptions, strategy=strategy,
+        max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
     if num_returns == 1:
@@ -106,10 +111,11 @@ class _BoundOptions:
         self._options = {**function._options, **options}
         self._request = resource_request(self._options)
         self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
+        self._retry = _retry_policy(self._options)
 
     def remote(self, *args, **kwargs):
         return self._function._submit(args, kwargs, self._options, self._request,
-                                      self._strategy)
+                                      self._strategy, self._retry)
 
     def options(self, **options) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._function._name}")
@@ -117,3 +123,17 @@ class _BoundOptions:
 
     def __call__(self, *args, **kwargs):
         return self._function(*args, **kwargs)
+
+
+def _retry_policy(options: dict[str, Any]) -> tuple[bool, bytes]:
+    """``retry_exceptions`` on the wire: whether an exception the task raises may be
+    retried, and the exception types that may (pickled; empty: any exception)."""
+    value = options.get("retry_exceptions")
+    if isinstance(value, list | tuple):
+        return True, _pickled_types(tuple(value))
+    return bool(value), b""
+
+
+@functools.lru_cache(maxsize=64)
+def _pickled_types(types: tuple[type, ...]) -> bytes:
+    return cloudpickle.dumps(types)

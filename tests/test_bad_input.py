@@ -35,7 +35,8 @@ BAD_TASK_OPTIONS = [
     ("resources", {"x": INF}), ("resources", {"x": -1}), ("resources", {1: 1}),
     ("resources", ["x"]), ("max_retries", "x"), ("max_retries", 2**70),
     ("max_retries", -2), ("max_retries", 1.5), ("num_returns", -1), ("num_returns", 1.5),
-    ("retry_exceptions", "yes"), ("name", 5), ("scheduling_strategy", "FASTEST"),
+    ("retry_exceptions", "yes"), ("retry_exceptions", [ValueError, 1]), ("name", 5),
+    ("scheduling_strategy", "FASTEST"), ("max_calls", -1), ("max_calls", 1.5),
 ]
 BAD_ACTOR_OPTIONS = [
     ("num_cpus", NAN), ("resources", {"x": NAN}), ("max_restarts", -5),
@@ -44,8 +45,8 @@ BAD_ACTOR_OPTIONS = [
     ("namespace", 5), ("lifetime", "forever"), ("get_if_exists", "yes"),
 ]
 NOT_IMPLEMENTED = [
-    ("runtime_env", {"pip": ["requests"]}), ("max_calls", 5), ("memory", 10**9),
-    ("num_returns", "streaming"), ("retry_exceptions", [ValueError]),
+    ("runtime_env", {"pip": ["requests"]}), ("memory", 10**9),
+    ("num_returns", "streaming"),
     ("placement_group", object()), ("accelerator_type", "A100"),
 ]
 

@@ -398,8 +398,15 @@ class Controller:
             self.actors.creation_done(task, worker, msg.results)
             return
         self.scheduler.release(task)
-        self.finish_task(task, msg.results)
-        self.workers.make_idle(worker, time.monotonic())
+        task.worker = None
+        if msg.retryable and self.tasks.retry_after_exception(task, msg.results):
+            log.info("retrying task %s after it raised an exception its retry_exceptions "
+                     "names", task.spec.name)
+            self._make_ready(task)
+        else:
+            self.finish_task(task, msg.results)
+        if not msg.retiring:  # (a retiring worker exits: its disconnect removes it)
+            self.workers.make_idle(worker, time.monotonic())
         self.dispatch()
 
     def _to_drivers(self, conn, msg) -> None:
@@ -532,7 +539,8 @@ class Controller:
             actor.gpu_ids if actor and actor.gpu_ids else task.gpu_ids,
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
-            dep_ids,
+            dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
+            max_calls=spec.max_calls,
         ))
 
     def reap_idle_workers(self, now: float) -> None:

@@ -85,10 +85,14 @@ def _flag(key: str, value: Any) -> None:
 
 def _retry_exceptions(key: str, value: Any) -> None:
     if isinstance(value, list | tuple):
-        raise NotImplementedError(
-            "retry_exceptions with a list of exception types is not supported by rayling "
-            "yet; pass True to retry on any exception")
-    _flag(key, value)
+        for kind in value:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise TypeError(f"retry_exceptions must be True, False or a list of "
+                                f"exception types, and {kind!r} is not an exception type")
+        return
+    if not isinstance(value, bool):
+        raise TypeError(f"retry_exceptions must be True, False or a list of exception "
+                        f"types, got {value!r}")
 
 
 def _lifetime(key: str, value: Any) -> None:
@@ -119,7 +123,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "lifetime": _lifetime, "get_if_exists": _flag, "enable_task_events": _flag,
     "_metadata": lambda key, value: None,  # (Ray's internal annotations: no effect)
     "memory": _not_yet(0, 0.0), "object_store_memory": _not_yet(0, 0.0),
-    "runtime_env": _not_yet({}), "max_calls": _not_yet(0),
+    "runtime_env": _not_yet({}), "max_calls": _count(0),
     "accelerator_type": _not_yet(), "label_selector": _not_yet({}),
     "placement_group": _not_yet("default"), "placement_group_bundle_index": _not_yet(-1),
     "placement_group_capture_child_tasks": _not_yet(False),
@@ -140,6 +144,8 @@ def validate_options(options: dict[str, Any], allowed: set[str], what: str) -> d
         check = _CHECKS[key]
         if key == "name" and allowed is ACTOR_OPTIONS:
             check = _actor_name
+        elif key == "retry_exceptions" and allowed is METHOD_OPTIONS:
+            check = _not_yet(False)  # (actor calls retry only when their worker dies)
         check(key, value)
     return options
 

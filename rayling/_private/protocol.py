@@ -120,6 +120,8 @@ class SubmitTask(_Msg, tag=6):
     method: str = ""
     direct_worker: bytes | None = None  # the call was sent straight to this actor worker
     strategy: Strategy = None
+    retry_on: bytes = b""  # with retry_exceptions: the pickled exception types (none: any)
+    max_calls: int = 0  # a worker that ran this function this many times exits (0: never)
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -139,6 +141,9 @@ class ExecuteTask(_Msg, tag=7):
     dep_ids: list[bytes] = []  # ids of deps; an empty ObjectData means "fetch it yourself"
     owner_path: str = ""  # a direct call: send the results to this caller's socket
     owner_node: bytes = b""  # ... which lives on this node
+    retry_exceptions: bool = False  # an exception it raises may be retried ...
+    retry_on: bytes = b""  # ... if it is one of these pickled types (none: any)
+    max_calls: int = 0  # the worker exits after running this function this many times
 
 
 class TaskDone(_Msg, tag=8):
@@ -146,6 +151,8 @@ class TaskDone(_Msg, tag=8):
     results: list[ObjectData]
     actor_exit: bool = False  # the actor called exit_actor(): end it, do not restart
     direct: bool = False  # the worker already gave the results to the caller
+    retryable: bool = False  # it raised an exception its retry_exceptions names
+    retiring: bool = False  # the worker exits now (max_calls): give it no more work
 
 
 class PutObject(_Msg, tag=9):

@@ -112,6 +112,17 @@ class TaskTable:
         return [t for t in self.tasks.values() if t.parent == task_id]
 
     @staticmethod
+    def retry_after_exception(task: TaskRecord, results: list[p.ObjectData]) -> bool:
+        """It raised an exception its retry_exceptions names: run it again (spending a
+        retry) or not. Not if values it produced first went to shared memory (a
+        generator's): they stand as its results."""
+        if task.cancelled or task.retries_left == 0 or any(d.shm for d in results):
+            return False
+        if task.retries_left > 0:
+            task.retries_left -= 1
+        return True
+
+    @staticmethod
     def retry_after_worker_death(task: TaskRecord) -> bool:
         """Its worker died while running it: run it again (spending a retry) or not."""
         if task.cancelled or task.retries_left == 0:

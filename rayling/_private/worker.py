@@ -82,6 +82,8 @@ class Executor:
         self.actor: Any = None
         self._threads = None  # ThreadPoolExecutor of a threaded actor
         self._loop = None  # event loop of an async actor
+        self._calls: dict[bytes, int] = {}  # function id -> tasks of it run (max_calls)
+        self._retry_types: dict[bytes, tuple | None] = {}  # retry_on -> exception types
         client.on_cancel = self.cancel
 
     def cancel(self, task_id: bytes) -> None:
@@ -153,7 +155,7 @@ class Executor:
 
     def execute(self, msg: p.ExecuteTask) -> None:
         keep: list = []
-        actor_exit = False
+        actor_exit = retryable = ran = False
         on_main = threading.get_ident() == self._main_thread
         entered = None
         try:
@@ -175,6 +177,7 @@ class Executor:
                 if on_main:
                     with self._lock:
                         self._running = msg.task_id
+                ran = True
                 try:
                     result = fn(*args, **kwargs)
                 finally:
@@ -191,8 +194,9 @@ class Executor:
                 results = _exit_results(msg)
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 results = self._error_results(msg, e)
+                retryable = ran and msg.retry_exceptions and self._may_retry(msg, e)
             _flush_output()
-            self._reply(msg, results, actor_exit, keep)
+            self._reply(msg, results, actor_exit, keep, retryable)
         finally:
             if entered is not None:
                 task_context.leave(entered)
@@ -200,7 +204,32 @@ class Executor:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             del keep
 
-    def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool, keep: list) -> None:
+    def _may_retry(self, msg: p.ExecuteTask, error: BaseException) -> bool:
+        """Whether the task's retry_exceptions names ``error`` (not a cancellation)."""
+        if isinstance(error, KeyboardInterrupt | CancelledError | AsyncCancelledError):
+            return False
+        if not msg.retry_on:
+            return True
+        types = self._retry_types.get(msg.retry_on, ...)
+        if types is ...:
+            try:
+                types = serialization.deserialize_inline(msg.retry_on)
+            except Exception:  # noqa: BLE001 - types that do not load here retry nothing
+                types = None
+            self._retry_types[msg.retry_on] = types
+        if isinstance(error, exc.RayTaskError) and error.cause is not None:
+            error = error.cause  # (a nested task's exception, raised by get)
+        return types is not None and isinstance(error, types)
+
+    def _retires(self, msg: p.ExecuteTask) -> bool:
+        """Whether this task was the last its function's max_calls lets this worker run."""
+        if not msg.max_calls or msg.actor_id is not None:
+            return False
+        count = self._calls[msg.fid] = self._calls.get(msg.fid, 0) + 1
+        return count >= msg.max_calls
+
+    def _reply(self, msg: p.ExecuteTask, results: list, actor_exit: bool, keep: list,
+               retryable: bool = False) -> None:
         """Send the results: straight to the caller of a direct call (then tell the daemon,
         which keeps the books), otherwise to the daemon, which passes them on. ``keep``
         holds the refs inside the results until the daemon's TaskDone is queued (a ref
@@ -220,14 +249,20 @@ class Executor:
             self.client.send(p.TaskDone(msg.task_id, results, True, direct))
             _flush_output()
             os._exit(0)
-        self._tell_daemon(msg, results, direct, keep)
+        if self._retires(msg):
+            self.client.send(p.TaskDone(msg.task_id, results, False, direct, retryable,
+                                        retiring=True))
+            _flush_output()
+            os._exit(0)
+        self._tell_daemon(msg, results, direct, keep, retryable)
 
     def _ready(self, msg: p.ExecuteTask, results: list) -> list:
         return [p.ObjectReady(ids.object_id_for_return(msg.task_id, i),
                               self._for_caller(msg, data)) for i, data in enumerate(results)]
 
-    def _tell_daemon(self, msg: p.ExecuteTask, results: list, direct: bool, keep: list) -> None:
-        done = p.TaskDone(msg.task_id, results, False, direct)
+    def _tell_daemon(self, msg: p.ExecuteTask, results: list, direct: bool, keep: list,
+                     retryable: bool = False) -> None:
+        done = p.TaskDone(msg.task_id, results, False, direct, retryable)
         try:
             if direct:
                 self.client.send_later(done)  # the caller has the results: bookkeeping
