@@ -89,7 +89,7 @@ class ActorClass:
         is_async = any(m["is_async"] for m in self._methods.values())
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         name = options.get("name") or ""
-        namespace = options.get("namespace") or session.namespace or ""
+        namespace = options.get("namespace") or (session.current_namespace() if name else "")
         if options.get("lifetime") not in (None, "detached", "non_detached"):
             raise ValueError(f"lifetime must be 'detached' or 'non_detached', got "
                              f"{options['lifetime']!r}")

@@ -290,7 +290,7 @@ def get_actor(name: str, namespace: str | None = None):
     """The handle of the live actor named ``name`` (raises ValueError if there is none)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() needs an actor name, got {name!r}")
-    ns = namespace if namespace is not None else (session.namespace or "")
+    ns = namespace if namespace is not None else session.current_namespace()
     info = session.client_or_start().query(p.NamedActor(name, ns))
     if info is None:
         raise ValueError(f"Failed to look up actor with name '{name}' in namespace "

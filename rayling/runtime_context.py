@@ -57,7 +57,8 @@ class RuntimeContext:
 
     @property
     def namespace(self) -> str:
-        return "default"
+        """The namespace of this job: init(namespace=...)'s, or its anonymous one."""
+        return session.current_namespace()
 
     @property
     def was_current_actor_reconstructed(self) -> bool:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(150)
 DRIVER = """
     import os, signal, sys, time
     import rayling as ray
-    ray.init(address={address!r})
+    ray.init(address={address!r}, namespace="jobs")
 
     @ray.remote(num_cpus=1)
     def hold(path):
@@ -96,7 +96,7 @@ def test_a_job_ends_with_its_driver(lasting_cluster, tmp_path, how):
     gone = [_pid(actor_file), _pid(task_file + "0"), _pid(task_file + "1")]
     wait_until(lambda: not any(psutil.pid_exists(pid) for pid in gone), timeout=30,
                what="the job's actor and the workers running its tasks to end")
-    ray.init(address=lasting_cluster.address)
+    ray.init(address=lasting_cluster.address, namespace="jobs")
     try:
         wait_until(lambda: ray.available_resources().get("CPU") == 2, timeout=30,
                    what="the job's CPUs to be free (its queued tasks dropped)")

@@ -45,7 +45,8 @@ class DaemonConnectionError(exc.RaySystemError):
 
 
 class CoreClient:
-    def __init__(self, address: str, token: str, kind: str, listen_ip: str = "") -> None:
+    def __init__(self, address: str, token: str, kind: str, listen_ip: str = "",
+                 namespace: str = "") -> None:
         """Connect to the daemon at ``address``: a unix socket path, or ``tcp:host:port``
         for a head on another node. ``listen_ip``: also accept direct calls on TCP there
         (set in clusters, so callers on other nodes can reach this process)."""
@@ -54,6 +55,7 @@ class CoreClient:
         self.address = address
         self.worker_id = ids.random_unique_id()
         self._token = token
+        self.namespace = namespace  # a driver's job's
         self._listeners: list[socket.socket] = []
         self.listen_path = self.listen_tcp = ""
         self._channel: Channel | None = None
@@ -116,7 +118,8 @@ class CoreClient:
         node_hint = os.environ.get("RAYLING_NODE_ID", "") if self.is_worker else ""
         self._channel.send([p.Hello(
             self.kind, os.getpid(), self.worker_id, token, listen_path=self.listen_path,
-            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint))])
+            listen_tcp=self.listen_tcp, node_id=bytes.fromhex(node_hint),
+            namespace=self.namespace)])
         self._reader = p.FrameReader()
         while True:
             data = self._channel.sock.recv(65536)

@@ -100,7 +100,7 @@ class Controller:
                     "HEAD:PORT` here first, or run the script on the head node"))
                 return False
             conn.node = node
-            conn.send(self._welcome(node, self.jobs.add_driver(conn)))
+            conn.send(self._welcome(node, self.jobs.add_driver(conn, hello.namespace)))
         elif hello.kind == "node":
             conn.node = None  # set by its RegisterNode
         else:

@@ -18,12 +18,14 @@ class JobTable:
         self.first_job_id = ids.new_job_id()
         self._drivers_seen = 0
         self.functions: dict[bytes, tuple[bytes, str]] = {}  # fid -> (pickled code, name)
+        self.namespaces: dict[bytes, str] = {}  # job id -> its namespace (kept after it)
 
-    def add_driver(self, conn) -> bytes:
+    def add_driver(self, conn, namespace: str = "") -> bytes:
         """A script connected: its job id."""
         self.drivers.add(conn)
         job_id = ids.new_job_id() if self._drivers_seen else self.first_job_id
         self._drivers_seen += 1
+        self.namespaces[job_id] = namespace
         return job_id
 
     def remove_driver(self, conn) -> bool:

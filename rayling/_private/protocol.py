@@ -78,6 +78,7 @@ class Hello(_Msg, tag=1):
     listen_path: str = ""  # where this client accepts direct calls and results
     listen_tcp: str = ""  # the same, for clients on other nodes ("host:port")
     node_id: bytes = b""  # a worker's node (workers of joined nodes connect over TCP)
+    namespace: str = ""  # a driver's: where its job's named actors live
 
 
 class Welcome(_Msg, tag=2):
@@ -251,6 +252,12 @@ class ActorList(msgspec.Struct, array_like=True, tag="actors"):
     """Every actor's info dict."""
 
 
+class JobNamespace(msgspec.Struct, array_like=True, tag="job_namespace"):
+    """The namespace of the job ``job_id`` (its driver's), or None if it is unknown."""
+
+    job_id: bytes
+
+
 class StoreStats(msgspec.Struct, array_like=True, tag="stats"):
     """Counters of the store, objects and workers (for tests and benchmarks)."""
 
@@ -263,7 +270,7 @@ class ActorAddress(msgspec.Struct, array_like=True, tag="actor_address"):
 
 
 QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
-             | StoreStats | ActorAddress)
+             | JobNamespace | StoreStats | ActorAddress)
 
 
 class Query(_Msg, tag=18):

@@ -16,9 +16,10 @@ import atexit
 import logging
 import os
 import threading
+import uuid
 
 from .. import exceptions as exc
-from . import client as client_mod, cluster_files, protocol as p
+from . import client as client_mod, cluster_files, ids, protocol as p, task_context
 from .client import CoreClient
 from .log_printer import LogPrinter
 from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gpus
@@ -27,7 +28,8 @@ lock = threading.RLock()
 _node: LocalNode | None = None  # the daemon this process started, if any
 _printer: LogPrinter | None = None
 _atexit_registered = False
-namespace: str | None = None  # the namespace given to init()
+namespace: str | None = None  # this driver's job's namespace (init()'s, or anonymous)
+_job_namespaces: dict[bytes, str] = {}  # in a worker: job id -> its namespace
 
 
 def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None,
@@ -46,7 +48,7 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
             raise ValueError(
                 "When connecting to an existing cluster, num_cpus, num_gpus and resources "
                 "must not be provided: they are set by `rayling start` on each node.")
-        namespace = namespace_
+        namespace = namespace_ or _anonymous_namespace()
         _attach(_connect(*existing, node_ip_address), log_to_driver)
         return info()
     node_resources: dict[str, float] = {
@@ -59,11 +61,11 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
         if name in ("CPU", "GPU"):
             raise ValueError(f"Use num_cpus/num_gpus instead of resources={{{name!r}: ...}}")
         node_resources[name] = float(amount)
-    namespace = namespace_
+    namespace = namespace_ or _anonymous_namespace()
     capacity = object_store_memory or default_store_capacity()
     node = LocalNode.start(node_resources, int(capacity), system_config=system_config)
     try:
-        client = CoreClient(node.socket_path, node.token, "driver")
+        client = CoreClient(node.socket_path, node.token, "driver", namespace=namespace)
     except BaseException:
         node.stop(timeout=0.1)
         raise
@@ -132,9 +134,11 @@ def _connect(address: str, token: str, listen_ip: str | None) -> CoreClient:
     try:
         if local:  # the head runs on this machine: its unix socket, and TCP for peers
             return CoreClient(local, token, "driver",
-                              listen_ip=_resolve(listen_ip) if listen_ip else host)
+                              listen_ip=_resolve(listen_ip) if listen_ip else host,
+                              namespace=namespace or "")
         return CoreClient(f"tcp:{host}:{port}", token, "driver",
-                          listen_ip=_resolve(listen_ip) if listen_ip else "")
+                          listen_ip=_resolve(listen_ip) if listen_ip else "",
+                          namespace=namespace or "")
     except OSError as e:
         raise ConnectionError(
             f"Could not connect to the rayling cluster at {address}: {e}. Is `rayling start "
@@ -188,6 +192,32 @@ def client_or_start() -> CoreClient:
                 connect_or_start()
             client = client_mod.current
     return client
+
+
+def _anonymous_namespace() -> str:
+    """A job that names no namespace gets one of its own, as in Ray: its named actors
+    are not visible to other jobs."""
+    return str(uuid.uuid4())
+
+
+def current_namespace() -> str:
+    """The namespace named actors are made in and looked up in from here: this driver's
+    job's, or in a worker, that of the job whose actor or task runs here."""
+    client = client_or_start()
+    if not client.is_worker:
+        return namespace or ""
+    call = task_context.current()
+    creation = task_context.actor.creation_task
+    if creation is not None:
+        job_id = creation[-ids.JOB_ID_LEN:]
+    elif call is not None:
+        job_id = call.job_id
+    else:
+        return ""
+    found = _job_namespaces.get(job_id)
+    if found is None:
+        found = _job_namespaces[job_id] = client.query(p.JobNamespace(job_id)) or ""
+    return found
 
 
 def connected_client() -> CoreClient:

@@ -79,7 +79,7 @@ def list_named_actors(all_namespaces: bool = False) -> list:
     live = [a for a in actors if a["name"] and a["state"] != "DEAD"]
     if all_namespaces:
         return [{"name": a["name"], "namespace": a["namespace"]} for a in live]
-    namespace = session.namespace or ""
+    namespace = session.current_namespace()
     return [a["name"] for a in live if a["namespace"] == namespace]
 
 
