@@ -39,8 +39,42 @@ class RuntimeContext:
     def get_task_name(self) -> str | None:
         return task_context.task_name() or None
 
+    def get_task_function_name(self) -> str | None:
+        return task_context.task_name() or None
+
+    def get_actor_name(self) -> str | None:
+        """The current actor's name; None outside an actor, "" for an unnamed one."""
+        if task_context.actor.actor_id is None:
+            return None
+        return task_context.actor.name
+
     def get_assigned_resources(self) -> dict[str, float]:
-        return {}
+        """The resources the current task (or actor, for its life) was given."""
+        return task_context.assigned_resources()
+
+    def is_canceled(self) -> bool:
+        """Whether the running task or actor call was asked to cancel (for code that
+        catches the interruption, or an async call that shields itself)."""
+        return task_context.is_cancelled()
+
+    # Ray's deprecated id properties: the raw ids (``.hex()`` gives the string form).
+    @property
+    def job_id(self) -> bytes:
+        return bytes.fromhex(self.get_job_id())
+
+    @property
+    def node_id(self) -> bytes:
+        return self._client().node_id
+
+    @property
+    def task_id(self) -> bytes | None:
+        task = self.get_task_id()
+        return bytes.fromhex(task) if task else None
+
+    @property
+    def actor_id(self) -> bytes | None:
+        actor = self.get_actor_id()
+        return bytes.fromhex(actor) if actor else None
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         return {"GPU": [str(i) for i in task_context.gpu_ids()]}
@@ -62,7 +96,8 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        return False
+        """True in an actor that was restarted after its worker died."""
+        return task_context.actor.reconstructed
 
     def get(self) -> dict:
         return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),

@@ -540,7 +540,9 @@ class Controller:
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
             dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
-            max_calls=spec.max_calls,
+            max_calls=spec.max_calls, resources=spec.resources if actor is None else {},
+            actor=None if actor is None or spec.method != "__init__" else p.ActorStart(
+                actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING"),
         ))
 
     def reap_idle_workers(self, now: float) -> None:

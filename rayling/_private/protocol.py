@@ -125,6 +125,14 @@ class SubmitTask(_Msg, tag=6):
     max_calls: int = 0  # a worker that ran this function this many times exits (0: never)
 
 
+class ActorStart(msgspec.Struct, array_like=True):
+    """What an actor's creation task tells its worker about the actor."""
+
+    name: str  # "" if unnamed
+    resources: dict[str, float]  # what it holds for its whole life
+    reconstructed: bool  # a restart: its worker died before
+
+
 class ExecuteTask(_Msg, tag=7):
     task_id: bytes
     job_id: bytes
@@ -145,6 +153,8 @@ class ExecuteTask(_Msg, tag=7):
     retry_exceptions: bool = False  # an exception it raises may be retried ...
     retry_on: bytes = b""  # ... if it is one of these pickled types (none: any)
     max_calls: int = 0  # the worker exits after running this function this many times
+    resources: dict[str, float] = {}  # a task's resources (an actor call: the actor's)
+    actor: ActorStart | None = None  # set on an actor's creation task
 
 
 class TaskDone(_Msg, tag=8):

@@ -30,9 +30,13 @@ class HostedActor:
     creation_task: bytes | None = None
     instance: Any = None
     gpu_ids: list[int] = []  # the GPUs the actor keeps for its life
+    name: str = ""  # its name, if it has one
+    resources: dict[str, float] = {}  # what it holds for its life
+    reconstructed = False  # a restart: its worker died before
 
 
 actor = HostedActor()
+cancelled: set[bytes] = set()  # calls asked to cancel (this process's, kept for its life)
 
 
 def current() -> ExecuteTask | None:
@@ -51,6 +55,19 @@ def leave(token: contextvars.Token) -> None:
 def task_name() -> str:
     call = _call.get()
     return call.name if call is not None else ""
+
+
+def assigned_resources() -> dict[str, float]:
+    """What the running task holds, or the hosting actor's (empty elsewhere)."""
+    call = _call.get()
+    if actor.actor_id is not None:
+        return dict(actor.resources)
+    return dict(call.resources) if call is not None else {}
+
+
+def is_cancelled() -> bool:
+    call = _call.get()
+    return call is not None and call.task_id in cancelled
 
 
 def gpu_ids() -> list[int]:

@@ -88,6 +88,7 @@ class Executor:
 
     def cancel(self, task_id: bytes) -> None:
         """Called from the reader thread: interrupt ``task_id`` if it is still running."""
+        task_context.cancelled.add(task_id)
         with self._lock:
             if self._running == task_id:
                 signal.pthread_kill(self._main_thread, signal.SIGINT)
@@ -174,6 +175,10 @@ class Executor:
                     task_context.actor.actor_id = msg.actor_id
                     task_context.actor.creation_task = msg.task_id
                     task_context.actor.gpu_ids = msg.gpu_ids
+                    if msg.actor is not None:
+                        task_context.actor.name = msg.actor.name
+                        task_context.actor.resources = msg.actor.resources
+                        task_context.actor.reconstructed = msg.actor.reconstructed
                 if on_main:
                     with self._lock:
                         self._running = msg.task_id
