@@ -342,3 +342,4 @@ def test_a_daemon_out_of_descriptors_keeps_serving_once_the_flood_ends(cluster):
 def _at_limit(proc: psutil.Process) -> bool:
     soft, _ = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
     return proc.num_fds() >= soft - 1
+

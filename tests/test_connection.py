@@ -116,6 +116,10 @@ def test_a_stranger_past_the_limit_evicts_the_one_that_waited_longest():
     limit.leave("b")
     limit.leave("b")  # (leaving twice is harmless)
     assert limit.count == 1 and limit.admit("d") is None and limit.admit("e") == "c"
+    # Added without evicting (an asyncio burst), then the excess chosen at once.
+    for conn in "fgh":
+        limit.add(conn)
+    assert limit.count == 5 and limit.excess() == ["d", "e", "f"] and limit.count == 2
 
 
 def test_refused_connections_are_logged_a_few_a_minute_then_counted(caplog):
@@ -206,7 +210,7 @@ def test_strangers_past_the_limit_evict_the_oldest_and_slow_ones_time_out(tmp_pa
             time.sleep(0.01)
         assert HELLO in listener.received
         assert all(_closed(s, timeout=5) for s in strangers[2:])  # no Hello in time
-        assert listener.acceptor.strangers.count == 0
+        assert listener.acceptor.stranger_count == 0
         assert not _closed(peer.sock, timeout=1.5)  # (past the handshake deadline: kept)
         peer.close()
         for s in strangers:

@@ -170,6 +170,22 @@ def test_rayling_stop_does_only_what_a_record_proves(tmp_path):
         assert (precious / "data").read_text() == "keep me"
         assert os.path.exists(f"/dev/shm{segment}"), "rayling stop unlinked a live segment"
         assert not os.listdir(os.path.join(tmp, f"rayling-{os.getuid()}", "nodes"))
+        # A record of a daemon that is gone, naming the session of one that runs: the
+        # running one's folder and segments stay.
+        rayling.init(num_cpus=1)
+        from rayling._private import client as client_mod
+
+        live_dir = client_mod.current.session_dir
+        live = os.path.basename(live_dir).split("_")[1]
+        ref = rayling.put(np.ones(1_000_000))
+        gone = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                stdin=subprocess.PIPE)
+        path = _record(tmp, gone.pid, session=live, session_dir=live_dir)
+        gone.stdin.close()
+        gone.wait()
+        assert _stop(tmp).returncode == 0 and not os.path.exists(path)
+        assert os.path.isdir(live_dir) and rayling.get(ref).sum() == 1_000_000
+        rayling.shutdown()
     finally:
         bystander.kill()
         bystander.wait()
@@ -273,32 +289,60 @@ def test_segment_names_are_unguessable_and_no_command_line_shows_session_or_toke
         rayling.shutdown()
 
 
-def test_records_go_to_a_private_xdg_runtime_dir_and_are_found_there(tmp_path, monkeypatch):
+def test_records_go_to_a_private_xdg_runtime_dir_and_the_temp_folder(tmp_path, monkeypatch):
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     uid_dir = os.path.join(str(runtime), f"rayling-{os.getuid()}")
-    assert cluster_files.current_cluster_path() == os.path.join(uid_dir, "current_cluster.json")
-    assert cluster_files.nodes_dir() == os.path.join(uid_dir, "nodes")
-    # Still found in TMPDIR (a cluster started from a shell without XDG_RUNTIME_DIR).
-    assert cluster_files.current_cluster_paths()[1].startswith(tempfile.gettempdir())
+    tmp_dir = os.path.join(tempfile.gettempdir(), f"rayling-{os.getuid()}")
+    assert cluster_files.machine_record_paths("x") == [os.path.join(uid_dir, "x"),
+                                                       os.path.join(tmp_dir, "x")]
     os.chmod(runtime, 0o755)  # a runtime folder others can look into is not used
-    assert cluster_files.current_cluster_path().startswith(tempfile.gettempdir())
+    assert cluster_files.machine_record_paths("x") == [os.path.join(tmp_dir, "x")]
     os.chmod(runtime, 0o700)
     env = {**os.environ, "PYTHONPATH": ROOT, "HOME": str(tmp_path)}
-    started = subprocess.run(
-        [sys.executable, "-m", "rayling.scripts", "start", "--head", "--port", "0",
-         "--num-cpus", "1"], env=env, capture_output=True, text=True, timeout=60)
+    no_xdg = {k: v for k, v in env.items() if k != "XDG_RUNTIME_DIR"}
+    script = ("import rayling; rayling.init(); "
+              "print(rayling.get(rayling.remote(lambda: 41 + 1).remote()))")
+
+    def run(*args, environ=env):
+        return subprocess.run([sys.executable, *args], env=environ, capture_output=True,
+                              text=True, timeout=60)
+
+    started = run("-m", "rayling.scripts", "start", "--head", "--port", "0", "--num-cpus", "1")
     try:
         assert started.returncode == 0, started.stderr
-        assert os.path.exists(os.path.join(uid_dir, "current_cluster.json"))
-        script = ("import rayling; info = rayling.init(); "
-                  "print(rayling.get(rayling.remote(lambda: 41 + 1).remote()))")
-        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                              text=True, timeout=60)
+        for folder in (uid_dir, tmp_dir):
+            assert os.path.exists(os.path.join(folder, "current_cluster.json"))
+            assert len(os.listdir(os.path.join(folder, "nodes"))) == 1
+        for environ in (env, no_xdg):  # found with XDG_RUNTIME_DIR and without it
+            done = run("-c", script, environ=environ)
+            assert done.returncode == 0 and done.stdout.strip().endswith("42"), done.stderr
+        # Logging out removes the runtime folder; the daemon runs on, and is still found.
+        shutil.rmtree(uid_dir)
+        done = run("-c", script)
         assert done.returncode == 0 and done.stdout.strip().endswith("42"), done.stderr
+        # A temp folder others can write (as if planted) is skipped with a warning while
+        # the runtime folder serves.
+        os.chmod(tmp_dir, 0o777)
+        warned = run("-c", "from rayling._private import cluster_files as c; "
+                           "print(c.write_machine_record('probe.json', {}))")
+        assert warned.returncode == 0 and "Warning" in warned.stderr, warned.stderr
+        os.chmod(tmp_dir, 0o700)
     finally:
-        stopped = subprocess.run([sys.executable, "-m", "rayling.scripts", "stop"], env=env,
-                                 capture_output=True, text=True, timeout=60)
+        stopped = run("-m", "rayling.scripts", "stop")
     assert "Stopped 1 rayling daemon(s)." in stopped.stdout, stopped.stdout + stopped.stderr
-    assert not os.listdir(os.path.join(uid_dir, "nodes"))
+    assert not os.listdir(os.path.join(tmp_dir, "nodes"))
+
+
+def test_a_fifo_planted_under_a_segments_name_is_refused_at_once():
+    """Opening a FIFO blocks until someone writes to it: a name another user replaced
+    with one must fail at once, not hang a reader."""
+    name = f"/rl{os.urandom(4).hex()}_{os.urandom(8).hex()}"
+    os.mkfifo(f"/dev/shm{name}", 0o666)
+    try:
+        for open_it in (shm.open_readonly, shm.open_for_write):
+            with pytest.raises(shm.ForeignSegmentError):
+                open_it(name, 4096)
+    finally:
+        os.unlink(f"/dev/shm{name}")

@@ -94,7 +94,8 @@ def test_a_cluster_another_user_runs_is_neither_joined_nor_counted(tmp_path):
     assert tempfile.gettempdir() == conftest.run_dir != conftest.MACHINE_TMPDIR
     from rayling._private import cluster_files
 
-    assert cluster_files.current_cluster_path().startswith(conftest.run_dir + os.sep)
+    assert cluster_files.machine_record_paths(cluster_files.CURRENT)[0].startswith(
+        conftest.run_dir + os.sep)
 
     machine_dir_existed = os.path.isdir(_machine_dir())
     env = _machine_env(str(tmp_path))

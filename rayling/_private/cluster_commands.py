@@ -30,6 +30,7 @@ from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gp
 from .options import check_node_resources
 
 SLURM_HEAD_TIMEOUT = 300.0  # seconds a Slurm task waits for task 0's head to be up
+START_TIME_SLACK = 1.0  # seconds a recorded daemon's start time may differ from psutil's
 
 
 class StartError(Exception):
@@ -81,9 +82,8 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
     address = f"{ip}:{node.port}"
     info = {"address": address, "token": token, "pid": node.process.pid,
             "socket": node.socket_path}
-    files = [_record_node(node, "head", address)]
-    cluster_files.write(cluster_files.current_cluster_path(), info)
-    files.append(cluster_files.current_cluster_path())
+    files = _record_node(node, "head", address)
+    files += cluster_files.write_machine_record(cluster_files.CURRENT, info)
     home = cluster_files.home_cluster_path(address)
     cluster_files.write(home, {"address": address, "token": token})
     files.append(home)
@@ -119,7 +119,7 @@ def read_token_file(path: str) -> str:
         raise StartError(f"cannot read the token file {path}: {e.strerror}") from None
     with os.fdopen(fd) as f:
         st = os.fstat(f.fileno())
-        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
             raise StartError(
                 f"the token file {path} must be yours and readable by you alone (chmod 600 "
                 f"{path}); it is mode {st.st_mode & 0o777:o}, owned by uid {st.st_uid}")
@@ -150,10 +150,9 @@ def start_node(address: str, resources: dict, *, node_ip: str | None, token: str
     node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
                            head_address=head, token=token, exit_with_driver=False,
                            die_with_parent=block)
-    files = [_record_node(node, "node", head)]
-    cluster_files.write(cluster_files.current_cluster_path(),
-                        {"address": head, "token": token, "pid": node.process.pid})
-    files.append(cluster_files.current_cluster_path())
+    files = _record_node(node, "node", head)
+    files += cluster_files.write_machine_record(
+        cluster_files.CURRENT, {"address": head, "token": token, "pid": node.process.pid})
     echo(f"rayling node {node.node_id[:12]} ({ip}, {_fmt_resources(resources)}) joined the "
          f"cluster at {head}.")
     return _maybe_block(node, block, files, echo)
@@ -220,17 +219,15 @@ def _local_ip_towards(address: str) -> str:
         return s.getsockname()[0]
 
 
-def _record_node(node: LocalNode, role: str, address: str) -> str:
+def _record_node(node: LocalNode, role: str, address: str) -> list[str]:
     import psutil
 
-    path = os.path.join(cluster_files.nodes_dir(), f"{node.process.pid}.json")
-    cluster_files.write(path, {
+    return cluster_files.write_machine_record(f"nodes/{node.process.pid}.json", {
         "pid": node.process.pid, "role": role, "address": address, "session": node.session,
         "session_dir": node.session_dir,
         # With the pid, says which process it was: pids are reused after it exits.
         "started": psutil.Process(node.process.pid).create_time(),
     })
-    return path
 
 
 def _maybe_block(node: LocalNode, block: bool, files: list[str], echo) -> int:
@@ -262,19 +259,16 @@ def stop(echo=print, timeout: float = 10.0) -> int:
     """
     import psutil
 
-    records = []
-    for directory in cluster_files.nodes_dirs():
-        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-            info = cluster_files.read(os.path.join(directory, name))
-            if isinstance(info, dict):
-                records.append((os.path.join(directory, name), info))
-    procs, false_records = [], set()
+    records = cluster_files.machine_records("nodes")
+    procs, false_records, seen = [], set(), set()
     # Joined nodes first, so none of them sees its head go and reports it.
     for path, info in sorted(records, key=lambda r: r[1].get("role") == "head"):
         proc, why_not = _recorded_daemon(info, psutil)
         if proc is not None:
-            proc.terminate()
-            procs.append(proc)
+            if proc.pid not in seen:  # (the same record is in each machine folder)
+                seen.add(proc.pid)
+                proc.terminate()
+                procs.append(proc)
         elif why_not:
             echo(f"Not stopping pid {info.get('pid')!r} named in {path}: {why_not}; "
                  f"the record is removed and nothing it names is touched.")
@@ -287,16 +281,23 @@ def stop(echo=print, timeout: float = 10.0) -> int:
         cluster_files.remove(path)
         if path in false_records:
             continue
-        # The daemon was stopped, or is gone (crashed): what it left goes too.
-        shm.unlink_session(info.get("session"))
+        # The daemon was stopped, or is gone (crashed): what it left goes too, unless a
+        # daemon still serves in that session folder (a record naming another's session).
         session_dir = _recorded_session_dir(info)
+        if session_dir and _serving(os.path.join(session_dir, "daemon.sock")):
+            continue
+        shm.unlink_session(info.get("session"))
         if session_dir:
             shutil.rmtree(session_dir, ignore_errors=True)
         if info.get("role") == "head" and isinstance(info.get("address"), str):
             cluster_files.remove(cluster_files.home_cluster_path(info["address"]))
-    for path in cluster_files.current_cluster_paths():
-        current = cluster_files.read(path)
-        if current and not cluster_files.pid_alive(int(current.get("pid", 0))):
+    for path in cluster_files.machine_record_paths(cluster_files.CURRENT):
+        try:
+            current = cluster_files.read(path)
+        except cluster_files.UnsafeFileError:
+            continue  # (another user's: reported above, never touched)
+        if isinstance(current, dict) and \
+                not cluster_files.pid_alive(cluster_files.record_pid(current)):
             cluster_files.remove(path)
     echo(f"Stopped {len(procs)} rayling daemon(s)." if procs else
          "No rayling daemons were running on this machine.")
@@ -306,12 +307,14 @@ def stop(echo=print, timeout: float = 10.0) -> int:
 def _recorded_daemon(info: dict, psutil):
     """The running daemon a node record names, or None and why the record is false ("" if
     that daemon simply ended; pids are reused, so a pid alone proves nothing)."""
-    pid, started = info.get("pid"), info.get("started")
-    if type(pid) is not int or not isinstance(started, float):
+    pid, started = cluster_files.record_pid(info), info.get("started")
+    if not pid or not isinstance(started, float):
         return None, "the record is malformed"
     try:
         proc = psutil.Process(pid)
-        if proc.create_time() != started:
+        # (psutil derives start times from the boot time, which a clock step moves a
+        # little; a reused pid started later by far more than a second)
+        if abs(proc.create_time() - started) > START_TIME_SLACK:
             return None, ""  # that daemon is gone; the pid now belongs to something else
         if proc.uids().real != os.getuid():
             return None, "that process is another user's"
@@ -320,6 +323,17 @@ def _recorded_daemon(info: dict, psutil):
     except psutil.Error:
         return None, ""
     return proc, ""
+
+
+def _serving(socket_path: str) -> bool:
+    """Whether a daemon accepts connections on ``socket_path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(socket_path)
+            return True
+        except OSError:
+            return False
 
 
 def _recorded_session_dir(info: dict) -> str | None:
@@ -334,7 +348,7 @@ def _recorded_session_dir(info: dict) -> str | None:
         st = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         return None
     return path
 

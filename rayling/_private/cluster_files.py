@@ -2,11 +2,13 @@
 
 * ``<machine folder>/current_cluster.json``: the cluster this machine's ``rayling
   start`` last started or joined (what ``init()`` and ``init(address="auto")`` use). The
-  machine folder is ``$XDG_RUNTIME_DIR/rayling-<uid>`` when the login session has a
+  machine folders are ``$XDG_RUNTIME_DIR/rayling-<uid>`` when the login session has a
   private runtime folder (this user's, mode 0700, made by the system: nobody else can
-  create anything in it), else ``$TMPDIR/rayling-<uid>``. Records are written in the
-  first and looked for in both, so a script started without XDG_RUNTIME_DIR (cron, a
-  batch job) still finds a cluster started from a login shell.
+  create anything in it), and ``$TMPDIR/rayling-<uid>``. Records are written in both and
+  read from the first that has them: the runtime folder is preferred, and the temp one
+  still serves a process without XDG_RUNTIME_DIR (cron, a batch job) and outlives the
+  login session (logind removes the runtime folder at logout; daemons keep running). With
+  a runtime folder, a temp folder another user planted is skipped with a warning.
 * ``~/.rayling/clusters/<host>_<port>.json``: the token of each head, so a node or
   script on another machine sharing the home directory can join with just the address.
 * ``$SLURM_SUBMIT_DIR/.rayling/slurm-<job id>.json``: the head of a Slurm job's cluster.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import tempfile
 import time
 
@@ -43,39 +46,87 @@ def _runtime_dir() -> str | None:
         st = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         return None
     return path
 
 
 def _machine_dirs() -> list[str]:
-    """Where this user's machine records are: written in the first, read from all."""
+    """This user's machine folders: the private runtime one first, if there is one."""
     name = f"rayling-{os.getuid()}"
     dirs = [os.path.join(tempfile.gettempdir(), name)]
     runtime = _runtime_dir()
     if runtime:
-        dirs.insert(0, os.path.join(runtime, name))
+        first = os.path.join(runtime, name)
+        if os.path.realpath(first) != os.path.realpath(dirs[0]):
+            dirs.insert(0, first)
+        else:
+            dirs = [first]
     return dirs
 
 
-def current_cluster_path() -> str:
-    """Where ``rayling start`` writes the machine's current cluster."""
-    return os.path.join(_machine_dirs()[0], "current_cluster.json")
+def _usable(directory: str, dirs: list[str], error: UnsafeFileError) -> None:
+    """Raise ``error`` about ``directory`` unless it is the temp fallback and a private
+    runtime folder serves instead (then warn: another user planted it)."""
+    if len(dirs) < 2 or directory == dirs[0]:
+        raise error
+    print(f"(rayling) Warning: {error} Using {dirs[0]} only.", file=sys.stderr)
 
 
-def current_cluster_paths() -> list[str]:
-    """Where ``init()`` looks for it, in order."""
-    return [os.path.join(d, "current_cluster.json") for d in _machine_dirs()]
+def write_machine_record(name: str, info: dict) -> list[str]:
+    """Write ``name`` (``current_cluster.json``, ``nodes/<pid>.json``) in every machine
+    folder; returns the paths written."""
+    dirs = _machine_dirs()
+    written = []
+    for directory in dirs:
+        path = os.path.join(directory, name)
+        try:
+            write(path, info)
+        except UnsafeFileError as e:
+            _usable(directory, dirs, e)
+            continue
+        written.append(path)
+    return written
 
 
-def nodes_dir() -> str:
-    """Where ``rayling start`` records the daemons it leaves running."""
-    return os.path.join(_machine_dirs()[0], "nodes")
+def read_machine_record(name: str) -> tuple[str, dict] | None:
+    """The first machine folder's record ``name`` that exists: (path, record)."""
+    dirs = _machine_dirs()
+    for directory in dirs:
+        path = os.path.join(directory, name)
+        try:
+            info = read(path)
+        except UnsafeFileError as e:
+            _usable(directory, dirs, e)
+            continue
+        if isinstance(info, dict):
+            return path, info
+    return None
 
 
-def nodes_dirs() -> list[str]:
-    """Where ``rayling stop`` looks for them."""
-    return [os.path.join(d, "nodes") for d in _machine_dirs()]
+def machine_records(folder: str) -> list[tuple[str, dict]]:
+    """Every record in ``folder`` (``nodes``) of every machine folder: (path, record)."""
+    dirs = _machine_dirs()
+    found = []
+    for directory in dirs:
+        sub = os.path.join(directory, folder)
+        try:
+            names = sorted(os.listdir(sub)) if os.path.isdir(sub) else []
+            for entry in names:
+                info = read(os.path.join(sub, entry))
+                if isinstance(info, dict):
+                    found.append((os.path.join(sub, entry), info))
+        except UnsafeFileError as e:
+            _usable(directory, dirs, e)
+    return found
+
+
+def machine_record_paths(name: str) -> list[str]:
+    """Where record ``name`` would be, in every machine folder."""
+    return [os.path.join(d, name) for d in _machine_dirs()]
+
+
+CURRENT = "current_cluster.json"
 
 
 def home_cluster_path(address: str) -> str:
@@ -111,8 +162,8 @@ def _check_private(path: str, st: os.stat_result, kind: str) -> None:
     problem = None
     if stat.S_ISLNK(st.st_mode):
         problem = "is a symbolic link"
-    elif st.st_uid != os.getuid():
-        problem = f"belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})"
+    elif st.st_uid != os.geteuid():
+        problem = f"belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})"
     elif st.st_mode & 0o022:
         problem = f"can be written by other users (mode {st.st_mode & 0o777:o})"
     if problem:
@@ -193,11 +244,16 @@ def pid_alive(pid: int) -> bool:
 
 def current_cluster() -> dict | None:
     """This machine's running cluster (its head or a node that joined one), if any."""
-    for path in current_cluster_paths():
-        info = read(path)
-        if isinstance(info, dict) and pid_alive(int(info.get("pid", 0))):
-            return info
+    found = read_machine_record(CURRENT)
+    if found and pid_alive(record_pid(found[1])):
+        return found[1]
     return None
+
+
+def record_pid(info: dict) -> int:
+    """The pid a record names (0 if it names none, or not as a positive integer)."""
+    pid = info.get("pid")
+    return pid if type(pid) is int and pid > 0 else 0
 
 
 _known: dict[str, dict] = {}  # heads this process started (cluster_utils)

@@ -37,6 +37,7 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection has to prove the token
 FRAME_TIMEOUT = 60.0  # seconds a frame, once begun, has to arrive in full
 STRANGER_MAX_FRAME = 64 * 1024  # the largest frame read before the Hello
 MAX_STRANGERS = 128  # unauthenticated connections one listener keeps at once
+EVICTION_DELAY = 0.05  # seconds an asyncio listener lets strangers past the limit be read
 CONNECT_TIMEOUT = 30.0
 ACCEPT_BACKOFF = 1.0  # seconds a listener rests after accept() ran out of resources
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -151,13 +152,27 @@ class StrangerLimit:
         return len(self._waiting)
 
     def admit(self, conn):
-        """Count ``conn`` in; returns the stranger to close to make room for it, or None."""
-        evicted = None
-        if len(self._waiting) >= self.limit:
-            evicted = next(iter(self._waiting))
-            del self._waiting[evicted]
+        """Count ``conn`` in; returns the stranger to close to make room for it, or None.
+        (For loops that read a connection before accepting the next one.)"""
         self._waiting[conn] = None
-        return evicted
+        excess = self.excess()
+        return excess[0] if excess else None
+
+    def add(self, conn) -> None:
+        """Count ``conn`` in without evicting anyone yet: a loop that accepts many
+        connections before reading any (asyncio's) calls ``excess`` a moment later, once
+        the real peers among them have been read and have left."""
+        self._waiting[conn] = None
+
+    def excess(self) -> list:
+        """The oldest strangers past the limit, no longer counted: close them."""
+        waiting = self._waiting
+        gone = []
+        while len(waiting) > self.limit:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            gone.append(oldest)
+        return gone
 
     def leave(self, conn) -> None:
         """``conn`` authenticated or went away (again is harmless)."""
@@ -332,12 +347,21 @@ class Acceptor:
         self._selector = selector
         self._token = token
         self._accepts = accepts
-        self.strangers = StrangerLimit(limit)
+        self._limit = limit
+        self._limits: dict[socket.socket, StrangerLimit] = {}  # listener -> its strangers
+        self._limit_of: dict[socket.socket, StrangerLimit] = {}  # stranger -> its limit
         self._deadlines: dict[socket.socket, IncomingStream] = {}  # streams with deadlines
         self._resting: dict[socket.socket, float] = {}  # listener -> resume time
 
+    @property
+    def stranger_count(self) -> int:
+        return len(self._limit_of)
+
     def listen(self, sock: socket.socket) -> None:
+        """Accept on ``sock`` too; its strangers are counted apart from other listeners'
+        (a flood on a TCP port does not crowd out this machine's unix-socket peers)."""
         sock.setblocking(False)
+        self._limits[sock] = StrangerLimit(self._limit)
         self._selector.register(sock, selectors.EVENT_READ, self)
 
     def accept(self, listener: socket.socket) -> None:
@@ -350,7 +374,9 @@ class Acceptor:
                 self._selector.unregister(listener)
                 self._resting[listener] = time.monotonic() + ACCEPT_BACKOFF
             return
-        evicted = self.strangers.admit(conn)
+        limit = self._limits[listener]
+        self._limit_of[conn] = limit
+        evicted = limit.admit(conn)
         conn.setblocking(True)
         stream = IncomingStream(self._token, time.monotonic(), self._accepts)
         self._selector.register(conn, selectors.EVENT_READ, stream)
@@ -364,7 +390,7 @@ class Acceptor:
         if was_stranger:
             if stream.hello is None:
                 return  # (still watched since it was accepted)
-            self.strangers.leave(conn)
+            self._leave(conn)
         if stream.frame_started is None:
             if self._deadlines:
                 self._deadlines.pop(conn, None)
@@ -376,12 +402,15 @@ class Acceptor:
         if conn.fileno() < 0:  # closed already
             return
         self._deadlines.pop(conn, None)
-        key = self._selector.get_map().get(conn)
-        if key is not None:
+        self._leave(conn)  # (a Hello may have come before what made it fail)
+        if conn in self._selector.get_map():
             self._selector.unregister(conn)
-            if not key.data.authenticated:
-                self.strangers.leave(conn)
         conn.close()
+
+    def _leave(self, conn: socket.socket) -> None:
+        limit = self._limit_of.pop(conn, None)
+        if limit is not None:
+            limit.leave(conn)
 
     def release(self, conn: socket.socket) -> None:
         """Stop watching an authenticated connection the caller takes over."""

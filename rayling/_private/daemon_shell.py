@@ -35,7 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 
 from . import protocol as p, shm, transfer
-from .connection import HANDSHAKE_TIMEOUT, IncomingStream, RefusalLog, StrangerLimit, WrongToken
+from .connection import (
+    EVICTION_DELAY,
+    HANDSHAKE_TIMEOUT,
+    IncomingStream,
+    RefusalLog,
+    StrangerLimit,
+    WrongToken,
+)
 from .controller import Controller
 from .node_table import HEARTBEAT_INTERVAL, Heartbeat
 from .object_directory import SPARE_IDLE
@@ -205,6 +212,7 @@ class HeadDaemon(DaemonShell):
         # network cannot keep this machine's own workers and drivers from connecting.
         self.local_strangers = StrangerLimit()
         self.tcp_strangers = StrangerLimit()
+        self._evicting: set[StrangerLimit] = set()
         self.refusals = RefusalLog(log)
         self.controller = Controller(
             node_id=bytes.fromhex(config.node_id), node_ip=config.node_ip,
@@ -249,6 +257,21 @@ class HeadDaemon(DaemonShell):
             server.close()
         controller.stopping = True
         controller.objects.stopping = True
+
+    def stranger_added(self, limit: StrangerLimit) -> None:
+        """A connection joined ``limit``'s strangers: past the limit, close the oldest a
+        moment later. (The loop accepts a burst of connections before it reads any, so a
+        real peer whose Hello is already waiting gets read, and leaves the strangers,
+        before anyone is chosen.)"""
+        if limit.count > limit.limit and limit not in self._evicting:
+            self._evicting.add(limit)
+            self.loop.call_later(EVICTION_DELAY, self._evict, limit)
+
+    def _evict(self, limit: StrangerLimit) -> None:
+        self._evicting.discard(limit)
+        for conn in limit.excess():
+            conn.close(f"{limit.limit} unauthenticated connections are open; closing "
+                       f"the one that waited longest")
 
     def _tidy(self) -> None:
         now = time.monotonic()
@@ -316,10 +339,8 @@ class ClientConnection(asyncio.Protocol):
             self.peer_ip = peer[0]
         self.stream = IncomingStream(self.daemon.token, self.accepted)
         self.daemon.connections.add(self)
-        evicted = self.strangers.admit(self)
-        if evicted is not None:
-            evicted.close(f"{self.strangers.limit} unauthenticated connections are open; "
-                          f"closing the one that waited longest")
+        self.strangers.add(self)
+        self.daemon.stranger_added(self.strangers)
 
     def data_received(self, data: bytes) -> None:
         stream = self.stream
@@ -385,8 +406,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.stream = None
         self.daemon.connections.discard(self)
+        self.strangers.leave(self)  # (a Hello may have come before what closed it)
         if stream.hello is None:
-            self.strangers.leave(self)
             return
         if not self.admitted:
             return  # refused at its Hello

@@ -18,6 +18,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+import stat
 
 try:
     import _posixshmem
@@ -37,12 +38,17 @@ class ForeignSegmentError(PermissionError):
     """A segment of ours by name belongs to another user: it was planted, never read."""
 
 
+_OPEN_FLAGS = os.O_NONBLOCK  # (a FIFO planted under a segment's name must not block)
+_HAS_DEV_SHM = os.path.isdir("/dev/shm")
+
+
 def _own(fd: int, name: str) -> None:
-    if os.fstat(fd).st_uid != os.getuid():
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise ForeignSegmentError(
-            f"shared-memory segment {name} belongs to another user; rayling neither reads "
-            f"nor writes it")
+            f"shared-memory segment {name} belongs to another user (or is not a segment); "
+            f"rayling neither reads nor writes it")
 
 
 def _allocate(fd: int, size: int) -> None:
@@ -86,7 +92,7 @@ def preallocate(name: str, size: int) -> None:
 
 def open_for_write(name: str, size: int) -> mmap.mmap:
     """Map a preallocated segment for writing."""
-    fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
+    fd = _posixshmem.shm_open(name, os.O_RDWR | _OPEN_FLAGS, mode=0o600)
     _own(fd, name)
     try:
         return mmap.mmap(fd, max(size, 1), flags=mmap.MAP_SHARED)
@@ -96,7 +102,7 @@ def open_for_write(name: str, size: int) -> mmap.mmap:
 
 def open_readonly(name: str, size: int) -> mmap.mmap:
     """Map an existing segment read-only."""
-    fd = _posixshmem.shm_open(name, os.O_RDONLY, mode=0o600)
+    fd = _posixshmem.shm_open(name, os.O_RDONLY | _OPEN_FLAGS, mode=0o600)
     _own(fd, name)
     try:
         return mmap.mmap(fd, max(size, 1), prot=mmap.PROT_READ, flags=mmap.MAP_SHARED)
@@ -107,13 +113,12 @@ def open_readonly(name: str, size: int) -> mmap.mmap:
 def unlink(name: str) -> None:
     """Remove a segment's name; memory is returned once no process maps it. Another
     user's segment (one planted under a name of ours) is left alone, even by root."""
-    try:
-        if os.stat(f"/dev/shm{name}").st_uid != os.getuid():
+    if _HAS_DEV_SHM:  # (elsewhere, macOS say, shm_unlink alone decides)
+        try:
+            if os.lstat(f"/dev/shm{name}").st_uid != os.geteuid():
+                return
+        except FileNotFoundError:
             return
-    except FileNotFoundError:
-        return
-    except OSError:  # no /dev/shm to look in (not Linux): shm_unlink decides
-        pass
     try:
         _posixshmem.shm_unlink(name)
     except (FileNotFoundError, PermissionError):
@@ -128,7 +133,7 @@ def unlink_session(session: str) -> int:
         return 0
     count = 0
     prefix = f"rl{session}_"
-    uid = os.getuid()
+    uid = os.geteuid()
     try:
         entries = list(os.scandir("/dev/shm"))
     except FileNotFoundError:

@@ -24,6 +24,7 @@ import os
 import re
 import selectors
 import socket
+import stat
 import struct
 import threading
 import time
@@ -119,10 +120,11 @@ class TransferServer:
 
 
 def _send_segment(conn: socket.socket, request: p.FetchSegment) -> None:
-    fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(f"/dev/shm{request.name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        if os.fstat(fd).st_uid != os.getuid():
-            raise p.ProtocolError(f"segment {request.name} is another user's")
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or not stat.S_ISREG(st.st_mode):
+            raise p.ProtocolError(f"{request.name} is another user's, or not a segment")
         offset, end = request.offset, request.offset + request.size
         if offset < 0 or os.fstat(fd).st_size < end:
             raise p.ProtocolError(f"segment {request.name} has no bytes {offset}-{end}")
