@@ -60,6 +60,14 @@ def trivial() -> int:
     return 0
 
 
+STREAM_ITEMS = 10_000
+
+
+def count_up(n: int):
+    """A generator task: its values stream back to the caller as they are yielded."""
+    yield from range(n)
+
+
 class Target:
     """The actor the actor workloads call."""
 
@@ -191,6 +199,16 @@ def actor_calls_n_to_n(b: Bench) -> float:
     return best_rate(call_from_every_caller, b.duration, IN_FLIGHT * len(actors))
 
 
+def streaming_generator(b: Bench) -> float:
+    generator = b.ray.remote(count_up)
+
+    def consume_stream():
+        for ref in generator.remote(STREAM_ITEMS):
+            b.ray.get(ref)
+
+    return best_rate(consume_stream, b.duration, STREAM_ITEMS)
+
+
 WORKLOADS: dict[str, Callable[[Bench], float]] = {
     "single client tasks sync (/s)": tasks_sync,
     "single client tasks async (/s)": tasks_async,
@@ -204,6 +222,7 @@ WORKLOADS: dict[str, Callable[[Bench], float]] = {
     "1:1 actor calls concurrent (/s)": actor_calls_concurrent,
     "1:n actor calls async (/s)": actor_calls_one_to_n,
     "n:n actor calls async (/s)": actor_calls_n_to_n,
+    "streaming generator items (/s)": streaming_generator,
 }
 
 

@@ -26,6 +26,8 @@ _NAMES = {
     "ActorClass": "actor",
     "ActorHandle": "actor",
     "ObjectRef": "object_ref",
+    "ObjectRefGenerator": "object_ref",
+    "DynamicObjectRefGenerator": "object_ref",
     "get_runtime_context": "runtime_context",
     **{name: "api" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_actor",
@@ -55,7 +57,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         shutdown,
         wait,
     )
-    from .object_ref import ObjectRef
+    from .object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
     from .runtime_context import get_runtime_context
 
 
@@ -78,7 +80,9 @@ def __dir__() -> list[str]:
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
+    "ObjectRefGenerator",
     "actor",
     "get_actor",
     "get_dashboard_url",

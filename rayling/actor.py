@@ -13,10 +13,12 @@ import inspect
 from typing import Any
 
 from ._private import ids, protocol as p, serialization, session, task_context
+from ._private.generators import ObjectRefGenerator
 from ._private.object_ref import ObjectRef, uncounted_refs
 from ._private.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
+    generator_mode,
     resource_request,
     validate_options,
     wire_strategy,
@@ -34,7 +36,7 @@ def _method_table(cls: type) -> dict[str, dict]:
             continue
         options = dict(getattr(member, "__rayling_method_options__", {}))
         table[name] = {
-            "num_returns": options.get("num_returns", 1),
+            "num_returns": generator_mode(member, options) or options.get("num_returns", 1),
             "is_async": inspect.iscoroutinefunction(member)
             or inspect.isasyncgenfunction(member),
             "max_task_retries": options.get("max_task_retries"),
@@ -231,17 +233,20 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     known, otherwise through the daemon. Returns its ref, refs, or None."""
     task_id = ids.new_task_id(client.job_id)
     args_blob, deps, contained, keep = pack_args(client, None, name, args, kwargs)
-    count = max(num_returns, 1)  # a call with no returns still reports that it finished
+    generator = num_returns if num_returns in ("streaming", "dynamic") else ""
+    count = 1 if generator else max(num_returns, 1)  # (a call with no returns still
+    # reports that it finished)
     oids = [ids.object_id_for_return(task_id, i) for i in range(count)]
     refs = uncounted_refs(client, oids)
     # The first result stays referenced until it arrives, so the caller always learns
     # when the call is done (that is when it may switch between paths).
-    route = client.begin_actor_call(actor_id, oids, keep=refs[0])
+    route = client.begin_actor_call(actor_id, oids, keep=refs[0],
+                                    direct=generator != "streaming")
 
     def register(direct_worker: bytes | None) -> p.SubmitTask:
         return p.SubmitTask(
             task_id, b"", name, args_blob, deps, contained, count, {}, max_retries, False,
-            actor_id, method, direct_worker)
+            actor_id, method, direct_worker, generator=generator)
 
     if route is not None:
         objects = client.objects
@@ -260,7 +265,8 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
             reply_to = "tcp:" + client.listen_tcp if client.listen_tcp else ""
         call = p.ExecuteTask(
             task_id, client.job_id, b"", None, name, args_blob, dep_data, count, [],
-            actor_id, method, dep_ids=deps, owner_path=reply_to, owner_node=client.node_id)
+            actor_id, method, dep_ids=deps, owner_path=reply_to, owner_node=client.node_id,
+            generator=generator)
         if client.peers.send(path, [call]):
             client.send_later(register(worker_id))  # bookkeeping only: nobody waits on it
         else:
@@ -269,7 +275,11 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     else:
         client.send_soon(register(None))
     del keep
-    if num_returns == 1:
+    if generator == "streaming":
+        stream = ObjectRefGenerator(client, task_id, refs[0])
+        client.track_generator(task_id, stream)
+        return stream
+    if num_returns == 1 or generator:
         return refs[0]
     if num_returns == 0:
         return None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import operator
+import time
 from typing import Any
 
 from . import exceptions as exc
 from ._private import client as client_mod, protocol as p, session, task_context
+from ._private.generators import ObjectRefGenerator
 from ._private.object_ref import ObjectRef, put as _put
 from ._private.options import (
     METHOD_OPTIONS,
@@ -192,6 +194,8 @@ def wait(
     kinds = set(map(type, object_refs))
     if kinds - {ObjectRef}:
         bad = next(k for k in kinds if k is not ObjectRef)
+        if bad is ObjectRefGenerator and not kinds - {ObjectRef, ObjectRefGenerator}:
+            return _wait_with_generators(list(object_refs), num_returns, timeout)
         raise TypeError(f"wait() expects a list of ObjectRefs, but got a {bad.__name__}")
     oids = list(map(_ref_id, object_refs))
     if len(set(oids)) != len(oids):
@@ -221,6 +225,32 @@ def wait(
 
 
 _ref_id = operator.attrgetter("_id")
+
+
+def _wait_with_generators(items: list, num_returns: int, timeout: float | None):
+    """wait() over refs and streaming generators: a generator is ready when its next
+    value (or its end) is here."""
+    if not isinstance(num_returns, int) or not 0 <= num_returns <= len(items):
+        raise ValueError(f"num_returns must be from 0 to {len(items)}, got {num_returns!r}")
+    client = session.connected_client()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    objects = client.objects
+
+    def is_ready(item) -> bool:
+        return item._ready() if type(item) is ObjectRefGenerator else item._id in objects
+
+    while True:
+        ready = [i for i, item in enumerate(items) if is_ready(item)][:num_returns]
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if len(ready) >= num_returns or (remaining is not None and remaining <= 0):
+            break
+        waiting = [item for item in items if not is_ready(item)]
+        client.wait_for_any(
+            [x._id if type(x) is ObjectRef else x._end._id for x in waiting],
+            [x._next_item() for x in waiting if type(x) is ObjectRefGenerator], remaining)
+    chosen = set(ready)
+    return ([items[i] for i in ready],
+            [item for i, item in enumerate(items) if i not in chosen])
 
 
 def _first_ready(objects: dict, oids: list[bytes], count: int) -> list[int]:

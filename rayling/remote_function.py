@@ -9,10 +9,12 @@ from typing import Any
 import cloudpickle
 
 from ._private import ids, protocol as p, serialization, session
+from ._private.generators import ObjectRefGenerator
 from ._private.object_ref import uncounted_refs
 from ._private.options import (
     DEFAULT_TASK_OPTIONS,
     TASK_OPTIONS,
+    generator_mode,
     resource_request,
     validate_options,
     wire_strategy,
@@ -25,10 +27,12 @@ class RemoteFunction:
         validate_options(options, TASK_OPTIONS, f"remote function {function.__name__}")
         self._function = function
         self._name = getattr(function, "__qualname__", None) or function.__name__
+        self._given = options  # as the user gave them (options() adds to them)
         self._options = {**DEFAULT_TASK_OPTIONS, **options}
         self._request = resource_request(self._options)
         self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
         self._retry = _retry_policy(self._options)
+        self._generator = generator_mode(function, options)
         self._prepared: tuple | None = None  # (fid, blob)
         self._signature: SignatureCheck | None = None  # made on the first call
         self.__doc__ = function.__doc__
@@ -43,10 +47,7 @@ class RemoteFunction:
             f"{self._name}.remote(...) to run it as a task, and rayling.get() on the result.")
 
     def __reduce__(self):
-        return (RemoteFunction, (self._function, self._user_options()))
-
-    def _user_options(self) -> dict[str, Any]:
-        return {k: v for k, v in self._options.items() if DEFAULT_TASK_OPTIONS.get(k, ...) != v}
+        return (RemoteFunction, (self._function, self._given))
 
     def options(self, **options) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._name}")
@@ -54,7 +55,7 @@ class RemoteFunction:
 
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options, self._request, self._strategy,
-                            self._retry)
+                            self._retry, self._generator)
 
     def _prepare(self):
         blob = serialization.dumps_function(self._function)
@@ -67,25 +68,28 @@ class RemoteFunction:
         return self._signature
 
     def _submit(self, args: tuple, kwargs: dict, options: dict, request: dict,
-                strategy: p.Strategy, retry: tuple[bool, bytes]):
+                strategy: p.Strategy, retry: tuple[bool, bytes], generator: str):
         signature = self._signature or self._check_signature()
         signature.check(self._name, args, kwargs)
         client = session.client_or_start()
         fid, blob = self._prepared or self._prepare()
         name = options.get("name") or self._name
         return submit_task(
-            client, self._function, name, args, kwargs, options["num_returns"],
+            client, self._function, name, args, kwargs,
+            1 if generator else options["num_returns"],
             fid=fid, request=request, max_retries=options["max_retries"],
             retry=retry, max_calls=options.get("max_calls") or 0,
-            register=(fid, blob, self._name), strategy=strategy)
+            register=(fid, blob, self._name), strategy=strategy, generator=generator)
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
                 retry: tuple[bool, bytes] = (False, b""), max_calls: int = 0,
-                register: tuple | None = None, strategy: p.Strategy = None):
-    """Queue one task and return its ref, refs, or None (num_returns=0). ``register``:
-    (fid, code, name) of the function, sent with the first task of it."""
+                register: tuple | None = None, strategy: p.Strategy = None,
+                generator: str = ""):
+    """Queue one task and return its ref, refs, None (num_returns=0), or for a streaming
+    generator an ObjectRefGenerator. ``register``: (fid, code, name) of the function,
+    sent with the first task of it."""
     task_id = ids.new_task_id(client.job_id)
     args_blob, deps, contained, keep = pack_args(client, fn, name, args, kwargs)
     oids = [ids.object_id_for_return(task_id, i) for i in range(num_returns)]
@@ -94,8 +98,13 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
+        generator=generator,
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
+    if generator == "streaming":
+        stream = ObjectRefGenerator(client, task_id, refs[0])
+        client.track_generator(task_id, stream)
+        return stream
     if num_returns == 1:
         return refs[0]
     if num_returns == 0:
@@ -108,18 +117,20 @@ class _BoundOptions:
 
     def __init__(self, function: RemoteFunction, options: dict[str, Any]) -> None:
         self._function = function
+        self._given = {**function._given, **options}
         self._options = {**function._options, **options}
         self._request = resource_request(self._options)
         self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
         self._retry = _retry_policy(self._options)
+        self._generator = generator_mode(function._function, self._given)
 
     def remote(self, *args, **kwargs):
         return self._function._submit(args, kwargs, self._options, self._request,
-                                      self._strategy, self._retry)
+                                      self._strategy, self._retry, self._generator)
 
     def options(self, **options) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._function._name}")
-        return _BoundOptions(self._function, {**self._options, **options})
+        return _BoundOptions(self._function, {**self._given, **options})
 
     def __call__(self, *args, **kwargs):
         return self._function(*args, **kwargs)

@@ -46,7 +46,6 @@ BAD_ACTOR_OPTIONS = [
 ]
 NOT_IMPLEMENTED = [
     ("runtime_env", {"pip": ["requests"]}), ("memory", 10**9),
-    ("num_returns", "streaming"),
     ("placement_group", object()), ("accelerator_type", "A100"),
 ]
 

@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from queue import SimpleQueue
 from typing import Any
@@ -94,6 +95,7 @@ class CoreClient:
         self.on_progress = None  # ... and to draw progress bars
         self.on_warning = None
         self.output_caught_up = None  # set by the driver: wait for output already here
+        self._generators: dict[bytes, weakref.ref] = {}  # streaming task -> its generator
 
         self._reader_thread = threading.Thread(
             target=self._read_loop, name="rayling-reader", daemon=True)
@@ -248,8 +250,9 @@ class CoreClient:
             except OSError:  # closed at shutdown
                 pass
 
-    def queue_output(self, message: p.LogLine | p.ProgressBar) -> None:
-        """A line a task printed, or a progress bar's state: sent within a few ms."""
+    def queue_output(self, message) -> None:
+        """A line a task printed, a progress bar's state, or another message that nothing
+        waits on: sent within a few ms. Safe anywhere, even inside __del__."""
         self._output.append(message)
         self.wake_flusher()
 
@@ -342,6 +345,8 @@ class CoreClient:
                 self.actor_routes.finished(oid)
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
+        elif kind is p.GeneratorItem:
+            self._generator_item(msg)
         elif kind is p.Reply or kind is p.ShmReserved:
             slot = self._requests.answered(msg)
             if callable(slot):
@@ -429,18 +434,27 @@ class CoreClient:
         return reply.value
 
     # -- actor calls ----------------------------------------------------------------------
-    def begin_actor_call(self, actor_id: bytes, oids: list[bytes], keep
+    def begin_actor_call(self, actor_id: bytes, oids: list[bytes], keep, direct: bool = True
                          ) -> tuple[str, bytes, bytes] | None:
         """A call to ``actor_id`` whose results are ``oids`` (refs made, not yet counted;
         ``keep`` is the first, held until it arrives) is about to go: where to send it
         directly, or None to send it via the daemon, which is asked, the first time,
         where the actor's worker listens. Counting the refs, expecting the results and
-        choosing the path take one lock (see expect_results)."""
+        choosing the path take one lock (see expect_results). ``direct=False`` (a
+        streaming call, whose items come via the daemon): wait first for the calls sent
+        straight to the actor, so calls still run in the order made."""
+        if not direct:
+            while True:
+                with self._state:
+                    earlier = self.actor_routes.direct_pending(actor_id)
+                if not earlier:
+                    break
+                self.wait_for(earlier, len(earlier), None)
         with self._state:
             self._refs.born(oids)
             self._arrivals.own_pending.update(oids)
             routes = self.actor_routes
-            route, ask = routes.route(actor_id)
+            route, ask = routes.route(actor_id, direct)
             routes.called(actor_id, oids[0], route is not None, keep)
         if ask:
             self.request_async(lambda rid: p.Query(rid, p.ActorAddress(actor_id)),
@@ -515,6 +529,40 @@ class CoreClient:
         with self._state:
             self._arrivals.objects[oid] = data
         self.send_soon(p.PutObject(oid, data))
+
+    def _generator_item(self, msg: p.GeneratorItem) -> None:
+        """A streaming task's value came: the daemon counts us as its holder already. Its
+        generator takes it, or, if the generator is gone, it is dropped at once."""
+        oid = ids.object_id_for_return(msg.task_id, msg.index + 1)
+        holder = self._generators.get(msg.task_id)
+        generator = holder() if holder is not None else None
+        with self._state:
+            self._refs.born([oid])
+            self._arrivals.arrived(oid, msg.data)
+        if generator is not None:
+            generator._arrived(msg.index, oid)
+        else:
+            self._refs.dropped(oid)
+            self.wake_flusher()
+
+    def track_generator(self, task_id: bytes, generator) -> None:
+        """``generator`` takes the items of streaming task ``task_id`` (until it is gone)."""
+        self._generators[task_id] = weakref.ref(
+            generator, lambda _ref: self._generators.pop(task_id, None))
+
+    def wait_for_any(self, oids: list[bytes], items: list[bytes], timeout: float | None
+                     ) -> None:
+        """Wait until one of ``oids`` or ``items`` is here; ``items`` are streaming tasks'
+        values, which the daemon sends unasked as they are yielded."""
+        pending = self._arrivals.own_pending
+        with self._state:
+            added = [i for i in items if i not in self.objects and i not in pending]
+            pending.update(added)
+        try:
+            self.wait_for(oids + items, 1, timeout)
+        finally:
+            with self._state:
+                pending.difference_update(added)
 
     def wait_for(self, oids: list[bytes], num_ready: int, timeout: float | None) -> list[bytes]:
         """Block until ``num_ready`` of ``oids`` have arrived (or timeout); return those."""

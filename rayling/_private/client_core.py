@@ -207,12 +207,13 @@ class ActorRoutes:
         self._call_actor: dict[bytes, bytes] = {}  # result id -> actor
         self._hidden: dict[bytes, object] = {}  # refs kept until the call finishes
 
-    def route(self, actor_id: bytes) -> tuple[tuple[str, bytes, bytes] | None, bool]:
+    def route(self, actor_id: bytes, direct: bool = True
+              ) -> tuple[tuple[str, bytes, bytes] | None, bool]:
         """(where to send a call directly, or None to go via the daemon; whether to ask
-        the daemon where the actor's worker listens)."""
+        the daemon where the actor's worker listens). ``direct``: may it go directly."""
         route = self.routes.get(actor_id)
         if route is not None and not self._via_daemon.get(actor_id):
-            return route, False
+            return (route if direct else None), False
         if route is None and actor_id not in self._asked and actor_id not in self._killed:
             self._asked.add(actor_id)
             return None, True
@@ -238,6 +239,10 @@ class ActorRoutes:
             self._via_daemon.get(actor, set()).discard(oid)
             self._direct.get(actor, set()).discard(oid)
             self._hidden.pop(oid, None)  # (its __del__ only queues the drop)
+
+    def direct_pending(self, actor_id: bytes) -> list[bytes]:
+        """First results of calls sent straight to the actor that have not returned."""
+        return list(self._direct.get(actor_id, ()))
 
     def pending(self, oid: bytes) -> bool:
         """Is ``oid`` the first result of a call that has not returned?"""

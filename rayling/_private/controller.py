@@ -293,6 +293,33 @@ class Controller:
     def _on_release_shm(self, conn, msg: p.ReleaseShm) -> None:
         self.objects.abandon(conn, msg.name)
 
+    def _on_generator_item(self, conn, msg: p.GeneratorItem) -> None:
+        """A streaming task yielded a value: it is an object of its submitter's, who hears
+        of it at once. A retried task's items that went out before are dropped."""
+        worker = self.workers.get(conn)
+        task = self.tasks.get(msg.task_id)
+        if worker is None or task is None or task.worker is not worker or \
+                task.spec.generator != "streaming":
+            raise p.ProtocolError("GeneratorItem for a task this worker is not streaming")
+        data = msg.data
+        if task.cancelled or msg.index < task.items or task.submitter is None:
+            if data.shm is not None:
+                self.objects.abandon(conn, data.shm)
+            return
+        if data.shm is not None:
+            self.objects.seal(conn, data.shm)
+        task.items = msg.index + 1
+        oid = ids.object_id_for_return(msg.task_id, msg.index + 1)
+        submitter = task.submitter
+        table = self.objects.table
+        table.expect(oid, submitter)
+        subscribers = table.set_ready(oid, data)
+        readable = self.objects.readable(submitter, oid, data) \
+            if data.shm is not None and self.nodes.several else data
+        submitter.send(p.GeneratorItem(msg.task_id, msg.index, readable))
+        if subscribers:
+            self.object_ready(oid, subscribers, data)
+
     def _on_get(self, conn, msg: p.GetObjects) -> None:
         table = self.objects.table
         for oid in msg.object_ids:
@@ -458,6 +485,7 @@ class Controller:
         p.KillActor: _on_kill_actor,
         p.CallsReceived: _on_calls_received,
         p.ReleaseShm: _on_release_shm,
+        p.GeneratorItem: _on_generator_item,
         p.RegisterNode: _on_register_node,
         p.PullDone: _on_pull_done,
         p.Heartbeat: _on_heartbeat,
@@ -540,6 +568,7 @@ class Controller:
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
             dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
+            generator=spec.generator,
             max_calls=spec.max_calls, resources=spec.resources if actor is None else {},
             actor=None if actor is None or spec.method != "__init__" else p.ActorStart(
                 actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING"),

@@ -114,6 +114,15 @@ def put(client, value: Any) -> ObjectRef:
     return ref
 
 
+def put_as(client, oid: bytes, value: Any) -> ObjectRef:
+    """``put``, under a given id (a dynamic generator's values are its task's returns)."""
+    data, ser = client.store(oid, value)
+    ref = ObjectRef(oid, _born=True)
+    client.stored(oid, data)
+    del ser
+    return ref
+
+
 def get_value(ref: ObjectRef) -> Any:
     """The value of ``ref``, waiting for it (raises the task's error if it failed)."""
     client = ref._client or _client_mod.current

@@ -3,6 +3,7 @@ values they take, and their wire form (resource requests, scheduling strategies)
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -49,10 +50,21 @@ def _count(low: int) -> Callable[[str, Any], None]:
 
 def _num_returns(key: str, value: Any) -> None:
     if value in ("dynamic", "streaming"):
-        raise NotImplementedError(
-            f"num_returns={value!r} (a generator that streams its values) is not supported "
-            f"by rayling yet; give the number of values it yields")
+        return
     _count(0)(key, value)
+
+
+def generator_mode(function, options: dict[str, Any]) -> str:
+    """How a task of ``function`` returns: "streaming" (an ObjectRefGenerator: a generator
+    function without num_returns, as in Ray, or num_returns="streaming"), "dynamic", or
+    "" (num_returns values)."""
+    num_returns = options.get("num_returns")
+    if num_returns in ("streaming", "dynamic"):
+        return num_returns
+    if num_returns is None and (inspect.isgeneratorfunction(function)
+                                or inspect.isasyncgenfunction(function)):
+        return "streaming"
+    return ""
 
 
 def _resources(key: str, value: Any) -> None:

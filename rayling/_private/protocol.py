@@ -12,9 +12,10 @@ Who sends what:
     driver/worker -> daemon   Hello, RefUpdate, RegisterFunction, SubmitTask, PutObject,
                               ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
                               TaskDone, Logs, ProgressBar, Query, Shutdown, CreateActor,
-                              KillActor, CallsReceived, ReleaseShm
+                              KillActor, CallsReceived, ReleaseShm, GeneratorItem
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
-                              Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt
+                              Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt,
+                              GeneratorItem
     node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs
     head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject
     node -> node (transfer)   Hello(kind="transfer"), FetchSegment; the answer is raw bytes
@@ -123,6 +124,8 @@ class SubmitTask(_Msg, tag=6):
     strategy: Strategy = None
     retry_on: bytes = b""  # with retry_exceptions: the pickled exception types (none: any)
     max_calls: int = 0  # a worker that ran this function this many times exits (0: never)
+    generator: str = ""  # "streaming": its values stream back as GeneratorItems, and its
+    # one return is the end of the stream; "dynamic": its one return holds their refs
 
 
 class ActorStart(msgspec.Struct, array_like=True):
@@ -155,6 +158,7 @@ class ExecuteTask(_Msg, tag=7):
     max_calls: int = 0  # the worker exits after running this function this many times
     resources: dict[str, float] = {}  # a task's resources (an actor call: the actor's)
     actor: ActorStart | None = None  # set on an actor's creation task
+    generator: str = ""  # see SubmitTask.generator
 
 
 class TaskDone(_Msg, tag=8):
@@ -164,6 +168,15 @@ class TaskDone(_Msg, tag=8):
     direct: bool = False  # the worker already gave the results to the caller
     retryable: bool = False  # it raised an exception its retry_exceptions names
     retiring: bool = False  # the worker exits now (max_calls): give it no more work
+
+
+class GeneratorItem(_Msg, tag=36):
+    """The ``index``-th value a streaming generator task yielded (object id: the task's
+    return ``index + 1``): worker -> daemon -> the task's submitter."""
+
+    task_id: bytes
+    index: int
+    data: ObjectData
 
 
 class PutObject(_Msg, tag=9):
@@ -441,6 +454,7 @@ Message = (
     | CallsInDoubt
     | CallsReceived
     | ReleaseShm
+    | GeneratorItem
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -34,7 +34,7 @@ class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
         "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
-        "is_actor_call", "parent",
+        "is_actor_call", "parent", "items",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
@@ -54,6 +54,7 @@ class TaskRecord:
         # A method call of an actor (not the actor's creation task):
         self.is_actor_call = spec.actor_id is not None and spec.method != "__init__"
         self.parent: bytes | None = None  # id of the task that submitted it, if known
+        self.items = 0  # a streaming task's values its submitter has been told of
 
 
 class TaskTable:

@@ -12,6 +12,7 @@ Worker output (print, logging) goes to the driver as Logs, prefixed with the tas
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import signal
@@ -23,7 +24,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from .. import exceptions as exc
-from . import client as client_mod, ids, protocol as p, serialization, task_context
+from . import client as client_mod, ids, object_ref, protocol as p, serialization, task_context
 from .task_args import unpack_args
 from .task_context import ActorExit
 
@@ -143,6 +144,8 @@ class Executor:
         return task_context.enter(msg)
 
     def _store_results(self, msg: p.ExecuteTask, result: Any, keep: list) -> list:
+        if msg.generator == "dynamic":
+            result = self._dynamic(msg, result)
         values, failure = _split_returns(result, msg.num_returns, msg.name)
         results = []
         for i, value in enumerate(values):
@@ -153,6 +156,62 @@ class Executor:
         if failure is not None:  # a generator raised: the values it gave first stand
             results += self._error_results(msg, failure)[len(values):]
         return results
+
+    # -- generators -------------------------------------------------------------------
+    def _stream(self, msg: p.ExecuteTask, generator: Any) -> list:
+        """Send each value ``generator`` yields as it comes (an exception it raises is
+        the last item); the result: how many items."""
+        count = 0
+        try:
+            for value in _iterate(generator, msg.name):
+                self._item(msg, count, value)
+                count += 1
+        except BaseException as e:  # noqa: BLE001 - the stream's last item
+            self._item_error(msg, count, e)
+            count += 1
+        return self._end(msg, count)
+
+    async def _stream_async(self, msg: p.ExecuteTask, generator: Any) -> list:
+        count = 0
+        try:
+            if inspect.isasyncgen(generator):
+                async for value in generator:
+                    self._item(msg, count, value)
+                    count += 1
+            else:
+                for value in _iterate(generator, msg.name):
+                    self._item(msg, count, value)
+                    count += 1
+        except BaseException as e:  # noqa: BLE001 - the stream's last item
+            self._item_error(msg, count, e)
+            count += 1
+        return self._end(msg, count)
+
+    def _item(self, msg: p.ExecuteTask, index: int, value: Any) -> None:
+        # Queued, not sent: items go in batches, and before any drop of a ref inside
+        # them (so the daemon holds those first).
+        oid = ids.object_id_for_return(msg.task_id, index + 1)
+        data, _ = self.client.store(oid, value, f"value {index} yielded by {msg.name}")
+        self.client.send_soon(p.GeneratorItem(msg.task_id, index, data))
+
+    def _item_error(self, msg: p.ExecuteTask, index: int, error: BaseException) -> None:
+        data = self._error_results(msg, error)[0]
+        self.client.send_soon(p.GeneratorItem(msg.task_id, index, data))
+
+    def _end(self, msg: p.ExecuteTask, count: int) -> list:
+        data, _ = self.client.store(ids.object_id_for_return(msg.task_id, 0), count)
+        return [data]
+
+    def _dynamic(self, msg: p.ExecuteTask, generator: Any):
+        """num_returns="dynamic": each value becomes an object (returns 1, 2, ...), and
+        the one result is a DynamicObjectRefGenerator of their refs."""
+        from .generators import DynamicObjectRefGenerator
+
+        refs = []
+        for index, value in enumerate(_iterate(generator, msg.name)):
+            refs.append(object_ref.put_as(
+                self.client, ids.object_id_for_return(msg.task_id, index + 1), value))
+        return DynamicObjectRefGenerator(refs)
 
     def execute(self, msg: p.ExecuteTask) -> None:
         keep: list = []
@@ -185,15 +244,20 @@ class Executor:
                 ran = True
                 try:
                     result = fn(*args, **kwargs)
+                    del args, kwargs
+                    if msg.generator == "streaming":  # (runs as it is iterated)
+                        result = self._stream(msg, result)
                 finally:
                     if on_main:
                         with self._lock:
                             self._running = None
-                del args, kwargs
                 if msg.method == "__init__":
                     self._become_actor(msg, result)
                     result = None
-                results = self._store_results(msg, result, keep)
+                if msg.generator == "streaming":
+                    results = result
+                else:
+                    results = self._store_results(msg, result, keep)
             except ActorExit:
                 actor_exit = True
                 results = _exit_results(msg)
@@ -324,8 +388,6 @@ class Executor:
         future.add_done_callback(lambda _f: self._async_calls.pop(msg.task_id, None))
 
     async def _execute_async(self, msg: p.ExecuteTask) -> None:
-        import inspect
-
         keep: list = []
         actor_exit = False
         try:
@@ -337,7 +399,10 @@ class Executor:
                 if inspect.isawaitable(result):
                     result = await result
                 del args, kwargs
-                results = self._store_results(msg, result, keep)
+                if msg.generator == "streaming":
+                    results = await self._stream_async(msg, result)
+                else:
+                    results = self._store_results(msg, result, keep)
         except ActorExit:
             actor_exit = True
             results = _exit_results(msg)
@@ -345,6 +410,14 @@ class Executor:
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)
+
+
+def _iterate(generator: Any, name: str):
+    if not hasattr(generator, "__iter__"):
+        raise TypeError(f"{name} was called as a generator (num_returns=\"streaming\" or "
+                        f"\"dynamic\") but returned {type(generator).__name__}, which "
+                        f"cannot be iterated")
+    return generator
 
 
 def _exit_results(msg: p.ExecuteTask) -> list:

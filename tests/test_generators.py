@@ -1,0 +1,197 @@
+"""Generator tasks as in Ray: a generator function returns an ObjectRefGenerator whose
+refs come as values are yielded; num_returns="dynamic" returns a ref to a
+DynamicObjectRefGenerator; num_returns=N keeps the values yielded before an error."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import rayling
+from rayling.cluster_utils import Cluster
+from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@rayling.remote
+def gated(gate: str, n: int):
+    """Yields 0, then waits for ``gate`` to exist, then yields 1 .. n-1."""
+    yield 0
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    yield from range(1, n)
+
+
+def test_refs_come_as_values_are_yielded(shared_cluster, tmp_path):
+    gate = str(tmp_path / "gate")
+    gen = gated.remote(gate, 3)
+    assert isinstance(gen, rayling.ObjectRefGenerator)
+    first = next(gen)
+    assert isinstance(first, rayling.ObjectRef) and rayling.get(first) == 0
+    ready, not_ready = rayling.wait([gen], timeout=0.2)  # the task waits at the gate
+    assert ready == [] and not_ready == [gen] and not gen.is_finished()
+    open(gate, "w").close()
+    ready, _ = rayling.wait([gen], timeout=30)
+    assert ready == [gen]
+    assert [rayling.get(ref) for ref in gen] == [1, 2]
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert gen.is_finished() and rayling.get(gen.completed()) == 3
+
+
+@rayling.remote
+def fails_after(k: int):
+    yield from range(k)
+    raise KeyError("after the values")
+
+
+def test_an_exception_after_k_values_is_raised_by_the_next_get(shared_cluster):
+    refs = list(fails_after.remote(2))
+    assert len(refs) == 3 and rayling.get(refs[:2]) == [0, 1]
+    with pytest.raises(KeyError, match="after the values"):
+        rayling.get(refs[2])
+    # num_returns=N: the values yielded before the error stay readable.
+    first, second, third = fails_after.options(num_returns=3).remote(2)
+    assert rayling.get([first, second]) == [0, 1]
+    with pytest.raises(KeyError):
+        rayling.get(third)
+
+
+@rayling.remote
+def forever(path: str):
+    i = 0
+    while True:
+        with open(path, "a") as f:
+            f.write("x")
+        yield i
+        i += 1
+        time.sleep(0.01)
+
+
+def test_dropping_the_generator_stops_the_task(shared_cluster, tmp_path):
+    path = str(tmp_path / "progress")
+    gen = forever.remote(path)
+    assert [rayling.get(next(gen)) for _ in range(3)] == [0, 1, 2]
+    del gen
+
+    def stopped() -> bool:
+        before = os.path.getsize(path)
+        time.sleep(0.3)
+        return os.path.getsize(path) == before
+
+    wait_until(stopped, timeout=20, what="the generator task to stop")
+    wait_until(lambda: rayling.available_resources().get("CPU") == 2, timeout=20,
+               what="its CPU to be free")
+
+
+@rayling.remote
+def arrays(n: int):
+    for i in range(n):
+        yield np.full(250_000, i, dtype=np.float64)  # 2 MB: shared memory
+
+
+def test_large_values_stream_through_shared_memory_and_are_freed(shared_cluster):
+    from rayling._private import client as client_mod, protocol as p
+
+    def used() -> int:
+        return client_mod.current.query(p.StoreStats())["store_used"]
+
+    baseline = used()
+    total = 0.0
+    for ref in arrays.remote(10):
+        total += rayling.get(ref)[0]
+        del ref
+    assert total == sum(range(10))
+    wait_until(lambda: used() <= baseline, timeout=20, what="the streamed values to be freed")
+
+
+@rayling.remote
+def consume(values: list) -> int:
+    return sum(values)
+
+
+def test_refs_from_a_generator_can_be_passed_on(shared_cluster):
+    refs = list(arrays.remote(3))
+    assert rayling.get([rayling.remote(lambda a: float(a[0])).remote(r) for r in refs]) == [
+        0.0, 1.0, 2.0]
+
+
+def test_num_returns_dynamic(shared_cluster):
+    @rayling.remote(num_returns="dynamic")
+    def split(n):
+        for i in range(n):
+            yield i * i
+
+    dynamic = rayling.get(split.remote(4))
+    assert isinstance(dynamic, rayling.DynamicObjectRefGenerator) and len(dynamic) == 4
+    assert rayling.get(list(dynamic)) == [0, 1, 4, 9]
+
+    @rayling.remote
+    def total(generator):
+        return sum(rayling.get(list(generator)))
+
+    assert rayling.get(total.remote(dynamic)) == 14
+
+
+def test_actor_generators_sync_and_async(shared_cluster):
+    @rayling.remote
+    class Source:
+        def __init__(self):
+            self.calls = 0
+
+        def values(self, n):
+            self.calls += 1
+            yield from range(n)
+
+        def count(self):
+            return self.calls
+
+    @rayling.remote
+    class AsyncSource:
+        async def values(self, n):
+            import asyncio
+
+            for i in range(n):
+                await asyncio.sleep(0)
+                yield i
+
+    source = Source.remote()
+    assert rayling.get(source.count.remote()) == 0  # (sends later calls directly)
+    assert [rayling.get(r) for r in source.values.remote(3)] == [0, 1, 2]
+    assert rayling.get(source.count.remote()) == 1  # in order with the other calls
+    assert [rayling.get(r) for r in AsyncSource.remote().values.remote(4)] == [0, 1, 2, 3]
+
+
+@rayling.remote(max_retries=2)
+def dies_once(marker: str, n: int):
+    for i in range(n):
+        if i == 3 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        yield i
+
+
+def test_a_stream_whose_worker_dies_is_retried_without_repeating_values(shared_cluster,
+                                                                       tmp_path):
+    values = [rayling.get(r) for r in dies_once.remote(str(tmp_path / "died"), 6)]
+    assert values == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_stream_from_another_node():
+    rayling.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        node = cluster.add_node(num_cpus=1)
+        rayling.init(address=cluster.address)
+        there = arrays.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False))
+        assert [float(rayling.get(r)[-1]) for r in there.remote(4)] == [0.0, 1.0, 2.0, 3.0]
+    finally:
+        rayling.shutdown()
+        cluster.shutdown()
