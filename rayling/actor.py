@@ -40,6 +40,7 @@ def _method_table(cls: type) -> dict[str, dict]:
             "is_async": inspect.iscoroutinefunction(member)
             or inspect.isasyncgenfunction(member),
             "max_task_retries": options.get("max_task_retries"),
+            "backpressure": options.get("_generator_backpressure_num_objects"),
         }
     return table
 
@@ -174,7 +175,8 @@ class ActorHandle:
             raise AttributeError(
                 f"'{self._class_name}' actor has no method '{name}'. Its methods are: "
                 f"{', '.join(sorted(methods)) or '(none)'}.")
-        return ActorMethod(self, name, info["num_returns"], info.get("max_task_retries"))
+        return ActorMethod(self, name, info["num_returns"], info.get("max_task_retries"),
+                           info.get("backpressure"))
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
@@ -196,11 +198,13 @@ class ActorHandle:
 
 class ActorMethod:
     def __init__(self, handle: ActorHandle, name: str, num_returns: int,
-                 max_task_retries: int | None = None) -> None:
+                 max_task_retries: int | None = None, backpressure: int | None = None
+                 ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._max_task_retries = max_task_retries
+        self._backpressure = backpressure
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -212,23 +216,24 @@ class ActorMethod:
         return _BoundActorMethod(self, options)
 
     def remote(self, *args, **kwargs):
-        return self._submit(args, kwargs, self._num_returns, None)
+        return self._submit(args, kwargs, self._num_returns, None, self._backpressure)
 
-    def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None):
+    def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None,
+                backpressure: int | None):
         handle = self._handle
         if handle._cls is not None:
             handle._check_call(self._name, args, kwargs)
         return submit_actor_call(
             session.client_or_start(), handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
-            self._max_task_retries or 0)
+            self._max_task_retries or 0, max(0, backpressure or 0))
 
 
 _FETCH = p.ObjectData()  # a dependency the actor's worker fetches itself
 
 
 def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tuple,
-                      kwargs: dict, num_returns: int, max_retries: int):
+                      kwargs: dict, num_returns: int, max_retries: int, backpressure: int = 0):
     """Queue one actor method call: straight to the actor's worker when its address is
     known, otherwise through the daemon. Returns its ref, refs, or None."""
     task_id = ids.new_task_id(client.job_id)
@@ -246,7 +251,7 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     def register(direct_worker: bytes | None) -> p.SubmitTask:
         return p.SubmitTask(
             task_id, b"", name, args_blob, deps, contained, count, {}, max_retries, False,
-            actor_id, method, direct_worker, generator=generator)
+            actor_id, method, direct_worker, generator=generator, backpressure=backpressure)
 
     if route is not None:
         objects = client.objects
@@ -276,7 +281,7 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
         client.send_soon(register(None))
     del keep
     if generator == "streaming":
-        stream = ObjectRefGenerator(client, task_id, refs[0])
+        stream = ObjectRefGenerator(client, task_id, refs[0], backpressure > 0)
         client.track_generator(task_id, stream)
         return stream
     if num_returns == 1 or generator:
@@ -294,7 +299,9 @@ class _BoundActorMethod:
     def remote(self, *args, **kwargs):
         return self._method._submit(
             args, kwargs, self._options.get("num_returns", self._method._num_returns),
-            self._options.get("name"))
+            self._options.get("name"),
+            self._options.get("_generator_backpressure_num_objects",
+                              self._method._backpressure))
 
 
 def handle_from_info(info: dict) -> ActorHandle:

@@ -79,14 +79,15 @@ class RemoteFunction:
             1 if generator else options["num_returns"],
             fid=fid, request=request, max_retries=options["max_retries"],
             retry=retry, max_calls=options.get("max_calls") or 0,
-            register=(fid, blob, self._name), strategy=strategy, generator=generator)
+            register=(fid, blob, self._name), strategy=strategy, generator=generator,
+            backpressure=max(0, options.get("_generator_backpressure_num_objects") or 0))
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
                 retry: tuple[bool, bytes] = (False, b""), max_calls: int = 0,
                 register: tuple | None = None, strategy: p.Strategy = None,
-                generator: str = ""):
+                generator: str = "", backpressure: int = 0):
     """Queue one task and return its ref, refs, None (num_returns=0), or for a streaming
     generator an ObjectRefGenerator. ``register``: (fid, code, name) of the function,
     sent with the first task of it."""
@@ -98,11 +99,11 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
-        generator=generator,
+        generator=generator, backpressure=backpressure,
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
     if generator == "streaming":
-        stream = ObjectRefGenerator(client, task_id, refs[0])
+        stream = ObjectRefGenerator(client, task_id, refs[0], backpressure > 0)
         client.track_generator(task_id, stream)
         return stream
     if num_returns == 1:

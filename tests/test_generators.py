@@ -195,3 +195,52 @@ def test_a_stream_from_another_node():
     finally:
         rayling.shutdown()
         cluster.shutdown()
+
+
+@rayling.remote
+def counted(path: str, n: int):
+    for i in range(n):
+        with open(path, "a") as f:
+            f.write("x")
+        yield i
+
+
+def _settled_size(path: str) -> int:
+    """The size of ``path`` once it stops growing."""
+    sizes = []
+
+    def settled() -> bool:
+        sizes.append(os.path.getsize(path) if os.path.exists(path) else 0)
+        time.sleep(0.2)
+        return len(sizes) > 1 and sizes[-1] == sizes[-2]
+
+    wait_until(settled, timeout=20, what=f"{path} to stop growing")
+    return sizes[-1]
+
+
+def test_backpressure_pauses_the_generator_until_values_are_taken(shared_cluster,
+                                                                   tmp_path):
+    path = str(tmp_path / "made")
+    gen = counted.options(_generator_backpressure_num_objects=2).remote(path, 50)
+    assert rayling.get(next(gen)) == 0
+    assert _settled_size(path) <= 3  # one taken, at most two waiting
+    assert [rayling.get(r) for r in gen] == list(range(1, 50))
+
+    @rayling.remote
+    class Paced:
+        def values(self, path, n):
+            for i in range(n):
+                with open(path, "a") as f:
+                    f.write("x")
+                yield i
+
+    path = str(tmp_path / "made by an actor")
+    gen = Paced.remote().values.options(_generator_backpressure_num_objects=3).remote(path, 40)
+    assert rayling.get(next(gen)) == 0
+    assert _settled_size(path) <= 4
+    assert len(list(gen)) == 39
+    # Without it, the generator runs ahead.
+    path = str(tmp_path / "unpaced")
+    gen = counted.remote(path, 50)
+    assert rayling.get(next(gen)) == 0
+    assert _settled_size(path) == 50

@@ -91,6 +91,7 @@ class CoreClient:
         self._released = False  # close() has run
         self.tasks: SimpleQueue = SimpleQueue()  # ExecuteTask messages, for workers
         self.on_cancel = None  # set by the worker executor
+        self.on_consumed = None  # ... which also paces streaming generators
         self.on_logs = None  # set by the driver to print worker output
         self.on_progress = None  # ... and to draw progress bars
         self.on_warning = None
@@ -347,6 +348,9 @@ class CoreClient:
             self.tasks.put(msg)
         elif kind is p.GeneratorItem:
             self._generator_item(msg)
+        elif kind is p.GeneratorConsumed:
+            if self.on_consumed is not None:
+                self.on_consumed(msg.task_id, msg.count)
         elif kind is p.Reply or kind is p.ShmReserved:
             slot = self._requests.answered(msg)
             if callable(slot):

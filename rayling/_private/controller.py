@@ -293,6 +293,12 @@ class Controller:
     def _on_release_shm(self, conn, msg: p.ReleaseShm) -> None:
         self.objects.abandon(conn, msg.name)
 
+    def _on_generator_consumed(self, conn, msg: p.GeneratorConsumed) -> None:
+        """The caller took values of a streaming task that waits for that: tell it."""
+        task = self.tasks.get(msg.task_id)
+        if task is not None and task.submitter is conn and task.worker is not None:
+            task.worker.conn.send(msg)
+
     def _on_generator_item(self, conn, msg: p.GeneratorItem) -> None:
         """A streaming task yielded a value: it is an object of its submitter's, who hears
         of it at once. A retried task's items that went out before are dropped."""
@@ -486,6 +492,7 @@ class Controller:
         p.CallsReceived: _on_calls_received,
         p.ReleaseShm: _on_release_shm,
         p.GeneratorItem: _on_generator_item,
+        p.GeneratorConsumed: _on_generator_consumed,
         p.RegisterNode: _on_register_node,
         p.PullDone: _on_pull_done,
         p.Heartbeat: _on_heartbeat,
@@ -568,7 +575,7 @@ class Controller:
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
             dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
-            generator=spec.generator,
+            generator=spec.generator, backpressure=spec.backpressure,
             max_calls=spec.max_calls, resources=spec.resources if actor is None else {},
             actor=None if actor is None or spec.method != "__init__" else p.ActorStart(
                 actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING"),

@@ -25,9 +25,10 @@ from .object_ref import ObjectRef, uncounted_refs
 class ObjectRefGenerator:
     """Refs to a streaming generator task's values, in order, as it yields them."""
 
-    def __init__(self, client, task_id: bytes, end: ObjectRef) -> None:
+    def __init__(self, client, task_id: bytes, end: ObjectRef, paced: bool = False) -> None:
         self._client = client
         self._task_id = task_id
+        self._paced = paced  # the task waits to hear how many values were taken
         self._end = end  # return 0: the count of items, or the error that ended the task
         self._items: dict[int, ObjectRef] = {}  # arrived, not taken yet (index -> ref)
         self._next = 0
@@ -69,6 +70,8 @@ class ObjectRefGenerator:
         ref = self._items.pop(self._next, None)
         if ref is not None:
             self._next += 1
+            if self._paced:
+                self._client.send_soon(p.GeneratorConsumed(self._task_id, self._next))
         return ref
 
     def _item_oid(self, index: int) -> bytes:

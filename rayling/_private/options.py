@@ -15,6 +15,7 @@ TASK_OPTIONS = {
     "name", "memory", "scheduling_strategy", "runtime_env", "max_calls", "accelerator_type",
     "label_selector", "enable_task_events", "_metadata", "placement_group",
     "placement_group_bundle_index", "placement_group_capture_child_tasks", "object_store_memory",
+    "_generator_backpressure_num_objects",
 }
 ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
@@ -24,7 +25,8 @@ ACTOR_OPTIONS = {
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
 }
 METHOD_OPTIONS = {"num_returns", "name", "max_task_retries", "retry_exceptions",
-                  "concurrency_group", "enable_task_events", "_metadata"}
+                  "concurrency_group", "enable_task_events", "_metadata",
+                  "_generator_backpressure_num_objects"}
 DEFAULT_TASK_OPTIONS = {"num_cpus": 1, "num_gpus": 0, "num_returns": 1, "max_retries": 3}
 
 
@@ -140,6 +142,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "placement_group": _not_yet("default"), "placement_group_bundle_index": _not_yet(-1),
     "placement_group_capture_child_tasks": _not_yet(False),
     "max_pending_calls": _not_yet(-1), "concurrency_groups": _not_yet({}),
+    "_generator_backpressure_num_objects": _count(-1),
     "concurrency_group": _not_yet(),
 }
 

@@ -12,10 +12,11 @@ Who sends what:
     driver/worker -> daemon   Hello, RefUpdate, RegisterFunction, SubmitTask, PutObject,
                               ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
                               TaskDone, Logs, ProgressBar, Query, Shutdown, CreateActor,
-                              KillActor, CallsReceived, ReleaseShm, GeneratorItem
+                              KillActor, CallsReceived, ReleaseShm, GeneratorItem,
+                              GeneratorConsumed
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
                               Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt,
-                              GeneratorItem
+                              GeneratorItem, GeneratorConsumed
     node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs
     head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject
     node -> node (transfer)   Hello(kind="transfer"), FetchSegment; the answer is raw bytes
@@ -126,6 +127,7 @@ class SubmitTask(_Msg, tag=6):
     max_calls: int = 0  # a worker that ran this function this many times exits (0: never)
     generator: str = ""  # "streaming": its values stream back as GeneratorItems, and its
     # one return is the end of the stream; "dynamic": its one return holds their refs
+    backpressure: int = 0  # streaming: pause while this many values are not consumed
 
 
 class ActorStart(msgspec.Struct, array_like=True):
@@ -159,6 +161,7 @@ class ExecuteTask(_Msg, tag=7):
     resources: dict[str, float] = {}  # a task's resources (an actor call: the actor's)
     actor: ActorStart | None = None  # set on an actor's creation task
     generator: str = ""  # see SubmitTask.generator
+    backpressure: int = 0  # see SubmitTask.backpressure
 
 
 class TaskDone(_Msg, tag=8):
@@ -177,6 +180,14 @@ class GeneratorItem(_Msg, tag=36):
     task_id: bytes
     index: int
     data: ObjectData
+
+
+class GeneratorConsumed(_Msg, tag=37):
+    """The caller has taken ``count`` values of a streaming task that pauses while too
+    many are not consumed (caller -> daemon -> the task's worker)."""
+
+    task_id: bytes
+    count: int
 
 
 class PutObject(_Msg, tag=9):
@@ -455,6 +466,7 @@ Message = (
     | CallsReceived
     | ReleaseShm
     | GeneratorItem
+    | GeneratorConsumed
 )
 
 _encoder = msgspec.msgpack.Encoder()

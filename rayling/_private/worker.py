@@ -85,7 +85,10 @@ class Executor:
         self._loop = None  # event loop of an async actor
         self._calls: dict[bytes, int] = {}  # function id -> tasks of it run (max_calls)
         self._retry_types: dict[bytes, tuple | None] = {}  # retry_on -> exception types
+        self._consumed: dict[bytes, int] = {}  # paced stream -> values its caller took
+        self._consumption = threading.Condition()
         client.on_cancel = self.cancel
+        client.on_consumed = self._taken
 
     def cancel(self, task_id: bytes) -> None:
         """Called from the reader thread: interrupt ``task_id`` if it is still running."""
@@ -166,9 +169,11 @@ class Executor:
             for value in _iterate(generator, msg.name):
                 self._item(msg, count, value)
                 count += 1
+                self._pace(msg, count)
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)
             count += 1
+        self._consumed.pop(msg.task_id, None)
         return self._end(msg, count)
 
     async def _stream_async(self, msg: p.ExecuteTask, generator: Any) -> list:
@@ -178,14 +183,44 @@ class Executor:
                 async for value in generator:
                     self._item(msg, count, value)
                     count += 1
+                    await self._pace_async(msg, count)
             else:
                 for value in _iterate(generator, msg.name):
                     self._item(msg, count, value)
                     count += 1
+                    await self._pace_async(msg, count)
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)
             count += 1
+        self._consumed.pop(msg.task_id, None)
         return self._end(msg, count)
+
+    def _taken(self, task_id: bytes, count: int) -> None:
+        """(The reader thread) the caller of a paced stream has taken ``count`` values."""
+        with self._consumption:
+            if count > self._consumed.get(task_id, 0):
+                self._consumed[task_id] = count
+                self._consumption.notify_all()
+
+    def _may_yield(self, msg: p.ExecuteTask, index: int) -> bool:
+        return index - self._consumed.get(msg.task_id, 0) < msg.backpressure
+
+    def _pace(self, msg: p.ExecuteTask, index: int) -> None:
+        """Wait while ``backpressure`` values are out and not taken (a cancel interrupts)."""
+        if not msg.backpressure or self._may_yield(msg, index):
+            return
+        self.client.send()  # (the queued values must reach the caller to be taken)
+        with self._consumption:
+            while not self._may_yield(msg, index):
+                self._consumption.wait(1.0)
+
+    async def _pace_async(self, msg: p.ExecuteTask, index: int) -> None:
+        import asyncio
+
+        if msg.backpressure and not self._may_yield(msg, index):
+            self.client.send()
+            while not self._may_yield(msg, index):
+                await asyncio.sleep(0.002)
 
     def _item(self, msg: p.ExecuteTask, index: int, value: Any) -> None:
         # Queued, not sent: items go in batches, and before any drop of a ref inside
