@@ -34,12 +34,32 @@ def main() -> None:
 @click.option("--token", default=None, hidden=True,
               help="Refused: a token in the command line shows to every local user.")
 @click.option("--block", is_flag=True, help="Stay in the foreground until stopped.")
+@click.option("--temp-dir", default=None, type=click.Path(file_okay=False),
+              help="Where this node's session folder (sockets, logs) goes (default: TMPDIR).")
+@click.option("--disable-usage-stats", is_flag=True,
+              help="Accepted for Ray's scripts; rayling collects no usage statistics.")
+@click.option("--include-dashboard", default=None,
+              help="Accepted for Ray's scripts; rayling has no dashboard yet.")
+@click.option("--dashboard-host", default=None, help="Accepted for Ray's scripts (no dashboard).")
+@click.option("--dashboard-port", default=None, help="Accepted for Ray's scripts (no dashboard).")
 def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
-          object_store_memory, node_ip_address, token_file, token, block) -> None:
+          object_store_memory, node_ip_address, token_file, token, block, temp_dir,
+          disable_usage_stats, include_dashboard, dashboard_host, dashboard_port) -> None:
     """Start a head node, or a node that joins one."""
     from ._private import cluster_commands as cc
 
+    for flag, given in (("--disable-usage-stats", disable_usage_stats),
+                        ("--include-dashboard", include_dashboard is not None),
+                        ("--dashboard-host", dashboard_host is not None),
+                        ("--dashboard-port", dashboard_port is not None)):
+        if given:
+            click.echo(f"(rayling) {flag} changes nothing: "
+                       + ("rayling collects no usage statistics." if flag ==
+                          "--disable-usage-stats" else "rayling has no dashboard yet."),
+                       err=True)
     try:
+        if temp_dir is not None:
+            cc.set_temp_dir(temp_dir)
         if token is not None:
             raise cc.StartError(
                 "--token is refused: every local user can read a command line (in "
@@ -63,7 +83,7 @@ def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
                 address, cc.node_resources(num_cpus, num_gpus, resources_json),
                 node_ip=node_ip_address, token=token,
                 object_store_memory=object_store_memory, block=block, echo=click.echo)
-    except (cc.StartError, OSError) as e:
+    except (cc.StartError, OSError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     except Exception as e:  # e.g. the daemon failed to start: say why, no traceback
         raise click.ClickException(f"{type(e).__name__}: {e}") from None
@@ -71,11 +91,14 @@ def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
 
 
 @main.command()
-def stop() -> None:
-    """Stop every rayling daemon started on this machine, with their workers and memory."""
+@click.option("-f", "--force", is_flag=True,
+              help="Kill the daemons at once (SIGKILL) instead of asking them to stop.")
+def stop(force) -> None:
+    """Stop the rayling daemons this user started on this machine (with `rayling
+    start`), with their workers, shared memory and files."""
     from ._private import cluster_commands as cc
 
-    raise SystemExit(cc.stop(echo=click.echo))
+    raise SystemExit(cc.stop(echo=click.echo, force=force))
 
 
 @main.command()

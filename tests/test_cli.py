@@ -296,3 +296,23 @@ def test_slurm_one_command_forms_the_cluster(env, tmp_path):
             if task.poll() is None:
                 task.kill()
             task.communicate()
+
+
+def test_ray_start_flags_and_stop_force(env, tmp_path):
+    sessions = tmp_path / "sessions"
+    started = rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "1",
+                          "--temp-dir", str(sessions), "--disable-usage-stats",
+                          "--include-dashboard", "false", "--dashboard-host", "0.0.0.0",
+                          "--dashboard-port", "8265")
+    for flag in ("--disable-usage-stats", "--include-dashboard", "--dashboard-host",
+                 "--dashboard-port"):
+        assert started.stderr.count(f"{flag} changes nothing") == 1, started.stderr
+    records = daemon_records(env)
+    assert len(records) == 1 and records[0]["session_dir"].startswith(str(sessions) + "/")
+    pid = records[0]["pid"]
+    assert "Stopped 1" in rayling_cmd(env, "stop", "--force").stdout
+    wait_until(lambda: _no_processes([pid]), what="the killed daemon to be gone")
+    assert not os.path.exists(records[0]["session_dir"]) and not daemon_records(env)
+    too_long = rayling_cmd(env, "start", "--head", "--temp-dir", "/tmp/" + "x" * 80,
+                           check=False)
+    assert too_long.returncode != 0 and "too long" in too_long.stderr

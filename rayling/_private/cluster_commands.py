@@ -248,7 +248,14 @@ def _maybe_block(node: LocalNode, block: bool, files: list[str], echo) -> int:
     return 0 if code in (0, -signal.SIGTERM) else 1
 
 
-def stop(echo=print, timeout: float = 10.0) -> int:
+def set_temp_dir(path: str) -> None:
+    """``rayling start --temp-dir``: this node's session folder goes under ``path``."""
+    from . import node
+
+    node.set_session_parent(path)
+
+
+def stop(echo=print, timeout: float = 10.0, force: bool = False) -> int:
     """Stop every daemon this user's ``rayling start`` left running on this machine.
 
     A record is acted on only as far as it proves true: the process it names must be this
@@ -267,7 +274,10 @@ def stop(echo=print, timeout: float = 10.0) -> int:
         if proc is not None:
             if proc.pid not in seen:  # (the same record is in each machine folder)
                 seen.add(proc.pid)
-                proc.terminate()
+                if force:
+                    proc.kill()
+                else:
+                    proc.terminate()
                 procs.append(proc)
         elif why_not:
             echo(f"Not stopping pid {info.get('pid')!r} named in {path}: {why_not}; "

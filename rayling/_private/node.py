@@ -211,11 +211,29 @@ def _die_with_parent(prctl) -> None:
         prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG; SIGTERM: it still cleans up
 
 
+MAX_SESSION_PARENT = 60  # characters: unix socket paths inside must stay under ~107
+_session_parent: str | None = None  # rayling start --temp-dir
+
+
+def set_session_parent(path: str) -> None:
+    """Put session folders under ``path`` (made 0700 if missing)."""
+    global _session_parent
+    path = os.path.abspath(path)
+    if len(path) > MAX_SESSION_PARENT:
+        raise ValueError(f"--temp-dir {path} is too long: unix socket paths inside it would "
+                         f"pass the system's limit; use a path of at most "
+                         f"{MAX_SESSION_PARENT} characters")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    _session_parent = path
+
+
 def _short_temp_dir() -> str:
-    """The temp directory, unless its path is so long that unix socket paths inside it
-    would pass the ~107-byte limit; then /tmp."""
+    """Where session folders go: --temp-dir, or the temp directory unless its path is so
+    long that unix socket paths inside it would pass the ~107-byte limit (then /tmp)."""
+    if _session_parent is not None:
+        return _session_parent
     base = tempfile.gettempdir()
-    return base if len(base) <= 60 else "/tmp"
+    return base if len(base) <= MAX_SESSION_PARENT else "/tmp"
 
 
 def _driver_paths() -> list[str]:
