@@ -144,6 +144,12 @@ class _BoundActorClass:
         return _BoundActorClass(self._actor_class, {**self._options, **options})
 
 
+# Methods every actor has, as in Ray: ``__ray_ready__`` (True once it is constructed),
+# ``__ray_terminate__`` (ends it after the calls before this one), ``__ray_call__(fn,
+# *args)`` (runs ``fn(instance, *args)`` in it).
+BUILTIN_METHODS = frozenset({"__ray_ready__", "__ray_terminate__", "__ray_call__"})
+
+
 class ActorHandle:
     """A reference to an actor; ``handle.method.remote(...)`` calls a method."""
 
@@ -158,6 +164,8 @@ class ActorHandle:
 
     def _check_call(self, method: str, args: tuple, kwargs: dict) -> None:
         """Raise TypeError now if ``method`` cannot take these arguments."""
+        if method in BUILTIN_METHODS:
+            return
         check = self._checks.get(method)
         if check is None:
             function = getattr(self._cls, method)
@@ -168,6 +176,8 @@ class ActorHandle:
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")
+        if name in BUILTIN_METHODS and methods is not None:
+            return ActorMethod(self, name, 1)
         if methods is None or name.startswith("__"):
             raise AttributeError(name)
         info = methods.get(name)
@@ -216,17 +226,18 @@ class ActorMethod:
         return _BoundActorMethod(self, options)
 
     def remote(self, *args, **kwargs):
-        return self._submit(args, kwargs, self._num_returns, None, self._backpressure)
+        return self._submit(args, kwargs, self._num_returns, None, self._backpressure,
+                            self._max_task_retries)
 
     def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None,
-                backpressure: int | None):
+                backpressure: int | None, max_task_retries: int | None):
         handle = self._handle
         if handle._cls is not None:
             handle._check_call(self._name, args, kwargs)
         return submit_actor_call(
             session.client_or_start(), handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
-            self._max_task_retries or 0, max(0, backpressure or 0))
+            max_task_retries or 0, max(0, backpressure or 0))
 
 
 _FETCH = p.ObjectData()  # a dependency the actor's worker fetches itself
@@ -301,7 +312,8 @@ class _BoundActorMethod:
             args, kwargs, self._options.get("num_returns", self._method._num_returns),
             self._options.get("name"),
             self._options.get("_generator_backpressure_num_objects",
-                              self._method._backpressure))
+                              self._method._backpressure),
+            self._options.get("max_task_retries", self._method._max_task_retries))
 
 
 def handle_from_info(info: dict) -> ActorHandle:

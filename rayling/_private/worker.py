@@ -12,6 +12,7 @@ Worker output (print, logging) goes to the driver as Logs, prefixed with the tas
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import os
@@ -131,6 +132,9 @@ class Executor:
 
     def _callable(self, msg: p.ExecuteTask):
         if msg.actor_id is not None and msg.method != "__init__":
+            builtin = _BUILTIN_METHODS.get(msg.method)
+            if builtin is not None:
+                return functools.partial(builtin, self.actor)
             return getattr(self.actor, msg.method)
         fn = self._load(msg)
         if isinstance(fn, _FunctionLoadError):
@@ -445,6 +449,18 @@ class Executor:
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)
+
+
+def _terminate(instance) -> None:
+    raise ActorExit()
+
+
+# Methods every actor has (see rayling.actor.BUILTIN_METHODS): called with the instance.
+_BUILTIN_METHODS = {
+    "__ray_ready__": lambda instance: True,
+    "__ray_terminate__": _terminate,
+    "__ray_call__": lambda instance, fn, *args, **kwargs: fn(instance, *args, **kwargs),
+}
 
 
 def _iterate(generator: Any, name: str):
