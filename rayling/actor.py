@@ -19,10 +19,12 @@ from ._private.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
     generator_mode,
+    placement,
     resource_request,
     validate_options,
     wire_strategy,
 )
+from ._private.placement_groups import in_group
 from ._private.task_args import SignatureCheck, pack_args
 
 
@@ -89,6 +91,15 @@ class ActorClass:
         fid, blob = self._prepared
         hold = resource_request({**options, "num_cpus": options.get("num_cpus", 0)})
         place = hold if "num_cpus" in options else {**hold, "CPU": max(hold.get("CPU", 0), 1)}
+        group = placement(options)
+        capture = False
+        if group is None and "placement_group" not in options and \
+                "scheduling_strategy" not in options:
+            parent = task_context.capturing_group()
+            group = (parent, -1, True) if parent is not None else None
+        if group is not None:  # (it asks for what its placement group reserved)
+            pg_hex, index, capture = group
+            hold, place = in_group(hold, pg_hex, index), in_group(place, pg_hex, index)
         is_async = any(m["is_async"] for m in self._methods.values())
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         name = options.get("name") or ""
@@ -113,7 +124,7 @@ class ActorClass:
             place, hold, options.get("max_restarts", 0), options.get("max_task_retries", 0),
             max_concurrency, is_async, methods_blob, name, namespace,
             options.get("lifetime") == "detached", bool(options.get("get_if_exists")),
-            wire_strategy(options.get("scheduling_strategy")),
+            wire_strategy(options.get("scheduling_strategy")), capture,
         )
         register = (fid, blob, self._cls.__name__)
         if name:

@@ -105,6 +105,14 @@ class TaskUnschedulableError(RayError):
     """The task can never run: the node it must run on is gone."""
 
 
+class TaskPlacementGroupRemoved(RayError):
+    """The placement group the task was to run in was removed."""
+
+
+class ActorPlacementGroupRemoved(RayError):
+    """The placement group the actor ran in was removed."""
+
+
 class WorkerCrashedError(RayError):
     """The worker process running the task died."""
 
@@ -179,6 +187,8 @@ __all__ = [
     "GetTimeoutError",
     "TaskCancelledError",
     "TaskUnschedulableError",
+    "TaskPlacementGroupRemoved",
+    "ActorPlacementGroupRemoved",
     "WorkerCrashedError",
     "ObjectStoreFullError",
     "ObjectLostError",

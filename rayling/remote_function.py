@@ -8,17 +8,19 @@ from typing import Any
 
 import cloudpickle
 
-from ._private import ids, protocol as p, serialization, session
+from ._private import ids, protocol as p, serialization, session, task_context
 from ._private.generators import ObjectRefGenerator
 from ._private.object_ref import uncounted_refs
 from ._private.options import (
     DEFAULT_TASK_OPTIONS,
     TASK_OPTIONS,
     generator_mode,
+    placement,
     resource_request,
     validate_options,
     wire_strategy,
 )
+from ._private.placement_groups import in_group
 from ._private.task_args import SignatureCheck, pack_args
 
 
@@ -29,8 +31,7 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", None) or function.__name__
         self._given = options  # as the user gave them (options() adds to them)
         self._options = {**DEFAULT_TASK_OPTIONS, **options}
-        self._request = resource_request(self._options)
-        self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
+        self._request, self._strategy, self._capture = placed_request(self._options)
         self._retry = _retry_policy(self._options)
         self._generator = generator_mode(function, options)
         self._prepared: tuple | None = None  # (fid, blob)
@@ -55,7 +56,7 @@ class RemoteFunction:
 
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options, self._request, self._strategy,
-                            self._retry, self._generator)
+                            self._retry, self._generator, self._capture)
 
     def _prepare(self):
         blob = serialization.dumps_function(self._function)
@@ -68,7 +69,13 @@ class RemoteFunction:
         return self._signature
 
     def _submit(self, args: tuple, kwargs: dict, options: dict, request: dict,
-                strategy: p.Strategy, retry: tuple[bool, bytes], generator: str):
+                strategy: p.Strategy, retry: tuple[bool, bytes], generator: str,
+                capture: bool):
+        if strategy is None and not capture and "placement_group" not in options and \
+                "scheduling_strategy" not in options:
+            group = task_context.capturing_group()  # (a task in a captured group)
+            if group is not None:
+                request, capture = in_group(request, group, -1), True
         signature = self._signature or self._check_signature()
         signature.check(self._name, args, kwargs)
         client = session.client_or_start()
@@ -80,14 +87,15 @@ class RemoteFunction:
             fid=fid, request=request, max_retries=options["max_retries"],
             retry=retry, max_calls=options.get("max_calls") or 0,
             register=(fid, blob, self._name), strategy=strategy, generator=generator,
-            backpressure=max(0, options.get("_generator_backpressure_num_objects") or 0))
+            backpressure=max(0, options.get("_generator_backpressure_num_objects") or 0),
+            capture=capture)
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
                 retry: tuple[bool, bytes] = (False, b""), max_calls: int = 0,
                 register: tuple | None = None, strategy: p.Strategy = None,
-                generator: str = "", backpressure: int = 0):
+                generator: str = "", backpressure: int = 0, capture: bool = False):
     """Queue one task and return its ref, refs, None (num_returns=0), or for a streaming
     generator an ObjectRefGenerator. ``register``: (fid, code, name) of the function,
     sent with the first task of it."""
@@ -99,7 +107,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
-        generator=generator, backpressure=backpressure,
+        generator=generator, backpressure=backpressure, capture=capture,
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
     if generator == "streaming":
@@ -120,14 +128,14 @@ class _BoundOptions:
         self._function = function
         self._given = {**function._given, **options}
         self._options = {**function._options, **options}
-        self._request = resource_request(self._options)
-        self._strategy = wire_strategy(self._options.get("scheduling_strategy"))
+        self._request, self._strategy, self._capture = placed_request(self._options)
         self._retry = _retry_policy(self._options)
         self._generator = generator_mode(function._function, self._given)
 
     def remote(self, *args, **kwargs):
         return self._function._submit(args, kwargs, self._options, self._request,
-                                      self._strategy, self._retry, self._generator)
+                                      self._strategy, self._retry, self._generator,
+                                      self._capture)
 
     def options(self, **options) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._function._name}")
@@ -149,3 +157,14 @@ def _retry_policy(options: dict[str, Any]) -> tuple[bool, bytes]:
 @functools.lru_cache(maxsize=64)
 def _pickled_types(types: tuple[type, ...]) -> bytes:
     return cloudpickle.dumps(types)
+
+
+def placed_request(options: dict[str, Any]) -> tuple[dict[str, float], p.Strategy, bool]:
+    """What a task with these options asks for, its wire strategy, and whether the tasks
+    it starts go in its placement group too."""
+    request = resource_request(options)
+    group = placement(options)
+    if group is None:
+        return request, wire_strategy(options.get("scheduling_strategy")), False
+    pg_hex, index, capture = group
+    return in_group(request, pg_hex, index), None, capture

@@ -52,6 +52,15 @@ class RuntimeContext:
         """The resources the current task (or actor, for its life) was given."""
         return task_context.assigned_resources()
 
+    def get_placement_group_id(self) -> str | None:
+        """The hex id of the placement group the task or actor was placed in, or None."""
+        from ._private.placement_groups import group_of
+
+        if task_context.actor.actor_id is not None:
+            return group_of(task_context.actor.resources)
+        call = task_context.current()
+        return group_of(call.resources) if call is not None else None
+
     def is_canceled(self) -> bool:
         """Whether the running task or actor call was asked to cancel (for code that
         catches the interruption, or an async call that shields itself)."""

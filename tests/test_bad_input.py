@@ -37,6 +37,7 @@ BAD_TASK_OPTIONS = [
     ("max_retries", -2), ("max_retries", 1.5), ("num_returns", -1), ("num_returns", 1.5),
     ("retry_exceptions", "yes"), ("retry_exceptions", [ValueError, 1]), ("name", 5),
     ("scheduling_strategy", "FASTEST"), ("max_calls", -1), ("max_calls", 1.5),
+    ("placement_group", object()), ("placement_group_bundle_index", "0"),
 ]
 BAD_ACTOR_OPTIONS = [
     ("num_cpus", NAN), ("resources", {"x": NAN}), ("max_restarts", -5),
@@ -46,7 +47,7 @@ BAD_ACTOR_OPTIONS = [
 ]
 NOT_IMPLEMENTED = [
     ("runtime_env", {"pip": ["requests"]}), ("memory", 10**9),
-    ("placement_group", object()), ("accelerator_type", "A100"),
+    ("accelerator_type", "A100"),
 ]
 
 

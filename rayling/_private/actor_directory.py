@@ -496,6 +496,16 @@ class ActorDirectory:
             self._cancel_pending_creation(actor)
             self._dead(actor)
 
+    def group_removed(self, pg_hex: str, why: str) -> None:
+        """The placement group ``pg_hex`` was removed: the actors placed in it end."""
+        from .placement_groups import group_of
+
+        for actor in list(self.actors.values()):
+            if actor.state is not DEAD and (group_of(actor.spec.hold) == pg_hex
+                                            or group_of(actor.spec.place) == pg_hex):
+                self.kill(p.KillActor(actor.spec.actor_id, True),
+                          f"its placement group {pg_hex} was removed ({why})")
+
     def _cancel_pending_creation(self, actor: ActorRecord) -> None:
         tasks = self._host.tasks
         creation = tasks.get(actor.spec.task_id)

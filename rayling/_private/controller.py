@@ -43,6 +43,7 @@ from .actor_directory import ActorDirectory
 from .job_table import JobTable
 from .node_table import NodeRecord, NodeTable
 from .object_directory import ObjectDirectory, error_data
+from .placement_groups import PlacementGroups, group_of
 from .resources import to_units
 from .scheduler import Scheduler, fmt_resources
 from .task_table import DONE, RUNNING, TaskRecord, TaskTable
@@ -65,6 +66,7 @@ class Controller:
         self.tasks = TaskTable()
         self.scheduler = Scheduler(self.nodes, self.workers, self.objects.bytes_by_node)
         self.actors = ActorDirectory(self)
+        self.groups = PlacementGroups(self)
         self.jobs = JobTable()
         self.stopping = False
         self._add_node(self.nodes.local, resources, store_capacity, max_workers)
@@ -124,7 +126,9 @@ class Controller:
                 self.actors.worker_died(worker.actor, worker)
             elif task is not None:
                 self._worker_died_running(task, worker)
-        self.jobs.remove_driver(conn)
+        job_id = self.jobs.remove_driver(conn)
+        if job_id is not None and self.groups:
+            self.groups.job_gone(job_id)
         if self.actors:
             self.actors.caller_gone(conn)
         self._owner_gone(conn)
@@ -185,6 +189,8 @@ class Controller:
         node.alive = False
         node.workers.idle.clear()
         self.scheduler.nodes_changed()
+        if self.groups:
+            self.groups.node_lost(node)
         # Its workers and the scripts running there go: they used its store.
         for conn in [w.conn for w in self.workers.on_node(node)] + \
                 [d for d in self.jobs.drivers if getattr(d, "node", None) is node]:
@@ -265,7 +271,8 @@ class Controller:
             self.actors.queue_call(task)
             if task.state is DONE or task.state is RUNNING:  # failed at once, or sent directly
                 return
-        elif submitter is not None and not self.scheduler.fits_ever(task):
+        elif submitter is not None and not self.scheduler.fits_ever(task) and \
+                group_of(spec.resources) is None:  # (a group's resources may come later)
             text = self.scheduler.infeasible_warning(task)
             if text:
                 submitter.send(p.Warning(text))
@@ -292,6 +299,14 @@ class Controller:
 
     def _on_release_shm(self, conn, msg: p.ReleaseShm) -> None:
         self.objects.abandon(conn, msg.name)
+
+    def _on_create_placement_group(self, conn, msg: p.CreatePlacementGroup) -> None:
+        self.groups.create(conn, msg)
+        self.dispatch()
+
+    def _on_remove_placement_group(self, conn, msg: p.RemovePlacementGroup) -> None:
+        self.groups.remove(msg.pg_id)
+        self.dispatch()
 
     def _on_generator_consumed(self, conn, msg: p.GeneratorConsumed) -> None:
         """The caller took values of a streaming task that waits for that: tell it."""
@@ -493,6 +508,8 @@ class Controller:
         p.ReleaseShm: _on_release_shm,
         p.GeneratorItem: _on_generator_item,
         p.GeneratorConsumed: _on_generator_consumed,
+        p.CreatePlacementGroup: _on_create_placement_group,
+        p.RemovePlacementGroup: _on_remove_placement_group,
         p.RegisterNode: _on_register_node,
         p.PullDone: _on_pull_done,
         p.Heartbeat: _on_heartbeat,
@@ -507,6 +524,8 @@ class Controller:
 
     def dispatch(self) -> None:
         """Start every ready task that can start; ask for workers where tasks wait."""
+        if self.groups.waiting:
+            self.groups.place_waiting()
         starts, unschedulable, starved, want_workers = self.scheduler.dispatch(
             note_starved=bool(self.actors))
         for task, worker in starts:
@@ -575,10 +594,11 @@ class Controller:
             spec.actor_id, spec.method,
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
             dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
-            generator=spec.generator, backpressure=spec.backpressure,
+            generator=spec.generator, backpressure=spec.backpressure, capture=spec.capture,
             max_calls=spec.max_calls, resources=spec.resources if actor is None else {},
             actor=None if actor is None or spec.method != "__init__" else p.ActorStart(
-                actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING"),
+                actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING",
+                actor.spec.capture),
         ))
 
     def reap_idle_workers(self, now: float) -> None:

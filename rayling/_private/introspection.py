@@ -22,6 +22,10 @@ def answer(controller, what: p.QueryKind):
         return actor.info() if actor is not None else None
     if kind is p.ActorList:
         return [a.info() for a in actors.actors.values()]
+    if kind is p.PlacementGroupInfo:
+        return controller.groups.info(what)
+    if kind is p.PlacementGroupTable:
+        return controller.groups.table()
     if kind is p.JobNamespace:
         return controller.jobs.namespaces.get(what.job_id)
     if kind is p.StoreStats:

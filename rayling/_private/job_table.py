@@ -14,7 +14,7 @@ from . import ids
 
 class JobTable:
     def __init__(self) -> None:
-        self.drivers: set = set()  # connections of the scripts connected now
+        self.drivers: dict = {}  # connections of the scripts connected now -> job id
         self.first_job_id = ids.new_job_id()
         self._drivers_seen = 0
         self.functions: dict[bytes, tuple[bytes, str]] = {}  # fid -> (pickled code, name)
@@ -22,18 +22,15 @@ class JobTable:
 
     def add_driver(self, conn, namespace: str = "") -> bytes:
         """A script connected: its job id."""
-        self.drivers.add(conn)
         job_id = ids.new_job_id() if self._drivers_seen else self.first_job_id
+        self.drivers[conn] = job_id
         self._drivers_seen += 1
         self.namespaces[job_id] = namespace
         return job_id
 
-    def remove_driver(self, conn) -> bool:
-        """The connection closed; True if it was a driver's."""
-        if conn in self.drivers:
-            self.drivers.discard(conn)
-            return True
-        return False
+    def remove_driver(self, conn) -> bytes | None:
+        """The connection closed: the job id, if it was a driver's."""
+        return self.drivers.pop(conn, None)
 
     def register_function(self, fid: bytes, blob: bytes, name: str) -> None:
         self.functions.setdefault(fid, (blob, name))

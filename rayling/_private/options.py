@@ -139,8 +139,9 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "memory": _not_yet(0, 0.0), "object_store_memory": _not_yet(0, 0.0),
     "runtime_env": _not_yet({}), "max_calls": _count(0),
     "accelerator_type": _not_yet(), "label_selector": _not_yet({}),
-    "placement_group": _not_yet("default"), "placement_group_bundle_index": _not_yet(-1),
-    "placement_group_capture_child_tasks": _not_yet(False),
+    "placement_group": lambda key, value: None,  # (checked by placement() below)
+    "placement_group_bundle_index": _count(-1),
+    "placement_group_capture_child_tasks": _flag,
     "max_pending_calls": _not_yet(-1), "concurrency_groups": _not_yet({}),
     "_generator_backpressure_num_objects": _count(-1),
     "concurrency_group": _not_yet(),
@@ -227,6 +228,35 @@ def resource_request(options: dict[str, Any]) -> dict[str, float]:
     return request
 
 
+def placement(options: dict[str, Any]) -> tuple[str, int, bool] | None:
+    """The placement group a task or actor with these options goes in: (its hex id, the
+    bundle index or -1 for any, whether its children go there too), or None."""
+    strategy = options.get("scheduling_strategy")
+    if type(strategy).__name__ == "PlacementGroupSchedulingStrategy":
+        group = strategy.placement_group
+        index = strategy.placement_group_bundle_index
+        capture = bool(strategy.placement_group_capture_child_tasks)
+    else:
+        group = options.get("placement_group")
+        if group is None or group == "default":
+            return None
+        index = options.get("placement_group_bundle_index", -1)
+        index = -1 if index is None else index
+        capture = bool(options.get("placement_group_capture_child_tasks"))
+    if group is None:
+        return None
+    pg_id = getattr(group, "id", None)
+    if pg_id is None or not hasattr(pg_id, "hex"):
+        raise TypeError(f"placement_group must be a PlacementGroup (from "
+                        f"placement_group(...)), got {group!r}")
+    bundles = len(getattr(group, "bundle_specs", ()) or ())
+    if not isinstance(index, int) or isinstance(index, bool) or not -1 <= index < max(
+            bundles, 1):
+        raise ValueError(f"placement_group_bundle_index must be -1 or the index of one of "
+                         f"the group's {bundles} bundles, got {index!r}")
+    return pg_id.hex(), index, capture
+
+
 def wire_strategy(strategy) -> p.Strategy:
     """The wire form of a ``scheduling_strategy`` option (None: the default)."""
     if strategy is None or strategy == "DEFAULT":
@@ -235,6 +265,8 @@ def wire_strategy(strategy) -> p.Strategy:
         return p.SpreadStrategy()
     # rayling.util.scheduling_strategies.NodeAffinitySchedulingStrategy (or Ray's own
     # class, from a script that imports it): known by its name and fields.
+    if type(strategy).__name__ == "PlacementGroupSchedulingStrategy":
+        return None  # (expressed in the resources asked for: see placement())
     if type(strategy).__name__ == "NodeAffinitySchedulingStrategy" and hasattr(strategy, "soft"):
         node_id = strategy.node_id
         if not isinstance(node_id, str) or len(node_id) % 2 or not all(
@@ -246,5 +278,5 @@ def wire_strategy(strategy) -> p.Strategy:
                               bool(strategy.soft and getattr(strategy, "_spill_on_unavailable",
                                                              False)))
     raise ValueError(
-        f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
-        f"NodeAffinitySchedulingStrategy, got {strategy!r}")
+        f"scheduling_strategy must be 'DEFAULT', 'SPREAD', a NodeAffinitySchedulingStrategy "
+        f"or a PlacementGroupSchedulingStrategy, got {strategy!r}")

@@ -13,7 +13,8 @@ Who sends what:
                               ReserveShm, GetObjects, CancelTask, Blocked, Unblocked,
                               TaskDone, Logs, ProgressBar, Query, Shutdown, CreateActor,
                               KillActor, CallsReceived, ReleaseShm, GeneratorItem,
-                              GeneratorConsumed
+                              GeneratorConsumed, CreatePlacementGroup,
+                              RemovePlacementGroup
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
                               Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt,
                               GeneratorItem, GeneratorConsumed
@@ -128,6 +129,7 @@ class SubmitTask(_Msg, tag=6):
     generator: str = ""  # "streaming": its values stream back as GeneratorItems, and its
     # one return is the end of the stream; "dynamic": its one return holds their refs
     backpressure: int = 0  # streaming: pause while this many values are not consumed
+    capture: bool = False  # placed in a group, with the tasks it starts going there too
 
 
 class ActorStart(msgspec.Struct, array_like=True):
@@ -136,6 +138,7 @@ class ActorStart(msgspec.Struct, array_like=True):
     name: str  # "" if unnamed
     resources: dict[str, float]  # what it holds for its whole life
     reconstructed: bool  # a restart: its worker died before
+    capture: bool = False  # placed in a group, with what it starts going there too
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -162,6 +165,7 @@ class ExecuteTask(_Msg, tag=7):
     actor: ActorStart | None = None  # set on an actor's creation task
     generator: str = ""  # see SubmitTask.generator
     backpressure: int = 0  # see SubmitTask.backpressure
+    capture: bool = False  # see SubmitTask.capture
 
 
 class TaskDone(_Msg, tag=8):
@@ -286,6 +290,17 @@ class ActorList(msgspec.Struct, array_like=True, tag="actors"):
     """Every actor's info dict."""
 
 
+class PlacementGroupInfo(msgspec.Struct, array_like=True, tag="placement_group"):
+    """The info dict of the placement group ``pg_id`` (or named ``name``), or None."""
+
+    pg_id: bytes
+    name: str = ""
+
+
+class PlacementGroupTable(msgspec.Struct, array_like=True, tag="placement_groups"):
+    """Every placement group's info dict."""
+
+
 class JobNamespace(msgspec.Struct, array_like=True, tag="job_namespace"):
     """The namespace of the job ``job_id`` (its driver's), or None if it is unknown."""
 
@@ -304,7 +319,8 @@ class ActorAddress(msgspec.Struct, array_like=True, tag="actor_address"):
 
 
 QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
-             | JobNamespace | StoreStats | ActorAddress)
+             | JobNamespace | PlacementGroupInfo | PlacementGroupTable | StoreStats
+             | ActorAddress)
 
 
 class Query(_Msg, tag=18):
@@ -350,6 +366,25 @@ class CreateActor(_Msg, tag=22):
     detached: bool = False
     get_if_exists: bool = False
     strategy: Strategy = None
+    capture: bool = False  # placed in a group, with what it starts going there too
+
+
+class CreatePlacementGroup(_Msg, tag=38):
+    """Reserve ``bundles`` (resource dicts) as ``strategy`` says; ``ready_id`` becomes
+    ready (True, or the error) once they are. It ends with job ``job_id`` unless
+    ``detached``."""
+
+    pg_id: bytes
+    bundles: list[dict[str, float]]
+    strategy: str
+    name: str
+    detached: bool
+    ready_id: bytes
+    job_id: bytes
+
+
+class RemovePlacementGroup(_Msg, tag=39):
+    pg_id: bytes
 
 
 class KillActor(_Msg, tag=23):
@@ -467,6 +502,8 @@ Message = (
     | ReleaseShm
     | GeneratorItem
     | GeneratorConsumed
+    | CreatePlacementGroup
+    | RemovePlacementGroup
 )
 
 _encoder = msgspec.msgpack.Encoder()

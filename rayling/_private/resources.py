@@ -60,9 +60,10 @@ class ResourcePool:
             free[k] = free.get(k, 0) - v
 
     def release(self, request: Mapping[str, int]) -> None:
-        free = self.free
+        free, total = self.free, self.total
         for k, v in request.items():
-            free[k] = free.get(k, 0) + v
+            if k in total:  # (a placement group's resources go when it is removed)
+                free[k] = free.get(k, 0) + v
 
     def total_float(self) -> dict[str, float]:
         return from_units(self.total)

@@ -10,6 +10,7 @@ worker's life, so it is kept in plain module state.
 from __future__ import annotations
 
 import contextvars
+import re
 from typing import Any
 
 from .protocol import ExecuteTask
@@ -33,6 +34,7 @@ class HostedActor:
     name: str = ""  # its name, if it has one
     resources: dict[str, float] = {}  # what it holds for its life
     reconstructed = False  # a restart: its worker died before
+    capture = False  # placed in a group whose tasks' children go there too
 
 
 actor = HostedActor()
@@ -58,11 +60,42 @@ def task_name() -> str:
 
 
 def assigned_resources() -> dict[str, float]:
-    """What the running task holds, or the hosting actor's (empty elsewhere)."""
+    """What the running task holds, or the hosting actor's (empty elsewhere), by the
+    names asked for (a placement group's renamed resources by their own names)."""
     call = _call.get()
     if actor.actor_id is not None:
-        return dict(actor.resources)
-    return dict(call.resources) if call is not None else {}
+        resources = actor.resources
+    else:
+        resources = call.resources if call is not None else {}
+    assigned: dict[str, float] = {}
+    for name, amount in resources.items():
+        grouped = _GROUPED.fullmatch(name)
+        if grouped is not None:
+            name = grouped.group(1)
+            if name == "bundle":
+                continue
+        assigned[name] = assigned.get(name, 0) + amount
+    return assigned
+
+
+_GROUPED = re.compile(r"(.+)_group_(?:\d+_)?[0-9a-f]{36}")  # (see placement_groups.py)
+
+
+def capturing_group() -> str | None:
+    """The placement group (hex id) the tasks and actors started here go in by default:
+    the running task's or the hosting actor's, if it was placed with capture."""
+    if actor.actor_id is not None:
+        if not actor.capture:
+            return None
+        resources = actor.resources
+    else:
+        call = _call.get()
+        if call is None or not call.capture:
+            return None
+        resources = call.resources
+    from .placement_groups import group_of
+
+    return group_of(resources)
 
 
 def is_cancelled() -> bool:

@@ -277,6 +277,7 @@ class Executor:
                         task_context.actor.name = msg.actor.name
                         task_context.actor.resources = msg.actor.resources
                         task_context.actor.reconstructed = msg.actor.reconstructed
+                        task_context.actor.capture = msg.actor.capture
                 if on_main:
                     with self._lock:
                         self._running = msg.task_id

@@ -3,7 +3,8 @@
 ``scheduling_strategy=`` takes ``"DEFAULT"`` (the least loaded node that fits, the
 submitter's on a tie), ``"SPREAD"`` (the least loaded node, ties round-robin) or a
 ``NodeAffinitySchedulingStrategy`` (a given node; ``soft=True`` falls back to others when
-it is full or gone, ``soft=False`` waits for it, and fails if it is dead).
+it is full or gone, ``soft=False`` waits for it, and fails if it is dead), or a
+``PlacementGroupSchedulingStrategy`` (resources a placement group reserved).
 """
 
 from __future__ import annotations
@@ -28,4 +29,20 @@ class NodeAffinitySchedulingStrategy:
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
 
 
-__all__ = ["NodeAffinitySchedulingStrategy"]
+class PlacementGroupSchedulingStrategy:
+    """Run in a placement group's bundle (``placement_group_bundle_index``; -1: any of
+    them); with ``placement_group_capture_child_tasks`` the tasks and actors it starts
+    go in the group too, unless they say otherwise."""
+
+    def __init__(self, placement_group, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks: bool | None = None) -> None:
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self) -> str:
+        return (f"PlacementGroupSchedulingStrategy({self.placement_group!r}, "
+                f"bundle={self.placement_group_bundle_index})")
+
+
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]
