@@ -210,6 +210,17 @@ def streaming_generator(b: Bench) -> float:
     return best_rate(consume_stream, b.duration, STREAM_ITEMS)
 
 
+def placement_groups(b: Bench) -> float:
+    util = importlib.import_module(f"{b.ray.__name__}.util")
+
+    def create_and_remove():
+        group = util.placement_group([{"CPU": 0.1}])
+        b.ray.get(group.ready())
+        util.remove_placement_group(group)
+
+    return best_rate(create_and_remove, b.duration)
+
+
 WORKLOADS: dict[str, Callable[[Bench], float]] = {
     "single client tasks sync (/s)": tasks_sync,
     "single client tasks async (/s)": tasks_async,
@@ -224,6 +235,7 @@ WORKLOADS: dict[str, Callable[[Bench], float]] = {
     "1:n actor calls async (/s)": actor_calls_one_to_n,
     "n:n actor calls async (/s)": actor_calls_n_to_n,
     "streaming generator items (/s)": streaming_generator,
+    "placement group create+remove (/s)": placement_groups,
 }
 
 
