@@ -244,3 +244,24 @@ def test_backpressure_pauses_the_generator_until_values_are_taken(shared_cluster
     gen = counted.remote(path, 50)
     assert rayling.get(next(gen)) == 0
     assert _settled_size(path) == 50
+
+
+def test_async_iteration_and_errors_as_ray_documents(shared_cluster, tmp_path):
+    import asyncio
+
+    gate = tmp_path / "open"
+    gate.touch()
+
+    async def collect():
+        return [await ref async for ref in gated.remote(str(gate), 3)]
+
+    assert asyncio.run(collect()) == [0, 1, 2]
+
+    # num_returns="dynamic": an error after the values is the last ref's.
+    refs = list(rayling.get(fails_after.options(num_returns="dynamic").remote(2)))
+    assert len(refs) == 3 and rayling.get(refs[:2]) == [0, 1]
+    with pytest.raises(KeyError):
+        rayling.get(refs[2])
+    # num_returns=N and an error after all N values: the values stand (it is logged).
+    first, second = fails_after.options(num_returns=2).remote(2)
+    assert rayling.get([first, second]) == [0, 1]

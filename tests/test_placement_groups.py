@@ -74,7 +74,7 @@ def test_a_group_reserves_its_bundles_and_runs_tasks_and_actors_in_them():
                 outcomes.append(type(e).__name__)
         assert "TaskPlacementGroupRemoved" in outcomes
         assert waiting.wait(30)
-        assert placement_group_table().get(group.id.hex()) is None
+        assert placement_group_table()[group.id.hex()]["state"] == "REMOVED"
         remove_placement_group(waiting)
         wait_until(lambda: rayling.available_resources() == {"CPU": 4.0},
                    what="every reservation to be given back")
@@ -166,7 +166,8 @@ def test_strategies_across_nodes_node_death_and_job_end():
         assert done.returncode == 0, done.stderr
 
         def names() -> set:
-            return {g["name"] for g in placement_group_table().values()}
+            return {g["name"] for g in placement_group_table().values()
+                    if g["state"] != "REMOVED"}
 
         wait_until(lambda: "passing" not in names(), what="the job's group to go")
         assert "kept" in names()
@@ -174,3 +175,21 @@ def test_strategies_across_nodes_node_death_and_job_end():
     finally:
         rayling.shutdown()
         cluster.shutdown()
+
+
+def test_a_gpu_bundle_gives_its_task_a_gpu():
+    rayling.init(num_cpus=2, num_gpus=2)
+    try:
+        group = placement_group([{"CPU": 1, "GPU": 1}])
+        assert group.wait(30)
+
+        @rayling.remote(num_cpus=0, num_gpus=1)
+        class UsesGpu:
+            def gpus(self):
+                return rayling.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+        actor = UsesGpu.options(scheduling_strategy=InGroup(group, 0)).remote()
+        ids, visible = rayling.get(actor.gpus.remote())
+        assert len(ids) == 1 and visible == str(ids[0])
+    finally:
+        rayling.shutdown()

@@ -45,7 +45,7 @@ from collections import deque
 from .. import exceptions as exc
 from . import ids, protocol as p
 from .object_directory import error_data
-from .resources import to_units
+from .resources import gpu_units, to_units
 from .task_table import DONE, READY, RUNNING
 
 ADOPTED_TICKS = 5  # ticks (seconds) a dead actor worker's unreported segments are kept
@@ -175,7 +175,7 @@ class ActorDirectory:
     def creation_done(self, task, worker, results: list[p.ObjectData]) -> None:
         host = self._host
         actor = self.actors[task.spec.actor_id]
-        if actor.hold.get("GPU"):  # the GPUs the constructor ran with stay the actor's
+        if gpu_units(actor.hold):  # the GPUs the constructor ran with stay the actor's
             actor.gpu_ids, task.gpu_ids = task.gpu_ids, []
         host.scheduler.release(task)
         host.tasks.remove(task)
@@ -312,7 +312,7 @@ class ActorDirectory:
                 host.scheduler.hold(worker.node, {"CPU": actor.lent_cpu})
         actor.blocked = actor.lent_cpu = 0
         if actor.gpu_ids:
-            worker.node.gpus.free(actor.gpu_ids, actor.hold.get("GPU", 0))
+            worker.node.gpus.free(actor.gpu_ids, gpu_units(actor.hold))
             actor.gpu_ids = []
         actor.worker = None
         actor.stopping = False

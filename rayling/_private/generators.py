@@ -66,6 +66,24 @@ class ObjectRefGenerator:
                     f"the generator's next value did not come within {timeout} s")
             client.wait_for_any([end_oid], [self._item_oid(self._next)], remaining)
 
+    def __aiter__(self) -> ObjectRefGenerator:
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        """``async for ref in gen``: waits in a thread, so the event loop goes on."""
+        import asyncio
+
+        ref = await asyncio.get_running_loop().run_in_executor(None, self._next_or_none)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def _next_or_none(self) -> ObjectRef | None:
+        try:
+            return self._next_ref(None)
+        except StopIteration:  # (a future cannot carry StopIteration)
+            return None
+
     def _take(self) -> ObjectRef | None:
         ref = self._items.pop(self._next, None)
         if ref is not None:

@@ -25,6 +25,7 @@ from .resources import UNIT, to_units
 from .task_table import RUNNING
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+REMOVED_KEPT = 1000  # removed groups placement_group_table still shows
 BUNDLE_MARKER = 1000  # units of bundle_group_* per bundle (a task in the group asks 0.001)
 MARKER_REQUEST = 0.001
 
@@ -94,6 +95,7 @@ class PlacementGroups:
     def __init__(self, host) -> None:
         self._host = host
         self.groups: dict[bytes, PlacementGroupRecord] = {}
+        self.removed: dict[bytes, PlacementGroupRecord] = {}  # the last REMOVED_KEPT
         self.named: dict[str, bytes] = {}
         self.waiting: list[PlacementGroupRecord] = []  # PENDING or RESCHEDULING
 
@@ -234,6 +236,9 @@ class PlacementGroups:
         record.state = "REMOVED"
         for index in range(len(record.bundles)):
             self._unreserve(record, index)
+        self.removed[pg_id] = record  # (placement_group_table still shows it)
+        if len(self.removed) > REMOVED_KEPT:
+            del self.removed[next(iter(self.removed))]
         host.objects.table.unpin(record.ready_id)
         if host.actors:
             host.actors.group_removed(record.hex, why)
@@ -267,9 +272,12 @@ class PlacementGroups:
 
     # -- answering ------------------------------------------------------------------------
     def info(self, what: p.PlacementGroupInfo) -> dict | None:
-        pg_id = what.pg_id or self.named.get(what.name, b"")
-        record = self.groups.get(pg_id)
+        """A live group's info (by id or name), or a removed one's (by id)."""
+        if what.pg_id:
+            record = self.groups.get(what.pg_id) or self.removed.get(what.pg_id)
+        else:
+            record = self.groups.get(self.named.get(what.name, b""))
         return record.info() if record is not None else None
 
     def table(self) -> list[dict]:
-        return [r.info() for r in self.groups.values()]
+        return [r.info() for r in (*self.groups.values(), *self.removed.values())]

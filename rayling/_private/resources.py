@@ -23,6 +23,18 @@ def to_units(request: Mapping[str, float]) -> dict[str, int]:
     return out
 
 
+def gpu_units(request: Mapping[str, int]) -> int:
+    """The GPU units a request asks for: plain, or of a placement group's bundle."""
+    units = request.get("GPU")
+    if units is not None:
+        return units
+    if len(request) > 1:  # (a request placed in a group has its marker too)
+        for name, amount in request.items():
+            if name.startswith("GPU_group_"):
+                return amount
+    return 0
+
+
 def from_units(units: Mapping[str, int]) -> dict[str, float]:
     return {name: amount / UNIT for name, amount in units.items()}
 

@@ -30,7 +30,7 @@ import itertools
 from collections import deque
 
 from . import protocol as p
-from .resources import GpuAllocator, ResourcePool, from_units
+from .resources import GpuAllocator, ResourcePool, from_units, gpu_units
 from .task_table import READY, TaskRecord
 
 _CPU = "CPU"
@@ -227,8 +227,8 @@ class Scheduler:
     @staticmethod
     def acquire(task: TaskRecord, node) -> None:
         node.pool.acquire(task.request)
-        gpu_units = task.request.get("GPU", 0)
-        task.gpu_ids = node.gpus.allocate(gpu_units) if gpu_units else []
+        units = gpu_units(task.request)
+        task.gpu_ids = node.gpus.allocate(units) if units else []
         task.node = node
 
     @staticmethod
@@ -244,7 +244,7 @@ class Scheduler:
             task.lent_cpu = 0
         node.pool.release(request)
         if task.gpu_ids:
-            node.gpus.free(task.gpu_ids, task.request.get("GPU", 0))
+            node.gpus.free(task.gpu_ids, gpu_units(task.request))
             task.gpu_ids = []
         task.node = None
 

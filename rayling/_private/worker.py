@@ -247,9 +247,16 @@ class Executor:
         from .generators import DynamicObjectRefGenerator
 
         refs = []
-        for index, value in enumerate(_iterate(generator, msg.name)):
-            refs.append(object_ref.put_as(
-                self.client, ids.object_id_for_return(msg.task_id, index + 1), value))
+        try:
+            for value in _iterate(generator, msg.name):
+                refs.append(object_ref.put_as(
+                    self.client, ids.object_id_for_return(msg.task_id, len(refs) + 1), value))
+        except (KeyboardInterrupt, CancelledError, AsyncCancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001 - as in Ray: the last ref holds the error
+            oid = ids.object_id_for_return(msg.task_id, len(refs) + 1)
+            self.client.stored(oid, self._error_results(msg, e)[0])
+            refs.append(object_ref.ObjectRef(oid, _born=True))
         return DynamicObjectRefGenerator(refs)
 
     def execute(self, msg: p.ExecuteTask) -> None:
@@ -499,6 +506,10 @@ def _split_returns(result: Any, num_returns: int, name: str
     except Exception as e:
         if len(values) < num_returns:
             return values, e
+        if len(values) == num_returns:  # as in Ray: the values stand, the error is logged
+            print(f"Unhandled error in {name} after it gave all {num_returns} values:\n"
+                  f"{_format_tb(e)}", file=sys.stderr)
+            return values, None
         raise
     if len(values) != num_returns:
         raise ValueError(
