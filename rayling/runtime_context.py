@@ -11,6 +11,34 @@ from ._private.object_ref import ObjectRef
 from .actor import ActorHandle, _method_table
 
 
+class _ID(bytes):
+    """A raw id that prints as Ray's id classes do (``hex()``, ``binary()``)."""
+
+    def binary(self) -> bytes:
+        return bytes(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hex()})"
+
+    __str__ = __repr__
+
+
+class JobID(_ID):
+    pass
+
+
+class NodeID(_ID):
+    pass
+
+
+class TaskID(_ID):
+    pass
+
+
+class ActorID(_ID):
+    pass
+
+
 class RuntimeContext:
     @staticmethod
     def _client():
@@ -66,24 +94,24 @@ class RuntimeContext:
         catches the interruption, or an async call that shields itself)."""
         return task_context.is_cancelled()
 
-    # Ray's deprecated id properties: the raw ids (``.hex()`` gives the string form).
+    # Ray's deprecated id properties: id objects (``.hex()`` gives the string form).
     @property
-    def job_id(self) -> bytes:
-        return bytes.fromhex(self.get_job_id())
+    def job_id(self) -> JobID:
+        return JobID(bytes.fromhex(self.get_job_id()))
 
     @property
-    def node_id(self) -> bytes:
-        return self._client().node_id
+    def node_id(self) -> NodeID:
+        return NodeID(self._client().node_id)
 
     @property
-    def task_id(self) -> bytes | None:
+    def task_id(self) -> TaskID | None:
         task = self.get_task_id()
-        return bytes.fromhex(task) if task else None
+        return TaskID(bytes.fromhex(task)) if task else None
 
     @property
-    def actor_id(self) -> bytes | None:
+    def actor_id(self) -> ActorID | None:
         actor = self.get_actor_id()
-        return bytes.fromhex(actor) if actor else None
+        return ActorID(bytes.fromhex(actor)) if actor else None
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         return {"GPU": [str(i) for i in task_context.gpu_ids()]}

@@ -106,7 +106,12 @@ def test_a_task_can_see_it_was_asked_to_cancel(cluster, tmp_path):
 
 def test_deprecated_id_properties(cluster):
     ctx = rayling.get_runtime_context()
-    assert ctx.node_id.hex() == ctx.get_node_id()
+    assert ctx.node_id.hex() == ctx.get_node_id() and repr(ctx.node_id).startswith("NodeID(")
+    # Ray's scheduling example passes the NodeID itself to NodeAffinitySchedulingStrategy.
+    from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ctx.node_id, soft=False)
+    assert rayling.get(assigned.options(scheduling_strategy=here).remote()) == {"CPU": 1.0}
     assert ctx.job_id.hex() == ctx.get_job_id()
     assert ctx.task_id is None and ctx.actor_id is None
 

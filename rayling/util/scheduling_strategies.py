@@ -13,6 +13,8 @@ from __future__ import annotations
 class NodeAffinitySchedulingStrategy:
     def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
                  _fail_on_unavailable: bool = False) -> None:
+        if not isinstance(node_id, str) and callable(getattr(node_id, "hex", None)):
+            node_id = node_id.hex()  # (a NodeID, as get_runtime_context().node_id gives)
         if not isinstance(node_id, str):
             raise TypeError(f"node_id must be a hex string (from get_node_id() or nodes()), "
                             f"got {type(node_id).__name__}")
