@@ -12,6 +12,7 @@ import hashlib
 import inspect
 from typing import Any
 
+from . import exceptions as exc
 from ._private import ids, protocol as p, serialization, session, task_context
 from ._private.generators import ObjectRefGenerator
 from ._private.object_ref import ObjectRef, uncounted_refs
@@ -114,8 +115,10 @@ class ActorClass:
         args_blob, deps, contained, keep = pack_args(
             client, self._cls.__init__, f"{self._cls.__name__}.__init__", args, kwargs)
         actor_retries = options.get("max_task_retries", 0)
+        pending_limit = options.get("max_pending_calls")
         methods = {name: {**info, "max_task_retries": actor_retries
-                          if info["max_task_retries"] is None else info["max_task_retries"]}
+                          if info["max_task_retries"] is None else info["max_task_retries"],
+                          "max_pending_calls": pending_limit if pending_limit else -1}
                    for name, info in self._methods.items()}
         methods_blob = serialization.serialize((self._cls.__name__, methods)).pickled
         creation_ref = ObjectRef(ids.object_id_for_return(task_id, 0), _born=True)
@@ -197,7 +200,7 @@ class ActorHandle:
                 f"'{self._class_name}' actor has no method '{name}'. Its methods are: "
                 f"{', '.join(sorted(methods)) or '(none)'}.")
         return ActorMethod(self, name, info["num_returns"], info.get("max_task_retries"),
-                           info.get("backpressure"))
+                           info.get("backpressure"), info.get("max_pending_calls", -1))
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
@@ -219,13 +222,14 @@ class ActorHandle:
 
 class ActorMethod:
     def __init__(self, handle: ActorHandle, name: str, num_returns: int,
-                 max_task_retries: int | None = None, backpressure: int | None = None
-                 ) -> None:
+                 max_task_retries: int | None = None, backpressure: int | None = None,
+                 max_pending_calls: int = -1) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._max_task_retries = max_task_retries
         self._backpressure = backpressure
+        self._max_pending = max_pending_calls
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -245,8 +249,16 @@ class ActorMethod:
         handle = self._handle
         if handle._cls is not None:
             handle._check_call(self._name, args, kwargs)
+        client = session.client_or_start()
+        if self._max_pending > 0:
+            pending = client.pending_actor_calls(handle._actor_id)
+            if pending >= self._max_pending:
+                raise exc.PendingCallsLimitExceeded(
+                    f"{handle._class_name} has {pending} calls from this process that have "
+                    f"not returned (max_pending_calls={self._max_pending}); wait for some "
+                    f"before calling again")
         return submit_actor_call(
-            session.client_or_start(), handle._actor_id, self._name,
+            client, handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
             max_task_retries or 0, max(0, backpressure or 0))
 

@@ -4,6 +4,7 @@ and max_task_retries given per call with .options()."""
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 import pytest
@@ -67,3 +68,21 @@ def test_max_task_retries_per_call(shared_cluster, tmp_path):
     other = DiesOnce.remote()
     with pytest.raises(rayling.exceptions.RayActorError):
         rayling.get(other.work.remote(str(tmp_path / "b")))  # the actor's default: 0
+
+
+def test_max_pending_calls_raises_past_the_limit(shared_cluster, tmp_path):
+    @rayling.remote(max_pending_calls=3)
+    class Slow:
+        def wait_for(self, path):
+            while not os.path.exists(path):
+                time.sleep(0.01)
+            return True
+
+    gate = str(tmp_path / "gate")
+    slow = Slow.remote()
+    calls = [slow.wait_for.remote(gate) for _ in range(3)]
+    with pytest.raises(rayling.exceptions.PendingCallsLimitExceeded):
+        slow.wait_for.remote(gate)
+    open(gate, "w").close()
+    assert rayling.get(calls) == [True] * 3
+    assert rayling.get(slow.wait_for.remote(gate))  # room again

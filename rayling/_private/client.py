@@ -465,6 +465,10 @@ class CoreClient:
                                lambda reply: self._got_route(actor_id, reply))
         return route
 
+    def pending_actor_calls(self, actor_id: bytes) -> int:
+        with self._state:
+            return self.actor_routes.unfinished(actor_id)
+
     def _got_route(self, actor_id: bytes, reply) -> None:
         with self._state:
             self.actor_routes.answered(actor_id, reply.value)

@@ -240,6 +240,10 @@ class ActorRoutes:
             self._direct.get(actor, set()).discard(oid)
             self._hidden.pop(oid, None)  # (its __del__ only queues the drop)
 
+    def unfinished(self, actor_id: bytes) -> int:
+        """Calls to the actor that have not returned (either path)."""
+        return len(self._via_daemon.get(actor_id, ())) + len(self._direct.get(actor_id, ()))
+
     def direct_pending(self, actor_id: bytes) -> list[bytes]:
         """First results of calls sent straight to the actor that have not returned."""
         return list(self._direct.get(actor_id, ()))

@@ -142,7 +142,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "placement_group": lambda key, value: None,  # (checked by placement() below)
     "placement_group_bundle_index": _count(-1),
     "placement_group_capture_child_tasks": _flag,
-    "max_pending_calls": _not_yet(-1), "concurrency_groups": _not_yet({}),
+    "max_pending_calls": _count(-1), "concurrency_groups": _not_yet({}),
     "_generator_backpressure_num_objects": _count(-1),
     "concurrency_group": _not_yet(),
 }
