@@ -19,6 +19,7 @@ from ._private.object_ref import ObjectRef, uncounted_refs
 from ._private.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
+    env_vars,
     generator_mode,
     placement,
     resource_request,
@@ -128,6 +129,7 @@ class ActorClass:
             max_concurrency, is_async, methods_blob, name, namespace,
             options.get("lifetime") == "detached", bool(options.get("get_if_exists")),
             wire_strategy(options.get("scheduling_strategy")), capture,
+            {**task_context.inherited_env(), **env_vars(options.get("runtime_env"))},
         )
         register = (fid, blob, self._cls.__name__)
         if name:

@@ -19,6 +19,7 @@ from ._private.options import (
     METHOD_OPTIONS,
     check_init_options,
     check_node_resources,
+    env_vars,
     validate_options,
 )
 from .actor import ActorClass, ActorHandle, handle_from_info
@@ -94,8 +95,9 @@ def init(
         "local_mode": local_mode, "include_dashboard": include_dashboard,
         "dashboard_host": dashboard_host, "dashboard_port": dashboard_port,
         "job_config": job_config, "logging_config": logging_config,
-        "runtime_env": runtime_env, "_temp_dir": _temp_dir, **kwargs,
+        "_temp_dir": _temp_dir, **kwargs,
     }, _system_config)
+    job_env = env_vars(runtime_env)
     with session.lock:
         if client_mod.current is not None:
             if ignore_reinit_error:
@@ -113,6 +115,7 @@ def init(
                 for handler in logging.getLogger("rayling").handlers:
                     handler.setFormatter(logging.Formatter(logging_format))
         check_node_resources(num_cpus, num_gpus, resources, object_store_memory)
+        task_context.job_env = job_env
         return RayContext(session.connect_or_start(
             address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
             object_store_memory=object_store_memory, namespace_=namespace,

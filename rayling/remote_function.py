@@ -14,6 +14,7 @@ from ._private.object_ref import uncounted_refs
 from ._private.options import (
     DEFAULT_TASK_OPTIONS,
     TASK_OPTIONS,
+    env_vars,
     generator_mode,
     placement,
     resource_request,
@@ -33,6 +34,7 @@ class RemoteFunction:
         self._options = {**DEFAULT_TASK_OPTIONS, **options}
         self._request, self._strategy, self._capture = placed_request(self._options)
         self._retry = _retry_policy(self._options)
+        self._env = env_vars(self._options.get("runtime_env"))
         self._generator = generator_mode(function, options)
         self._prepared: tuple | None = None  # (fid, blob)
         self._signature: SignatureCheck | None = None  # made on the first call
@@ -56,7 +58,7 @@ class RemoteFunction:
 
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options, self._request, self._strategy,
-                            self._retry, self._generator, self._capture)
+                            self._retry, self._generator, self._capture, self._env)
 
     def _prepare(self):
         blob = serialization.dumps_function(self._function)
@@ -70,12 +72,15 @@ class RemoteFunction:
 
     def _submit(self, args: tuple, kwargs: dict, options: dict, request: dict,
                 strategy: p.Strategy, retry: tuple[bool, bytes], generator: str,
-                capture: bool):
+                capture: bool, env: dict[str, str]):
         if strategy is None and not capture and "placement_group" not in options and \
                 "scheduling_strategy" not in options:
             group = task_context.capturing_group()  # (a task in a captured group)
             if group is not None:
                 request, capture = in_group(request, group, -1), True
+        inherited = task_context.inherited_env()
+        if inherited:
+            env = {**inherited, **env}
         signature = self._signature or self._check_signature()
         signature.check(self._name, args, kwargs)
         client = session.client_or_start()
@@ -88,14 +93,15 @@ class RemoteFunction:
             retry=retry, max_calls=options.get("max_calls") or 0,
             register=(fid, blob, self._name), strategy=strategy, generator=generator,
             backpressure=max(0, options.get("_generator_backpressure_num_objects") or 0),
-            capture=capture)
+            capture=capture, env=env)
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
                 fid: bytes = b"", request: dict | None = None, max_retries: int = 0,
                 retry: tuple[bool, bytes] = (False, b""), max_calls: int = 0,
                 register: tuple | None = None, strategy: p.Strategy = None,
-                generator: str = "", backpressure: int = 0, capture: bool = False):
+                generator: str = "", backpressure: int = 0, capture: bool = False,
+                env: dict[str, str] | None = None):
     """Queue one task and return its ref, refs, None (num_returns=0), or for a streaming
     generator an ObjectRefGenerator. ``register``: (fid, code, name) of the function,
     sent with the first task of it."""
@@ -107,7 +113,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
-        generator=generator, backpressure=backpressure, capture=capture,
+        generator=generator, backpressure=backpressure, capture=capture, env=env or {},
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
     if generator == "streaming":
@@ -130,12 +136,13 @@ class _BoundOptions:
         self._options = {**function._options, **options}
         self._request, self._strategy, self._capture = placed_request(self._options)
         self._retry = _retry_policy(self._options)
+        self._env = env_vars(self._options.get("runtime_env"))
         self._generator = generator_mode(function._function, self._given)
 
     def remote(self, *args, **kwargs):
         return self._function._submit(args, kwargs, self._options, self._request,
                                       self._strategy, self._retry, self._generator,
-                                      self._capture)
+                                      self._capture, self._env)
 
     def options(self, **options) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._function._name}")

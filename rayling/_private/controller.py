@@ -595,6 +595,8 @@ class Controller:
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
             dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
             generator=spec.generator, backpressure=spec.backpressure, capture=spec.capture,
+            env=spec.env if actor is None else (
+                actor.spec.env if spec.method == "__init__" else {}),
             max_calls=spec.max_calls, resources=spec.resources if actor is None else {},
             actor=None if actor is None or spec.method != "__init__" else p.ActorStart(
                 actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING",

@@ -109,6 +109,30 @@ def _retry_exceptions(key: str, value: Any) -> None:
                         f"types, got {value!r}")
 
 
+def _runtime_env(key: str, value: Any) -> None:
+    env_vars(value)
+
+
+def env_vars(runtime_env: Any) -> dict[str, str]:
+    """The ``env_vars`` of a ``runtime_env`` (the only part rayling builds so far: other
+    parts raise NotImplementedError naming them)."""
+    if runtime_env is None:
+        return {}
+    if not isinstance(runtime_env, dict):
+        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+    others = sorted(k for k, v in runtime_env.items() if k != "env_vars" and v)
+    if others:
+        raise NotImplementedError(
+            f"runtime_env {', '.join(others)} is not supported by rayling yet (only "
+            f"env_vars is); leave {'them' if len(others) > 1 else 'it'} out")
+    variables = runtime_env.get("env_vars") or {}
+    if not isinstance(variables, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
+        raise TypeError(f"runtime_env env_vars must be a dict of strings to strings, got "
+                        f"{variables!r}")
+    return dict(variables)
+
+
 def _lifetime(key: str, value: Any) -> None:
     if value not in ("detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {value!r}")
@@ -137,7 +161,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "lifetime": _lifetime, "get_if_exists": _flag, "enable_task_events": _flag,
     "_metadata": lambda key, value: None,  # (Ray's internal annotations: no effect)
     "memory": _not_yet(0, 0.0), "object_store_memory": _not_yet(0, 0.0),
-    "runtime_env": _not_yet({}), "max_calls": _count(0),
+    "runtime_env": _runtime_env, "max_calls": _count(0),
     "accelerator_type": _not_yet(), "label_selector": _not_yet({}),
     "placement_group": lambda key, value: None,  # (checked by placement() below)
     "placement_group_bundle_index": _count(-1),
@@ -185,7 +209,7 @@ def check_node_resources(num_cpus: Any, num_gpus: Any, resources: Any,
 _INIT_DEFAULTS: dict[str, tuple] = {
     "local_mode": (False,), "include_dashboard": (None, False),
     "dashboard_host": ("127.0.0.1", "localhost"), "dashboard_port": (None,),
-    "job_config": (None,), "logging_config": (None,), "runtime_env": (None, {}),
+    "job_config": (None,), "logging_config": (None,),
     "_temp_dir": (None,),
 }
 # _system_config keys rayling takes, with the values that match what it does.

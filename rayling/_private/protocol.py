@@ -130,6 +130,7 @@ class SubmitTask(_Msg, tag=6):
     # one return is the end of the stream; "dynamic": its one return holds their refs
     backpressure: int = 0  # streaming: pause while this many values are not consumed
     capture: bool = False  # placed in a group, with the tasks it starts going there too
+    env: dict[str, str] = {}  # runtime_env env_vars it runs with
 
 
 class ActorStart(msgspec.Struct, array_like=True):
@@ -166,6 +167,7 @@ class ExecuteTask(_Msg, tag=7):
     generator: str = ""  # see SubmitTask.generator
     backpressure: int = 0  # see SubmitTask.backpressure
     capture: bool = False  # see SubmitTask.capture
+    env: dict[str, str] = {}  # environment variables it runs with (an actor: for life)
 
 
 class TaskDone(_Msg, tag=8):
@@ -367,6 +369,7 @@ class CreateActor(_Msg, tag=22):
     get_if_exists: bool = False
     strategy: Strategy = None
     capture: bool = False  # placed in a group, with what it starts going there too
+    env: dict[str, str] = {}  # runtime_env env_vars it runs with, for life
 
 
 class CreatePlacementGroup(_Msg, tag=38):

@@ -27,6 +27,7 @@ class ActorExit(BaseException):
 class HostedActor:
     """The actor this worker hosts (all None outside an actor's worker)."""
 
+    env: dict[str, str] = {}  # its runtime_env env_vars
     actor_id: bytes | None = None
     creation_task: bytes | None = None
     instance: Any = None
@@ -38,6 +39,7 @@ class HostedActor:
 
 
 actor = HostedActor()
+job_env: dict[str, str] = {}  # a driver's init(runtime_env={"env_vars": ...})
 cancelled: set[bytes] = set()  # calls asked to cancel (this process's, kept for its life)
 
 
@@ -79,6 +81,15 @@ def assigned_resources() -> dict[str, float]:
 
 
 _GROUPED = re.compile(r"(.+)_group_(?:\d+_)?[0-9a-f]{36}")  # (see placement_groups.py)
+
+
+def inherited_env() -> dict[str, str]:
+    """The env_vars what is started from here runs with unless told otherwise: the
+    job's (a driver), the running task's, or the hosting actor's."""
+    if actor.actor_id is not None:
+        return actor.env
+    call = _call.get()
+    return call.env if call is not None else job_env
 
 
 def capturing_group() -> str | None:

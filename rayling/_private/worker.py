@@ -263,7 +263,7 @@ class Executor:
         keep: list = []
         actor_exit = retryable = ran = False
         on_main = threading.get_ident() == self._main_thread
-        entered = None
+        entered = restore_env = None
         try:
             try:
                 if msg.function is not None:
@@ -288,6 +288,8 @@ class Executor:
                 if on_main:
                     with self._lock:
                         self._running = msg.task_id
+                if msg.env:
+                    restore_env = _set_env(msg.env, msg.method == "__init__")
                 ran = True
                 try:
                     result = fn(*args, **kwargs)
@@ -314,6 +316,8 @@ class Executor:
             _flush_output()
             self._reply(msg, results, actor_exit, keep, retryable)
         finally:
+            if restore_env is not None:
+                restore_env()
             if entered is not None:
                 task_context.leave(entered)
             if self.actor is None and msg.gpu_ids:  # an actor keeps its GPUs between calls
@@ -457,6 +461,25 @@ class Executor:
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)
+
+
+def _set_env(env: dict[str, str], for_life: bool):
+    """Set a task's runtime_env env_vars; returns what puts the old values back (None
+    for an actor's constructor: its worker keeps them for life)."""
+    if for_life:
+        task_context.actor.env = dict(env)
+        os.environ.update(env)
+        return None
+    old = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+
+    def restore() -> None:
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return restore
 
 
 def _terminate(instance) -> None:
