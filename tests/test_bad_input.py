@@ -38,6 +38,7 @@ BAD_TASK_OPTIONS = [
     ("retry_exceptions", "yes"), ("retry_exceptions", [ValueError, 1]), ("name", 5),
     ("scheduling_strategy", "FASTEST"), ("max_calls", -1), ("max_calls", 1.5),
     ("placement_group", object()), ("placement_group_bundle_index", "0"),
+    ("memory", -1), ("memory", NAN),
 ]
 BAD_ACTOR_OPTIONS = [
     ("num_cpus", NAN), ("resources", {"x": NAN}), ("max_restarts", -5),
@@ -46,7 +47,7 @@ BAD_ACTOR_OPTIONS = [
     ("namespace", 5), ("lifetime", "forever"), ("get_if_exists", "yes"),
 ]
 NOT_IMPLEMENTED = [
-    ("runtime_env", {"pip": ["requests"]}), ("memory", 10**9),
+    ("runtime_env", {"pip": ["requests"]}),
     ("accelerator_type", "A100"),
 ]
 

@@ -54,7 +54,12 @@ def test_init_options_are_accepted():
                    configure_logging=False, logging_level="ERROR", log_to_driver=False,
                    _system_config={"automatic_object_spilling_enabled": False})
     try:
-        assert ray.cluster_resources() == {"CPU": 1.0, "special": 2.0}
+        resources = ray.cluster_resources()
+        assert resources["CPU"] == 1.0 and resources["special"] == 2.0
+        # And those every Ray node has.
+        assert resources["memory"] >= 0 and resources["object_store_memory"] > 0
+        assert resources["node:__internal_head__"] == 1.0
+        assert resources[f"node:{ray.nodes()[0]['NodeManagerAddress']}"] == 1.0
         assert ctx.node_id == ray.get_runtime_context().get_node_id()
     finally:
         ray.shutdown()

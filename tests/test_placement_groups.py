@@ -76,8 +76,9 @@ def test_a_group_reserves_its_bundles_and_runs_tasks_and_actors_in_them():
         assert waiting.wait(30)
         assert placement_group_table()[group.id.hex()]["state"] == "REMOVED"
         remove_placement_group(waiting)
-        wait_until(lambda: rayling.available_resources() == {"CPU": 4.0},
-                   what="every reservation to be given back")
+        wait_until(lambda: rayling.available_resources()["CPU"] == 4.0 and not any(
+            "_group_" in k for k in rayling.available_resources()),
+            what="every reservation to be given back")
     finally:
         rayling.shutdown()
 

@@ -105,3 +105,25 @@ def test_blocked_task_lends_its_cpu(ray_start):
         return ray.get(child.remote(x)) + 1
 
     assert ray.get([parent.remote(i) for i in range(4)]) == [1, 2, 3, 4]
+
+
+def test_memory_and_node_resources_as_in_ray():
+    import rayling
+
+    rayling.init(num_cpus=2)
+    try:
+        total = rayling.cluster_resources()["memory"]
+        ip = rayling.nodes()[0]["NodeManagerAddress"]
+
+        @rayling.remote
+        def assigned():
+            return rayling.get_runtime_context().get_assigned_resources()
+
+        asked = assigned.options(memory=total / 2, num_cpus=0.5,
+                                 resources={f"node:{ip}": 0.01}).remote()
+        assert rayling.get(asked, timeout=30) == {"CPU": 0.5, "memory": total / 2,
+                                                  f"node:{ip}": 0.01}
+        with pytest.raises(ValueError, match="memory"):
+            assigned.options(memory=-1)
+    finally:
+        rayling.shutdown()

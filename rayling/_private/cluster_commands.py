@@ -395,6 +395,11 @@ def format_status(nodes: list[dict]) -> str:
         for k, v in n["AvailableResources"].items():
             free[k] = free.get(k, 0) + v
     for key in sorted(totals, key=lambda k: (k not in ("CPU", "GPU"), k)):
+        if key.startswith("node:") or key == "object_store_memory":
+            continue  # (the object store is shown below, from its own counters)
+        if key == "memory":
+            lines.append(f" {_gib(totals[key] - free.get(key, 0))}/{_gib(totals[key])} memory")
+            continue
         lines.append(f" {totals[key] - free.get(key, 0):g}/{totals[key]:g} {key}")
     used = sum(n["ObjectStoreUsed"] for n in alive)
     capacity = sum(n["ObjectStoreCapacity"] for n in alive)

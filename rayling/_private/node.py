@@ -77,6 +77,22 @@ def fit_store_capacity(requested: int) -> int:
     return room
 
 
+def with_standard_resources(resources: dict[str, float], object_store_memory: int,
+                            node_ip: str, head: bool) -> dict[str, float]:
+    """A node's resources with those every Ray node has: ``memory`` (bytes tasks and actors
+    may ask for with ``memory=``: 70% of the memory available now, less the object store,
+    unless given), ``object_store_memory``, ``node:<ip>`` (1, for pinning work to this
+    node with ``resources={"node:<ip>": 0.01}``), and ``node:__internal_head__`` on a head."""
+    full = dict(resources)
+    full.setdefault("memory", float(max(
+        0, int(psutil.virtual_memory().available * 0.7) - object_store_memory)))
+    full.setdefault("object_store_memory", float(object_store_memory))
+    full[f"node:{node_ip}"] = 1.0
+    if head:
+        full["node:__internal_head__"] = 1.0
+    return full
+
+
 class LocalNode:
     """A node daemon started by this process."""
 
@@ -107,6 +123,8 @@ class LocalNode:
         """Start a daemon: a local cluster (the default), a head listening on TCP
         ``port`` (0: any free port), or a node joining the head at ``head_address``."""
         object_store_memory = fit_store_capacity(object_store_memory)
+        resources = with_standard_resources(resources, object_store_memory, node_ip,
+                                            head=head_address is None)
         session = secrets.token_hex(4)
         session_dir = tempfile.mkdtemp(prefix=f"rayling_{session}_", dir=_short_temp_dir())
         os.makedirs(os.path.join(session_dir, "logs"))

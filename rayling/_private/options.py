@@ -160,7 +160,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "max_task_retries": _count(-1), "max_concurrency": _count(1), "namespace": _string,
     "lifetime": _lifetime, "get_if_exists": _flag, "enable_task_events": _flag,
     "_metadata": lambda key, value: None,  # (Ray's internal annotations: no effect)
-    "memory": _not_yet(0, 0.0), "object_store_memory": _not_yet(0, 0.0),
+    "memory": _number, "object_store_memory": _not_yet(0, 0.0),
     "runtime_env": _runtime_env, "max_calls": _count(0),
     "accelerator_type": _not_yet(), "label_selector": _not_yet({}),
     "placement_group": lambda key, value: None,  # (checked by placement() below)
@@ -249,6 +249,9 @@ def resource_request(options: dict[str, Any]) -> dict[str, float]:
     for name, amount in (options.get("resources") or {}).items():
         if amount:
             request[name] = float(amount)
+    memory = options.get("memory")
+    if memory:
+        request["memory"] = float(memory)
     return request
 
 
