@@ -31,13 +31,8 @@ def _other_job(cluster, namespace: str | None, code: str) -> str:
     """Run ``code`` in another driver of ``cluster``; its printed output."""
     script = textwrap.dedent(f"""
         import rayling
+        from tests.test_namespaces import Box
         rayling.init(address={cluster.address!r}, namespace={namespace!r})
-        @rayling.remote
-        class Box:
-            def __init__(self, v):
-                self.v = v
-            def get(self):
-                return self.v
     """) + textwrap.dedent(code)
     env = {**os.environ, "RAYLING_TOKEN": cluster._token, "PYTHONPATH": ROOT}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
