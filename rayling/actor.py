@@ -111,8 +111,9 @@ class ActorClass:
                              f"{options['lifetime']!r}")
         if options.get("get_if_exists") and not name:
             raise ValueError("get_if_exists=True needs a name for the actor")
-        actor_id = ids.new_actor_id(client.job_id)
-        task_id = ids.new_task_id(client.job_id)
+        job_id = task_context.current_job_id(client.job_id)
+        actor_id = ids.new_actor_id(job_id)
+        task_id = ids.new_task_id(job_id)
         args_blob, deps, contained, keep = pack_args(
             client, self._cls.__init__, f"{self._cls.__name__}.__init__", args, kwargs)
         actor_retries = options.get("max_task_retries", 0)
@@ -272,7 +273,8 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
                       kwargs: dict, num_returns: int, max_retries: int, backpressure: int = 0):
     """Queue one actor method call: straight to the actor's worker when its address is
     known, otherwise through the daemon. Returns its ref, refs, or None."""
-    task_id = ids.new_task_id(client.job_id)
+    job_id = task_context.current_job_id(client.job_id)
+    task_id = ids.new_task_id(job_id)
     args_blob, deps, contained, keep = pack_args(client, None, name, args, kwargs)
     generator = num_returns if num_returns in ("streaming", "dynamic") else ""
     count = 1 if generator else max(num_returns, 1)  # (a call with no returns still
@@ -281,6 +283,9 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     refs = uncounted_refs(client, oids)
     # The first result stays referenced until it arrives, so the caller always learns
     # when the call is done (that is when it may switch between paths).
+    if generator == "streaming":  # (tracked first: its values may come at once)
+        stream = ObjectRefGenerator(client, task_id, refs[0], backpressure > 0)
+        client.track_generator(task_id, stream)
     route = client.begin_actor_call(actor_id, oids, keep=refs[0],
                                     direct=generator != "streaming")
 
@@ -305,7 +310,7 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
         else:  # empty when we cannot be reached from there: the results come via the head
             reply_to = "tcp:" + client.listen_tcp if client.listen_tcp else ""
         call = p.ExecuteTask(
-            task_id, client.job_id, b"", None, name, args_blob, dep_data, count, [],
+            task_id, job_id, b"", None, name, args_blob, dep_data, count, [],
             actor_id, method, dep_ids=deps, owner_path=reply_to, owner_node=client.node_id,
             generator=generator)
         if client.peers.send(path, [call]):
@@ -317,8 +322,6 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
         client.send_soon(register(None))
     del keep
     if generator == "streaming":
-        stream = ObjectRefGenerator(client, task_id, refs[0], backpressure > 0)
-        client.track_generator(task_id, stream)
         return stream
     if num_returns == 1 or generator:
         return refs[0]

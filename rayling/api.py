@@ -269,12 +269,15 @@ def _first_ready(objects: dict, oids: list[bytes], count: int) -> list[int]:
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task that makes ``object_ref``.
+    """Cancel the task that makes ``object_ref`` (or an ObjectRefGenerator's task).
 
     A queued task never runs; a running one gets KeyboardInterrupt (``force=True`` kills its
-    worker instead). ``get`` on its result then raises TaskCancelledError. With
-    ``recursive`` (the default), the tasks it submitted are cancelled too.
+    worker instead). ``get`` on its result then raises TaskCancelledError (a generator's
+    next ref does). With ``recursive`` (the default), the tasks it submitted are
+    cancelled too.
     """
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
     client = session.connected_client()

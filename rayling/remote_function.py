@@ -105,11 +105,14 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     """Queue one task and return its ref, refs, None (num_returns=0), or for a streaming
     generator an ObjectRefGenerator. ``register``: (fid, code, name) of the function,
     sent with the first task of it."""
-    task_id = ids.new_task_id(client.job_id)
+    task_id = ids.new_task_id(task_context.current_job_id(client.job_id))
     args_blob, deps, contained, keep = pack_args(client, fn, name, args, kwargs)
     oids = [ids.object_id_for_return(task_id, i) for i in range(num_returns)]
     refs = uncounted_refs(client, oids)
     client.expect_results(oids)
+    if generator == "streaming":  # (tracked first: its values may come at once)
+        stream = ObjectRefGenerator(client, task_id, refs[0], backpressure > 0)
+        client.track_generator(task_id, stream)
     client.send_soon(p.SubmitTask(
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
@@ -117,8 +120,6 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
     if generator == "streaming":
-        stream = ObjectRefGenerator(client, task_id, refs[0], backpressure > 0)
-        client.track_generator(task_id, stream)
         return stream
     if num_returns == 1:
         return refs[0]

@@ -265,3 +265,41 @@ def test_async_iteration_and_errors_as_ray_documents(shared_cluster, tmp_path):
     # num_returns=N and an error after all N values: the values stand (it is logged).
     first, second = fails_after.options(num_returns=2).remote(2)
     assert rayling.get([first, second]) == [0, 1]
+
+
+@rayling.remote(max_retries=1)
+def paced_dies_once(marker: str, n: int):
+    for i in range(n):
+        if i == 5 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        yield i
+
+
+def test_a_paced_stream_survives_a_retry_and_cancel_ends_it_with_an_error(shared_cluster,
+                                                                         tmp_path):
+    paced = paced_dies_once.options(_generator_backpressure_num_objects=2)
+    assert [rayling.get(r) for r in paced.remote(str(tmp_path / "died"), 9)] == list(range(9))
+    gen = forever.remote(str(tmp_path / "progress"))
+    assert rayling.get(next(gen)) == 0
+    rayling.cancel(gen)
+    with pytest.raises(rayling.exceptions.TaskCancelledError):
+        for ref in gen:
+            rayling.get(ref)
+
+
+def test_a_threaded_actors_paced_stream_ends_when_dropped(shared_cluster, tmp_path):
+    @rayling.remote(max_concurrency=4)
+    class Threaded:
+        def values(self, path):
+            try:
+                yield from range(100)
+            finally:
+                open(path, "w").close()
+
+    actor = Threaded.remote()
+    done = str(tmp_path / "done")
+    gen = actor.values.options(_generator_backpressure_num_objects=1).remote(done)
+    assert rayling.get(next(gen)) == 0
+    del gen
+    wait_until(lambda: os.path.exists(done), timeout=20, what="the stream to end")

@@ -101,3 +101,18 @@ def test_jobs_sharing_a_namespace_share_named_actors_and_tasks_use_their_jobs(cl
         rayling.kill(shared)
     finally:
         rayling.shutdown()
+
+
+def test_nested_tasks_of_a_later_job_use_its_namespace(cluster):
+    _other_job(cluster, "first", "")  # (the cluster's first job)
+    out = _other_job(cluster, "second", """
+        @rayling.remote
+        def inner():
+            return rayling.get_runtime_context().namespace
+
+        @rayling.remote
+        def outer():
+            return rayling.get(inner.remote())
+
+        print(rayling.get(outer.remote()))""")
+    assert out == "second"

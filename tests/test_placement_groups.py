@@ -194,3 +194,30 @@ def test_a_gpu_bundle_gives_its_task_a_gpu():
         assert len(ids) == 1 and visible == str(ids[0])
     finally:
         rayling.shutdown()
+
+
+@rayling.remote(num_cpus=1)
+def hold_until(path):
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "held"
+
+
+def test_a_bundle_used_by_index_is_not_also_free_for_any_bundle(tmp_path):
+    rayling.init(num_cpus=2)
+    try:
+        group = placement_group([{"CPU": 1}])
+        assert group.wait(30)
+        gate = str(tmp_path / "gate")
+        by_index = hold_until.options(scheduling_strategy=InGroup(group, 0)).remote(gate)
+        wait_until(lambda: rayling.available_resources().get(
+            f"CPU_group_{group.id.hex()}", 0) == 0, what="the bundle to be taken")
+        anywhere = where.options(scheduling_strategy=InGroup(group, -1)).remote()
+        ready, _ = rayling.wait([anywhere], timeout=0.5)
+        assert not ready  # the group's only CPU is in use
+        open(gate, "w").close()
+        assert rayling.get(by_index) == "held" and rayling.get(anywhere)[1] == {"CPU": 1.0}
+    finally:
+        rayling.shutdown()

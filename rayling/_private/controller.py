@@ -311,8 +311,10 @@ class Controller:
     def _on_generator_consumed(self, conn, msg: p.GeneratorConsumed) -> None:
         """The caller took values of a streaming task that waits for that: tell it."""
         task = self.tasks.get(msg.task_id)
-        if task is not None and task.submitter is conn and task.worker is not None:
-            task.worker.conn.send(msg)
+        if task is not None and task.submitter is conn:
+            task.consumed = max(task.consumed, msg.count)  # (a rerun starts from it)
+            if task.worker is not None:
+                task.worker.conn.send(msg)
 
     def _on_generator_item(self, conn, msg: p.GeneratorItem) -> None:
         """A streaming task yielded a value: it is an object of its submitter's, who hears
@@ -447,6 +449,8 @@ class Controller:
             return
         self.scheduler.release(task)
         task.worker = None
+        if task.cancelled and task.spec.generator == "streaming":
+            msg.results = [error_data(exc.TaskCancelledError(task.spec.task_id.hex()))]
         if msg.retryable and self.tasks.retry_after_exception(task, msg.results):
             log.info("retrying task %s after it raised an exception its retry_exceptions "
                      "names", task.spec.name)
@@ -595,6 +599,7 @@ class Controller:
             actor.spec.max_concurrency if actor else 1, actor.spec.is_async if actor else False,
             dep_ids, retry_exceptions=spec.retry_exceptions, retry_on=spec.retry_on,
             generator=spec.generator, backpressure=spec.backpressure, capture=spec.capture,
+            consumed=task.consumed,
             env=spec.env if actor is None else (
                 actor.spec.env if spec.method == "__init__" else {}),
             max_calls=spec.max_calls, resources=spec.resources if actor is None else {},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import exceptions as exc
-from . import client as _client_mod, ids
+from . import client as _client_mod, ids, task_context
 from .ids import TASK_ID_LEN
 from .serialization import current_ref_collector
 
@@ -106,7 +106,7 @@ def uncounted_refs(client, oids: list[bytes]) -> list[ObjectRef]:
 
 def put(client, value: Any) -> ObjectRef:
     """Store ``value`` (in shared memory when large) and return a ref to it."""
-    oid = ids.new_put_object_id(client.job_id)
+    oid = ids.new_put_object_id(task_context.current_job_id(client.job_id))
     data, ser = client.store(oid, value)
     ref = ObjectRef(oid, _born=True)
     client.stored(oid, data)

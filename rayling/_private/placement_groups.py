@@ -35,9 +35,14 @@ def group_resource(name: str, pg_hex: str, index: int = -1) -> str:
 
 
 def in_group(request: dict[str, float], pg_hex: str, index: int) -> dict[str, float]:
-    """``request`` as a task placed in group ``pg_hex`` (bundle ``index``; -1: any) asks."""
-    placed = {group_resource(k, pg_hex, index): v for k, v in request.items() if v}
-    placed[group_resource("bundle", pg_hex, index)] = MARKER_REQUEST
+    """``request`` as a task placed in group ``pg_hex`` (bundle ``index``; -1: any) asks.
+    A task in a given bundle asks for the group-wide names too, so what it takes is not
+    also there for a task placed in "any bundle"."""
+    request = {k: v for k, v in request.items() if v}
+    request["bundle"] = MARKER_REQUEST
+    placed = {group_resource(k, pg_hex): v for k, v in request.items()}
+    if index >= 0:
+        placed.update({group_resource(k, pg_hex, index): v for k, v in request.items()})
     return placed
 
 

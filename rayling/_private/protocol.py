@@ -166,6 +166,7 @@ class ExecuteTask(_Msg, tag=7):
     actor: ActorStart | None = None  # set on an actor's creation task
     generator: str = ""  # see SubmitTask.generator
     backpressure: int = 0  # see SubmitTask.backpressure
+    consumed: int = 0  # ... and how many values the caller took already (a rerun)
     capture: bool = False  # see SubmitTask.capture
     env: dict[str, str] = {}  # environment variables it runs with (an actor: for life)
 

@@ -13,6 +13,7 @@ import contextvars
 import re
 from typing import Any
 
+from .ids import JOB_ID_LEN
 from .protocol import ExecuteTask
 
 # The call running in this thread (or asyncio task): the ExecuteTask it came as.
@@ -73,14 +74,23 @@ def assigned_resources() -> dict[str, float]:
     for name, amount in resources.items():
         grouped = _GROUPED.fullmatch(name)
         if grouped is not None:
+            if grouped.group(2) is not None or grouped.group(1) == "bundle":
+                continue  # (a bundle's names come with the group-wide ones)
             name = grouped.group(1)
-            if name == "bundle":
-                continue
         assigned[name] = assigned.get(name, 0) + amount
     return assigned
 
 
-_GROUPED = re.compile(r"(.+)_group_(?:\d+_)?[0-9a-f]{36}")  # (see placement_groups.py)
+_GROUPED = re.compile(r"(.+)_group_(\d+_)?[0-9a-f]{36}")  # (see placement_groups.py)
+
+
+def current_job_id(default: bytes) -> bytes:
+    """The job what is started here belongs to: the hosting actor's, the running task's,
+    else ``default`` (a driver's own). A worker's client has no job of its own."""
+    if actor.creation_task is not None:
+        return actor.creation_task[-JOB_ID_LEN:]
+    call = _call.get()
+    return call.job_id if call is not None else default
 
 
 def inherited_env() -> dict[str, str]:

@@ -34,7 +34,7 @@ class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
         "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
-        "is_actor_call", "parent", "items",
+        "is_actor_call", "parent", "items", "consumed",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
@@ -55,6 +55,7 @@ class TaskRecord:
         self.is_actor_call = spec.actor_id is not None and spec.method != "__init__"
         self.parent: bytes | None = None  # id of the task that submitted it, if known
         self.items = 0  # a streaming task's values its submitter has been told of
+        self.consumed = 0  # ... and has taken (a paced stream)
 
 
 class TaskTable:

@@ -94,6 +94,8 @@ class Executor:
     def cancel(self, task_id: bytes) -> None:
         """Called from the reader thread: interrupt ``task_id`` if it is still running."""
         task_context.cancelled.add(task_id)
+        with self._consumption:  # (a threaded actor's paced stream looks for it)
+            self._consumption.notify_all()
         with self._lock:
             if self._running == task_id:
                 signal.pthread_kill(self._main_thread, signal.SIGINT)
@@ -169,11 +171,14 @@ class Executor:
         """Send each value ``generator`` yields as it comes (an exception it raises is
         the last item); the result: how many items."""
         count = 0
+        self._start_stream(msg)
         try:
             for value in _iterate(generator, msg.name):
                 self._item(msg, count, value)
                 count += 1
                 self._pace(msg, count)
+        except ActorExit:
+            raise
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)
             count += 1
@@ -182,6 +187,7 @@ class Executor:
 
     async def _stream_async(self, msg: p.ExecuteTask, generator: Any) -> list:
         count = 0
+        self._start_stream(msg)
         try:
             if inspect.isasyncgen(generator):
                 async for value in generator:
@@ -193,6 +199,8 @@ class Executor:
                     self._item(msg, count, value)
                     count += 1
                     await self._pace_async(msg, count)
+        except ActorExit:
+            raise
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)
             count += 1
@@ -202,7 +210,8 @@ class Executor:
     def _taken(self, task_id: bytes, count: int) -> None:
         """(The reader thread) the caller of a paced stream has taken ``count`` values."""
         with self._consumption:
-            if count > self._consumed.get(task_id, 0):
+            known = self._consumed.get(task_id)
+            if known is not None and count > known:  # (not for a stream that ended)
                 self._consumed[task_id] = count
                 self._consumption.notify_all()
 
@@ -210,13 +219,16 @@ class Executor:
         return index - self._consumed.get(msg.task_id, 0) < msg.backpressure
 
     def _pace(self, msg: p.ExecuteTask, index: int) -> None:
-        """Wait while ``backpressure`` values are out and not taken (a cancel interrupts)."""
+        """Wait while ``backpressure`` values are out and not taken. A cancel interrupts
+        it (SIGINT on the main thread; a threaded actor's call looks for it)."""
         if not msg.backpressure or self._may_yield(msg, index):
             return
         self.client.send()  # (the queued values must reach the caller to be taken)
         with self._consumption:
             while not self._may_yield(msg, index):
-                self._consumption.wait(1.0)
+                if msg.task_id in task_context.cancelled:
+                    raise KeyboardInterrupt
+                self._consumption.wait(0.1)
 
     async def _pace_async(self, msg: p.ExecuteTask, index: int) -> None:
         import asyncio
@@ -225,6 +237,11 @@ class Executor:
             self.client.send()
             while not self._may_yield(msg, index):
                 await asyncio.sleep(0.002)
+
+    def _start_stream(self, msg: p.ExecuteTask) -> None:
+        if msg.backpressure:
+            with self._consumption:
+                self._consumed[msg.task_id] = msg.consumed
 
     def _item(self, msg: p.ExecuteTask, index: int, value: Any) -> None:
         # Queued, not sent: items go in batches, and before any drop of a ref inside

@@ -105,9 +105,8 @@ def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK",
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     client = session.client_or_start()
     pg_id = os.urandom(18)
-    ready_id = ids.new_put_object_id(client.job_id)
-    call = task_context.current()
-    job_id = call.job_id if call is not None else client.job_id
+    job_id = task_context.current_job_id(client.job_id)
+    ready_id = ids.new_put_object_id(job_id)
     group = PlacementGroup(pg_id, bundles, strategy, name, ready_id)
     group._ready = ObjectRef(ready_id, _born=True)  # (the head counts us as its holder)
     client.send_soon(p.CreatePlacementGroup(
