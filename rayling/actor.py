@@ -317,9 +317,9 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
             client.send_later(register(worker_id))  # bookkeeping only: nobody waits on it
         else:
             client.direct_call_failed(actor_id, path)
-            client.send_soon(register(None))
+            client.send_actor_call(actor_id, register(None), generator == "streaming")
     else:
-        client.send_soon(register(None))
+        client.send_actor_call(actor_id, register(None), generator == "streaming")
     del keep
     if generator == "streaming":
         return stream

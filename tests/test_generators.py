@@ -303,3 +303,32 @@ def test_a_threaded_actors_paced_stream_ends_when_dropped(shared_cluster, tmp_pa
     assert rayling.get(next(gen)) == 0
     del gen
     wait_until(lambda: os.path.exists(done), timeout=20, what="the stream to end")
+
+
+def test_a_streaming_actor_call_does_not_block_behind_direct_calls(shared_cluster, tmp_path):
+    @rayling.remote
+    class Mixed:
+        def wait_for(self, path):
+            while not os.path.exists(path):
+                time.sleep(0.01)
+            return "waited"
+
+        def values(self, n):
+            yield from range(n)
+
+        def plain(self):
+            return "plain"
+
+    actor = Mixed.remote()
+    assert rayling.get(actor.plain.remote()) == "plain"  # (later calls go directly)
+    gate = str(tmp_path / "gate")
+    first = actor.wait_for.remote(gate)
+    start = time.monotonic()
+    stream = actor.values.remote(3)  # held back, not blocking, until `first` returns
+    after = actor.plain.remote()
+    assert time.monotonic() - start < 1.0
+    assert not rayling.wait([after], timeout=0.2)[0]
+    open(gate, "w").close()
+    assert rayling.get(first) == "waited"
+    assert [rayling.get(r) for r in stream] == [0, 1, 2]
+    assert rayling.get(after) == "plain"

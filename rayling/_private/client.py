@@ -343,7 +343,9 @@ class CoreClient:
             with self._state:
                 if oid in self._refs.counts:
                     self._arrivals.arrived(oid, msg.data)
-                self.actor_routes.finished(oid)
+                released = self.actor_routes.finished(oid)
+            if released:
+                self.send_soon(*released)
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.GeneratorItem:
@@ -444,16 +446,10 @@ class CoreClient:
         ``keep`` is the first, held until it arrives) is about to go: where to send it
         directly, or None to send it via the daemon, which is asked, the first time,
         where the actor's worker listens. Counting the refs, expecting the results and
-        choosing the path take one lock (see expect_results). ``direct=False`` (a
-        streaming call, whose items come via the daemon): wait first for the calls sent
-        straight to the actor, so calls still run in the order made."""
-        if not direct:
-            while True:
-                with self._state:
-                    earlier = self.actor_routes.direct_pending(actor_id)
-                if not earlier:
-                    break
-                self.wait_for(earlier, len(earlier), None)
+        choosing the path take one lock (see expect_results). ``direct=False``: a
+        streaming call, whose values come via the daemon (send_actor_call holds it back
+        until the calls sent straight to the actor have returned, so calls still run in
+        the order made)."""
         with self._state:
             self._refs.born(oids)
             self._arrivals.own_pending.update(oids)
@@ -468,6 +464,14 @@ class CoreClient:
     def pending_actor_calls(self, actor_id: bytes) -> int:
         with self._state:
             return self.actor_routes.unfinished(actor_id)
+
+    def send_actor_call(self, actor_id: bytes, message, streaming: bool) -> None:
+        """Send a call to the actor via the daemon, or hold it back until the calls sent
+        straight to the actor have returned (ActorRoutes.defer)."""
+        with self._state:
+            held = self.actor_routes.defer(actor_id, message, streaming)
+        if not held:
+            self.send_soon(message)
 
     def _got_route(self, actor_id: bytes, reply) -> None:
         with self._state:
@@ -484,7 +488,9 @@ class CoreClient:
         come via the daemon."""
         self.peers.forget(path)
         with self._state:
-            self.actor_routes.unreachable(actor_id)
+            released = self.actor_routes.unreachable(actor_id)
+        if released:
+            self.send_soon(*released)
 
     # -- objects --------------------------------------------------------------------------
     def store(self, oid: bytes, value: Any, what: str = "value") -> tuple[p.ObjectData, Any]:

@@ -206,6 +206,8 @@ class ActorRoutes:
         self._direct: dict[bytes, set[bytes]] = {}  # actor -> results due from its worker
         self._call_actor: dict[bytes, bytes] = {}  # result id -> actor
         self._hidden: dict[bytes, object] = {}  # refs kept until the call finishes
+        self._deferred: dict[bytes, list] = {}  # actor -> via-daemon calls held back
+        # until its direct calls return (see defer)
 
     def route(self, actor_id: bytes, direct: bool = True
               ) -> tuple[tuple[str, bytes, bytes] | None, bool]:
@@ -232,21 +234,32 @@ class ActorRoutes:
         self._call_actor[oid] = actor_id
         self._hidden[oid] = keep
 
-    def finished(self, oid: bytes) -> None:
-        """``oid`` arrived: if it was a call's first result, that call is done."""
+    def finished(self, oid: bytes) -> list | None:
+        """``oid`` arrived: if it was a call's first result, that call is done. Returns
+        the calls held back for that actor that may go now, if any."""
         actor = self._call_actor.pop(oid, None)
         if actor is not None:
             self._via_daemon.get(actor, set()).discard(oid)
             self._direct.get(actor, set()).discard(oid)
             self._hidden.pop(oid, None)  # (its __del__ only queues the drop)
+            if actor in self._deferred and not self._direct.get(actor):
+                return self._deferred.pop(actor)
+        return None
+
+    def defer(self, actor_id: bytes, message, streaming: bool) -> bool:
+        """Hold ``message`` (a call via the daemon) back if it must wait: a streaming call
+        while calls sent straight to the actor have not returned (its values come via the
+        daemon, and the worker must run the calls in order), or any call made after a
+        held one. True if held."""
+        held = self._deferred.get(actor_id)
+        if held is None and not (streaming and self._direct.get(actor_id)):
+            return False
+        self._deferred.setdefault(actor_id, []).append(message)
+        return True
 
     def unfinished(self, actor_id: bytes) -> int:
         """Calls to the actor that have not returned (either path)."""
         return len(self._via_daemon.get(actor_id, ())) + len(self._direct.get(actor_id, ()))
-
-    def direct_pending(self, actor_id: bytes) -> list[bytes]:
-        """First results of calls sent straight to the actor that have not returned."""
-        return list(self._direct.get(actor_id, ()))
 
     def pending(self, oid: bytes) -> bool:
         """Is ``oid`` the first result of a call that has not returned?"""
@@ -258,11 +271,13 @@ class ActorRoutes:
         self.routes.pop(actor_id, None)
         self._killed.add(actor_id)
 
-    def unreachable(self, actor_id: bytes) -> None:
-        """The actor's worker cannot be reached: its calls' results come via the daemon."""
+    def unreachable(self, actor_id: bytes) -> list | None:
+        """The actor's worker cannot be reached: its calls' results come via the daemon.
+        Returns the calls held back for it, which may go now."""
         self.routes.pop(actor_id, None)
         moved = self._direct.pop(actor_id, set())
         self._via_daemon.setdefault(actor_id, set()).update(moved)
+        return self._deferred.pop(actor_id, None)
 
 
 class Requests:
