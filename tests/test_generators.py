@@ -332,3 +332,45 @@ def test_a_streaming_actor_call_does_not_block_behind_direct_calls(shared_cluste
     assert rayling.get(first) == "waited"
     assert [rayling.get(r) for r in stream] == [0, 1, 2]
     assert rayling.get(after) == "plain"
+
+
+def test_a_cancel_during_a_send_waits_for_the_send_to_finish(shared_cluster):
+    """Dropped streams are cancelled with KeyboardInterrupt in their worker's main
+    thread; one that lands while it writes a batch to the daemon would lose messages or
+    cut a frame. A real worker, a real SIGINT, while it is (marked as) sending."""
+
+    @rayling.remote
+    def probe():
+        import signal
+
+        from rayling._private import client as client_mod
+
+        client = client_mod.current
+        client.main_sending = True  # as inside CoreClient.send
+        os.kill(os.getpid(), signal.SIGINT)  # a cancel arrives
+        time.sleep(0.05)
+        deferred = client.interrupt_pending
+        client.main_sending = False
+        try:
+            client.send()
+        except KeyboardInterrupt:
+            return deferred, "interrupted right after the send"
+        return deferred, "never interrupted"
+
+    assert rayling.get(probe.remote()) == (True, "interrupted right after the send")
+
+
+def test_an_async_next_that_times_out_loses_no_value(shared_cluster, tmp_path):
+    import asyncio
+
+    gate = str(tmp_path / "gate")
+
+    async def scenario():
+        gen = gated.remote(gate, 3)
+        assert await (await gen.__anext__()) == 0
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(gen.__anext__(), 0.2)  # value 1 is behind the gate
+        open(gate, "w").close()
+        return [await ref async for ref in gen]
+
+    assert asyncio.run(scenario()) == [1, 2]

@@ -74,6 +74,9 @@ class CoreClient:
         self.node_resources: dict[str, float] = welcome.resources
 
         self._send_lock = threading.Lock()
+        self._main_ident = threading.main_thread().ident
+        self.main_sending = False  # the main thread is writing a batch (see worker.py)
+        self.interrupt_pending = False  # ... and a cancel came meanwhile
         self._state = threading.Lock()
         self._refs = RefCounter()
         self._arrivals = Arrivals()
@@ -153,12 +156,27 @@ class CoreClient:
     # -- sending --------------------------------------------------------------------------
     def send(self, *messages) -> None:
         """Send ``messages`` now, after everything queued before them, in one frame."""
+        main = threading.get_ident() == self._main_ident
         with self._send_lock:
-            batch = self._outbox.take()
-            batch += self._pending_updates()
-            batch.extend(messages)
-            if batch:
-                self._write(batch)
+            if main:
+                self.main_sending = True
+            try:
+                batch = self._outbox.take()
+                batch += self._pending_updates()
+                batch.extend(messages)
+                if batch:
+                    self._write(batch)
+            finally:
+                if main:
+                    self.main_sending = False
+        if main and self.interrupt_pending:
+            self._deliver_interrupt()
+
+    def _deliver_interrupt(self) -> None:
+        """A cancel's interruption came while the main thread was sending (a half-sent
+        batch would lose messages or cut a frame): it happens now, after the send."""
+        self.interrupt_pending = False
+        raise KeyboardInterrupt
 
     def send_soon(self, *messages, register: tuple | None = None) -> None:
         """Queue ``messages`` to go with the next send, or within a few milliseconds.
@@ -170,6 +188,7 @@ class CoreClient:
         ``register``: (fid, code, name) of the function these messages use, sent first
         unless it was already.
         """
+        main = threading.get_ident() == self._main_ident
         with self._send_lock:
             outbox = self._outbox
             if register is not None:
@@ -177,9 +196,17 @@ class CoreClient:
             if not outbox.queue(messages):
                 self.wake_flusher()
                 return
-            batch = outbox.take()
-            batch += self._pending_updates()
-            self._write(batch)
+            if main:
+                self.main_sending = True
+            try:
+                batch = outbox.take()
+                batch += self._pending_updates()
+                self._write(batch)
+            finally:
+                if main:
+                    self.main_sending = False
+        if main and self.interrupt_pending:
+            self._deliver_interrupt()
 
     def send_later(self, *messages) -> None:
         """Queue bookkeeping ``messages`` that nobody waits for (the daemon's record of a

@@ -33,6 +33,7 @@ class ObjectRefGenerator:
         self._items: dict[int, ObjectRef] = {}  # arrived, not taken yet (index -> ref)
         self._next = 0
         self._finished = False
+        self._taking = None  # an async take whose caller gave up waiting
 
     # -- iteration --------------------------------------------------------------------
     def __iter__(self) -> ObjectRefGenerator:
@@ -73,7 +74,14 @@ class ObjectRefGenerator:
         """``async for ref in gen``: waits in a thread, so the event loop goes on."""
         import asyncio
 
-        ref = await asyncio.get_running_loop().run_in_executor(None, self._next_or_none)
+        taking, self._taking = self._taking, None
+        if taking is None:  # (else: a take whose caller gave up; its value is next)
+            taking = asyncio.get_running_loop().run_in_executor(None, self._next_or_none)
+        try:
+            ref = await asyncio.shield(taking)
+        except asyncio.CancelledError:  # (a timeout, say): the next call gets its value
+            self._taking = taking
+            raise
         if ref is None:
             raise StopAsyncIteration
         return ref

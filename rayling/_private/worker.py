@@ -599,6 +599,16 @@ def main(socket_path: str) -> None:
     client = client_mod.CoreClient(socket_path, os.environ.get("RAYLING_TOKEN", ""), "worker",
                                    listen_ip=os.environ.get("RAYLING_LISTEN_IP", ""))
     client_mod.current = client
+
+    def interrupt(signum, frame) -> None:
+        """A cancel: KeyboardInterrupt in the running task, but never in the middle of
+        writing a batch to the daemon (it comes right after; see CoreClient.send)."""
+        if client.main_sending:
+            client.interrupt_pending = True
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
     os.environ["RAYLING_WORKER"] = "1"
     session_dir = os.environ.get("RAYLING_SESSION_DIR") or client.session_dir
     log_path = os.path.join(session_dir, "logs", f"worker-{os.getpid()}.out")
