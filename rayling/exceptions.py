@@ -109,10 +109,6 @@ class TaskPlacementGroupRemoved(RayError):
     """The placement group the task was to run in was removed."""
 
 
-class ActorPlacementGroupRemoved(RayError):
-    """The placement group the actor ran in was removed."""
-
-
 class WorkerCrashedError(RayError):
     """The worker process running the task died."""
 
@@ -188,7 +184,6 @@ __all__ = [
     "TaskCancelledError",
     "TaskUnschedulableError",
     "TaskPlacementGroupRemoved",
-    "ActorPlacementGroupRemoved",
     "WorkerCrashedError",
     "ObjectStoreFullError",
     "ObjectLostError",

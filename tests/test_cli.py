@@ -316,3 +316,12 @@ def test_ray_start_flags_and_stop_force(env, tmp_path):
     too_long = rayling_cmd(env, "start", "--head", "--temp-dir", "/tmp/" + "x" * 80,
                            check=False)
     assert too_long.returncode != 0 and "too long" in too_long.stderr
+    # A folder others can write (not sticky, as /tmp is) could have its entries swapped.
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    refused = rayling_cmd(env, "start", "--head", "--temp-dir", str(loose), check=False)
+    assert refused.returncode != 0 and "only you can write" in refused.stderr
+    loose.chmod(0o1777)  # sticky: fine
+    rayling_cmd(env, "start", "--head", "--port", "0", "--temp-dir", str(loose))
+    assert "Stopped 1" in rayling_cmd(env, "stop").stdout

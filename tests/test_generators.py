@@ -5,6 +5,7 @@ DynamicObjectRefGenerator; num_returns=N keeps the values yielded before an erro
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -323,11 +324,14 @@ def test_a_streaming_actor_call_does_not_block_behind_direct_calls(shared_cluste
     assert rayling.get(actor.plain.remote()) == "plain"  # (later calls go directly)
     gate = str(tmp_path / "gate")
     first = actor.wait_for.remote(gate)
-    start = time.monotonic()
-    stream = actor.values.remote(3)  # held back, not blocking, until `first` returns
-    after = actor.plain.remote()
-    assert time.monotonic() - start < 1.0
-    assert not rayling.wait([after], timeout=0.2)[0]
+    made = []  # (in a thread: if .remote() blocked, it would wait for the gate forever)
+    caller = threading.Thread(target=lambda: made.extend(
+        [actor.values.remote(3), actor.plain.remote()]))
+    caller.start()
+    caller.join(20)
+    assert len(made) == 2, ".remote() of a streaming call blocked behind a direct call"
+    stream, after = made
+    assert not rayling.wait([after], timeout=0.2)[0]  # (held back behind `first`)
     open(gate, "w").close()
     assert rayling.get(first) == "waited"
     assert [rayling.get(r) for r in stream] == [0, 1, 2]

@@ -114,6 +114,8 @@ def test_close_join_and_terminate(shared_cluster):
         pool.apply(square, (1,))
     with pytest.raises(ValueError):
         Pool(processes=0)
+    with pytest.raises(NotImplementedError, match="context"):
+        Pool(processes=1, context=object())
 
 
 def test_a_pool_spreads_over_the_nodes_of_a_cluster():

@@ -100,6 +100,8 @@ def test_bad_groups_are_refused():
     fake = type("G", (), {"id": bytes(18), "bundle_specs": [{"CPU": 1}]})()
     with pytest.raises(ValueError, match="bundle_index"):
         where.options(scheduling_strategy=InGroup(fake, 5))
+    with pytest.raises(ValueError, match="need placement_group"):
+        where.options(placement_group_bundle_index=0)
 
 
 @rayling.remote(num_cpus=0.5)

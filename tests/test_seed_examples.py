@@ -20,6 +20,8 @@ import numpy as np
 import psutil
 import pytest
 
+from .conftest import segments_of
+
 pytestmark = pytest.mark.timeout(60)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -28,21 +30,26 @@ HEX48 = re.compile(r"^[0-9a-f]{48}$")
 
 # ------------------------------------------------------------------------------- helpers
 
-def _rl_segments() -> set[str]:
-    try:
-        return {f for f in os.listdir("/dev/shm") if f.startswith("rl")}
-    except FileNotFoundError:
-        return set()
+# Runs an example with every session it starts (LocalNode.start) written to a file, so
+# the leftover check looks only at its own shared memory, whatever else runs beside it.
+_RECORDING_RUNNER = """
+import runpy, sys
+from rayling._private import node
 
+start = node.LocalNode.__dict__["start"].__func__
+record = sys.argv[1]
 
-def _live_sessions() -> set[str]:
-    """Session ids of rayling daemons running now (ours or anyone else's)."""
-    sessions = set()
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "rayling._private.daemon" in cmdline:
-            sessions.update(re.findall(r'"session": "([0-9a-f]+)"', cmdline))
-    return sessions
+def recording_start(cls, *args, **kwargs):
+    started = start(cls, *args, **kwargs)
+    with open(record, "a") as f:
+        f.write(started.session + "\\n")
+    return started
+
+node.LocalNode.start = classmethod(recording_start)
+script = sys.argv[2]
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
 
 
 def _processes_with_tmpdir(tmpdir: str) -> list[psutil.Process]:
@@ -62,9 +69,10 @@ def run_example(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedPr
     run_dir.mkdir(exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if "DEDUP" not in k}
     full_env.update(TMPDIR=str(run_dir), PYTHONUNBUFFERED="1", **env)
-    segments_before = _rl_segments()
+    sessions_file = tmp_path / "sessions"
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        [sys.executable, "-c", _RECORDING_RUNNER, str(sessions_file),
+         str(EXAMPLES / f"{name}.py")],
         capture_output=True, text=True, timeout=50, env=full_env, cwd=tmp_path,
     )
     assert proc.returncode == 0, (
@@ -78,11 +86,10 @@ def run_example(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedPr
     # ... its session directory ...
     sessions = [p.name for p in run_dir.iterdir() if p.name.startswith("rayling_")]
     assert not sessions, f"{name}.py left session directories behind: {sessions}"
-    # ... and its shared-memory segments (segments of clusters still running are not ours).
-    live = _live_sessions()
-    new = [s for s in _rl_segments() - segments_before
-           if not any(s.startswith(f"rl{session}_") for session in live)]
-    assert not new, f"{name}.py left shared-memory segments behind: {new}"
+    # ... and the shared-memory segments of the clusters it started.
+    started = sessions_file.read_text().split() if sessions_file.exists() else []
+    left = segments_of(started)
+    assert not left, f"{name}.py left shared-memory segments behind: {left}"
     return proc
 
 

@@ -158,23 +158,28 @@ class CoreClient:
         """Send ``messages`` now, after everything queued before them, in one frame."""
         main = threading.get_ident() == self._main_ident
         with self._send_lock:
-            if main:
-                self.main_sending = True
-            try:
-                batch = self._outbox.take()
-                batch += self._pending_updates()
-                batch.extend(messages)
-                if batch:
-                    self._write(batch)
-            finally:
-                if main:
-                    self.main_sending = False
+            self._write_all(messages, main)
         if main and self.interrupt_pending:
             self._deliver_interrupt()
 
+    def _write_all(self, messages, main: bool) -> None:
+        """(Send lock held) write everything queued, then ``messages``, as one frame. On
+        the main thread a cancel's interruption waits until it is written (see
+        worker.main): half a batch would lose messages or cut a frame."""
+        if main:
+            self.main_sending = True
+        try:
+            batch = self._outbox.take()
+            batch += self._pending_updates()
+            batch.extend(messages)
+            if batch:
+                self._write(batch)
+        finally:
+            if main:
+                self.main_sending = False
+
     def _deliver_interrupt(self) -> None:
-        """A cancel's interruption came while the main thread was sending (a half-sent
-        batch would lose messages or cut a frame): it happens now, after the send."""
+        """The cancel that came while the main thread was writing: it happens now."""
         self.interrupt_pending = False
         raise KeyboardInterrupt
 
@@ -188,7 +193,6 @@ class CoreClient:
         ``register``: (fid, code, name) of the function these messages use, sent first
         unless it was already.
         """
-        main = threading.get_ident() == self._main_ident
         with self._send_lock:
             outbox = self._outbox
             if register is not None:
@@ -196,15 +200,8 @@ class CoreClient:
             if not outbox.queue(messages):
                 self.wake_flusher()
                 return
-            if main:
-                self.main_sending = True
-            try:
-                batch = outbox.take()
-                batch += self._pending_updates()
-                self._write(batch)
-            finally:
-                if main:
-                    self.main_sending = False
+            main = threading.get_ident() == self._main_ident
+            self._write_all((), main)
         if main and self.interrupt_pending:
             self._deliver_interrupt()
 

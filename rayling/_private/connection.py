@@ -183,7 +183,9 @@ class RefusalLog:
     """Logs refused connections without letting a flood of them fill the disk: at most
     ``burst`` lines per ``window`` seconds, then one line saying how many went unlogged."""
 
-    def __init__(self, logger, burst: int = 20, window: float = 60.0) -> None:
+    def __init__(self, logger, burst: int = 20, window: float = 60.0,
+                 clock=time.monotonic) -> None:
+        self._clock = clock
         self._logger = logger
         self._burst = burst
         self._window = window
@@ -192,7 +194,7 @@ class RefusalLog:
         self._unlogged = 0
 
     def warning(self, message: str, *args) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._window_end:
             if self._unlogged:
                 self._logger.warning("%d more refused connections were not logged "

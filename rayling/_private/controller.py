@@ -449,8 +449,6 @@ class Controller:
             return
         self.scheduler.release(task)
         task.worker = None
-        if task.cancelled and task.spec.generator == "streaming":
-            msg.results = [error_data(exc.TaskCancelledError(task.spec.task_id.hex()))]
         if msg.retryable and self.tasks.retry_after_exception(task, msg.results):
             log.info("retrying task %s after it raised an exception its retry_exceptions "
                      "names", task.spec.name)

@@ -16,6 +16,7 @@ import secrets
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -242,6 +243,15 @@ def set_session_parent(path: str) -> None:
                          f"pass the system's limit; use a path of at most "
                          f"{MAX_SESSION_PARENT} characters")
     os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    shared = st.st_mode & stat.S_ISVTX  # (like /tmp: others cannot touch our entries)
+    if not stat.S_ISDIR(st.st_mode) or not shared and (
+            st.st_uid != os.geteuid() or st.st_mode & 0o022):
+        raise ValueError(
+            f"--temp-dir {path} is not a folder of yours that only you can write (mode "
+            f"{st.st_mode & 0o777:o}, owner uid {st.st_uid}): another user could replace "
+            f"the session folder inside it. Use a folder of your own, or a sticky one "
+            f"like /tmp.")
     _session_parent = path
 
 

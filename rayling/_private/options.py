@@ -266,6 +266,10 @@ def placement(options: dict[str, Any]) -> tuple[str, int, bool] | None:
     else:
         group = options.get("placement_group")
         if group is None or group == "default":
+            if options.get("placement_group_bundle_index") not in (None, -1) or \
+                    options.get("placement_group_capture_child_tasks"):
+                raise ValueError("placement_group_bundle_index and "
+                                 "placement_group_capture_child_tasks need placement_group=")
             return None
         index = options.get("placement_group_bundle_index", -1)
         index = -1 if index is None else index

@@ -14,6 +14,8 @@ from typing import Any
 from . import ids, object_ref, protocol as p, task_context
 from .task_context import ActorExit
 
+_ENDS_THE_TASK = (ActorExit, KeyboardInterrupt, CancelledError, AsyncCancelledError)
+
 
 class GeneratorExecution:
     """Generator tasks, for Executor (which provides client, _error_results and the
@@ -29,8 +31,8 @@ class GeneratorExecution:
                 self._item(msg, count, value)
                 count += 1
                 self._pace(msg, count)
-        except ActorExit:
-            raise
+        except _ENDS_THE_TASK:
+            raise  # (a cancel is the task's result, as for any task; exit_actor ends it)
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)
             count += 1
@@ -38,20 +40,16 @@ class GeneratorExecution:
         return self._end(msg, count)
 
     async def _stream_async(self, msg: p.ExecuteTask, generator: Any) -> list:
+        if not inspect.isasyncgen(generator):  # (a plain generator runs as in a task)
+            return self._stream(msg, generator)
         count = 0
         self._start_stream(msg)
         try:
-            if inspect.isasyncgen(generator):
-                async for value in generator:
-                    self._item(msg, count, value)
-                    count += 1
-                    await self._pace_async(msg, count)
-            else:
-                for value in _iterate(generator, msg.name):
-                    self._item(msg, count, value)
-                    count += 1
-                    await self._pace_async(msg, count)
-        except ActorExit:
+            async for value in generator:
+                self._item(msg, count, value)
+                count += 1
+                await self._pace_async(msg, count)
+        except _ENDS_THE_TASK:
             raise
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)

@@ -143,6 +143,10 @@ class Pool:
                  initargs: Iterable = (), maxtasksperchild: int | None = None,
                  context: Any = None, ray_address: str | None = None,
                  ray_remote_args: dict | None = None) -> None:
+        if context is not None:
+            raise NotImplementedError(
+                "Pool(context=...) is not supported by rayling: its processes are actors, "
+                "started as rayling starts workers; leave it out")
         if not api.is_initialized():
             api.init(address=ray_address)
         if processes is None:
