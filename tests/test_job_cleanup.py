@@ -171,3 +171,16 @@ def test_cancel_is_recursive(ray_start, tmp_path):
         ray.get(ref, timeout=30)
     wait_until(lambda: ray.available_resources().get("CPU") == 2, timeout=30,
                what="the cancelled child task to give its CPU back")
+
+
+def test_a_local_cluster_whose_driver_never_connects_stops():
+    """A driver interrupted between starting its cluster and connecting to it (Ctrl-C in
+    init()) must not leave the daemon running for ever."""
+    from rayling._private.node import LocalNode
+
+    node = LocalNode.start({"CPU": 1}, 50 * 1024 * 1024, driver_wait=1.0)
+    try:
+        wait_until(lambda: node.process.poll() is not None, timeout=30,
+                   what="the daemon no driver connected to to stop")
+    finally:
+        node.stop()

@@ -33,6 +33,7 @@ class DaemonConfig(msgspec.Struct, kw_only=True):
     port: int | None = None  # a head's TCP port (0: any free one); None: no TCP
     head_address: str | None = None  # a joined node's head ("host:port")
     listen_ip: str = ""  # workers also accept direct calls on TCP here (in clusters)
+    driver_wait: float = 60.0  # exit_with_driver: stop if no driver came within this long
 
     @property
     def clustered(self) -> bool:

@@ -210,6 +210,8 @@ class HeadDaemon(DaemonShell):
         self.connections: set[ClientConnection] = set()
         # Strangers on the unix socket and on TCP are counted apart, so a flood from the
         # network cannot keep this machine's own workers and drivers from connecting.
+        self._started = time.monotonic()
+        self._driver_came = False
         self.local_strangers = StrangerLimit()
         self.tcp_strangers = StrangerLimit()
         self._evicting: set[StrangerLimit] = set()
@@ -291,6 +293,14 @@ class HeadDaemon(DaemonShell):
         self.controller.tick()
         if self.config.port is not None:
             self.controller.check_nodes(self.heartbeat, now)
+        if self.config.exit_with_driver and not self._driver_came:
+            # A cluster that lives for its driver, whose driver never connected (it died
+            # or was interrupted right after starting it): nothing would ever stop it.
+            self._driver_came = bool(self.controller.jobs.drivers)
+            wait = self.config.driver_wait
+            if not self._driver_came and now - self._started >= wait:
+                log.warning("no driver connected within %g s; stopping", wait)
+                self.stop()
 
     def worker_pids(self) -> list[int]:
         controller = self.controller

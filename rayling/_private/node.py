@@ -120,6 +120,7 @@ class LocalNode:
         token: str | None = None,
         exit_with_driver: bool = True,
         die_with_parent: bool = False,
+        driver_wait: float = 60.0,
     ) -> LocalNode:
         """Start a daemon: a local cluster (the default), a head listening on TCP
         ``port`` (0: any free port), or a node joining the head at ``head_address``."""
@@ -143,6 +144,7 @@ class LocalNode:
             system_config=system_config or {},
             port=port,
             head_address=head_address,
+            driver_wait=driver_wait,
         )
         if config.clustered:  # workers also listen on TCP, for direct calls from other nodes
             config.listen_ip = node_ip
