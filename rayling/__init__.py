@@ -29,6 +29,7 @@ _NAMES = {
     "ObjectRefGenerator": "object_ref",
     "DynamicObjectRefGenerator": "object_ref",
     "get_runtime_context": "runtime_context",
+    **{name: "runtime_context" for name in ("ActorID", "JobID", "NodeID", "TaskID")},
     **{name: "api" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_actor",
         "get_dashboard_url", "get_gpu_ids", "init", "is_initialized", "kill", "method",
@@ -58,7 +59,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         wait,
     )
     from .object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
-    from .runtime_context import get_runtime_context
+    from .runtime_context import ActorID, JobID, NodeID, TaskID, get_runtime_context
 
 
 def __getattr__(name: str):
@@ -80,6 +81,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "ActorID",
+    "JobID",
+    "NodeID",
+    "TaskID",
     "DynamicObjectRefGenerator",
     "ObjectRef",
     "ObjectRefGenerator",

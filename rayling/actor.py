@@ -45,6 +45,7 @@ def _method_table(cls: type) -> dict[str, dict]:
             or inspect.isasyncgenfunction(member),
             "max_task_retries": options.get("max_task_retries"),
             "backpressure": options.get("_generator_backpressure_num_objects"),
+            "concurrency_group": options.get("concurrency_group") or "",
         }
     return table
 
@@ -103,6 +104,14 @@ class ActorClass:
             pg_hex, index, capture = group
             hold, place = in_group(hold, pg_hex, index), in_group(place, pg_hex, index)
         is_async = any(m["is_async"] for m in self._methods.values())
+        groups = options.get("concurrency_groups") or {}
+        for method, info in self._methods.items():
+            if info["concurrency_group"] and info["concurrency_group"] not in groups:
+                raise ValueError(
+                    f"{self._cls.__name__}.{method} runs in concurrency group "
+                    f"{info['concurrency_group']!r}, which the actor does not define: give "
+                    f"it in concurrency_groups={{{info['concurrency_group']!r}: <max "
+                    f"concurrency>, ...}} (its groups: {', '.join(groups) or 'none'})")
         max_concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         name = options.get("name") or ""
         namespace = options.get("namespace") or (session.current_namespace() if name else "")
@@ -131,6 +140,7 @@ class ActorClass:
             options.get("lifetime") == "detached", bool(options.get("get_if_exists")),
             wire_strategy(options.get("scheduling_strategy")), capture,
             {**task_context.inherited_env(), **env_vars(options.get("runtime_env"))},
+            dict(groups),
         )
         register = (fid, blob, self._cls.__name__)
         if name:
@@ -248,7 +258,8 @@ class ActorMethod:
                             self._max_task_retries)
 
     def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None,
-                backpressure: int | None, max_task_retries: int | None):
+                backpressure: int | None, max_task_retries: int | None,
+                concurrency_group: str = ""):
         handle = self._handle
         if handle._cls is not None:
             handle._check_call(self._name, args, kwargs)
@@ -263,16 +274,18 @@ class ActorMethod:
         return submit_actor_call(
             client, handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
-            max_task_retries or 0, max(0, backpressure or 0))
+            max_task_retries or 0, max(0, backpressure or 0), concurrency_group)
 
 
 _FETCH = p.ObjectData()  # a dependency the actor's worker fetches itself
 
 
 def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tuple,
-                      kwargs: dict, num_returns: int, max_retries: int, backpressure: int = 0):
+                      kwargs: dict, num_returns: int, max_retries: int, backpressure: int = 0,
+                      concurrency_group: str = ""):
     """Queue one actor method call: straight to the actor's worker when its address is
-    known, otherwise through the daemon. Returns its ref, refs, or None."""
+    known, otherwise through the daemon. Returns its ref, refs, or None. An empty
+    ``concurrency_group`` means the method's own."""
     job_id = task_context.current_job_id(client.job_id)
     task_id = ids.new_task_id(job_id)
     args_blob, deps, contained, keep = pack_args(client, None, name, args, kwargs)
@@ -292,7 +305,8 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
     def register(direct_worker: bytes | None) -> p.SubmitTask:
         return p.SubmitTask(
             task_id, b"", name, args_blob, deps, contained, count, {}, max_retries, False,
-            actor_id, method, direct_worker, generator=generator, backpressure=backpressure)
+            actor_id, method, direct_worker, generator=generator, backpressure=backpressure,
+            concurrency_group=concurrency_group)
 
     if route is not None:
         objects = client.objects
@@ -312,7 +326,7 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
         call = p.ExecuteTask(
             task_id, job_id, b"", None, name, args_blob, dep_data, count, [],
             actor_id, method, dep_ids=deps, owner_path=reply_to, owner_node=client.node_id,
-            generator=generator)
+            generator=generator, concurrency_group=concurrency_group)
         if client.peers.send(path, [call]):
             client.send_later(register(worker_id))  # bookkeeping only: nobody waits on it
         else:
@@ -341,7 +355,8 @@ class _BoundActorMethod:
             self._options.get("name"),
             self._options.get("_generator_backpressure_num_objects",
                               self._method._backpressure),
-            self._options.get("max_task_retries", self._method._max_task_retries))
+            self._options.get("max_task_retries", self._method._max_task_retries),
+            self._options.get("concurrency_group") or "")
 
 
 def handle_from_info(info: dict) -> ActorHandle:

@@ -7,36 +7,9 @@ context variable, see ``rayling._private.task_context``).
 from __future__ import annotations
 
 from ._private import client as client_mod, ids, session, task_context
+from ._private.ids import ActorID, JobID, NodeID, TaskID
 from ._private.object_ref import ObjectRef
 from .actor import ActorHandle, _method_table
-
-
-class _ID(bytes):
-    """A raw id that prints as Ray's id classes do (``hex()``, ``binary()``)."""
-
-    def binary(self) -> bytes:
-        return bytes(self)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.hex()})"
-
-    __str__ = __repr__
-
-
-class JobID(_ID):
-    pass
-
-
-class NodeID(_ID):
-    pass
-
-
-class TaskID(_ID):
-    pass
-
-
-class ActorID(_ID):
-    pass
 
 
 class RuntimeContext:

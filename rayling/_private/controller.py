@@ -603,7 +603,8 @@ class Controller:
             max_calls=spec.max_calls, resources=spec.resources if actor is None else {},
             actor=None if actor is None or spec.method != "__init__" else p.ActorStart(
                 actor.spec.name, actor.spec.hold, actor.state.value == "RESTARTING",
-                actor.spec.capture),
+                actor.spec.capture, actor.spec.concurrency_groups),
+            concurrency_group=spec.concurrency_group,
         ))
 
     def reap_idle_workers(self, now: float) -> None:

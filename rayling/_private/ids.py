@@ -63,3 +63,33 @@ def new_put_object_id(job_id: bytes) -> bytes:
 
 def task_id_of_object(object_id: bytes) -> bytes:
     return object_id[:TASK_ID_LEN]
+
+
+class _ID(bytes):
+    """An id as users see it: raw bytes that print as Ray's id classes do (``hex()``,
+    ``binary()``); ``ObjectRef.task_id()`` and the runtime context's properties give
+    these."""
+
+    def binary(self) -> bytes:
+        return bytes(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hex()})"
+
+    __str__ = __repr__
+
+
+class JobID(_ID):
+    pass
+
+
+class NodeID(_ID):
+    pass
+
+
+class TaskID(_ID):
+    pass
+
+
+class ActorID(_ID):
+    pass

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import exceptions as exc
 from . import client as _client_mod, ids, task_context
-from .ids import TASK_ID_LEN
+from .ids import TASK_ID_LEN, TaskID
 from .serialization import current_ref_collector
 
 
@@ -38,8 +38,9 @@ class ObjectRef:
     def binary(self) -> bytes:
         return self._id
 
-    def task_id(self) -> str:
-        return self._id[:TASK_ID_LEN].hex()
+    def task_id(self) -> TaskID:
+        """The id of the task that made this object (as Ray's, a TaskID)."""
+        return TaskID(self._id[:TASK_ID_LEN])
 
     def __hash__(self) -> int:
         return hash(self._id)

@@ -133,6 +133,17 @@ def env_vars(runtime_env: Any) -> dict[str, str]:
     return dict(variables)
 
 
+def _concurrency_groups(key: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"concurrency_groups must be a dict of group names to their "
+                        f"max concurrency, got {type(value).__name__}")
+    for name, limit in value.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"concurrency group names must be non-empty strings, got "
+                            f"{name!r}")
+        _count(1)(f"concurrency group {name!r}", limit)
+
+
 def _lifetime(key: str, value: Any) -> None:
     if value not in ("detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {value!r}")
@@ -166,9 +177,9 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "placement_group": lambda key, value: None,  # (checked by placement() below)
     "placement_group_bundle_index": _count(-1),
     "placement_group_capture_child_tasks": _flag,
-    "max_pending_calls": _count(-1), "concurrency_groups": _not_yet({}),
+    "max_pending_calls": _count(-1), "concurrency_groups": _concurrency_groups,
     "_generator_backpressure_num_objects": _count(-1),
-    "concurrency_group": _not_yet(),
+    "concurrency_group": _string,
 }
 
 

@@ -131,6 +131,7 @@ class SubmitTask(_Msg, tag=6):
     backpressure: int = 0  # streaming: pause while this many values are not consumed
     capture: bool = False  # placed in a group, with the tasks it starts going there too
     env: dict[str, str] = {}  # runtime_env env_vars it runs with
+    concurrency_group: str = ""  # an actor call: the group it runs in (""; the method's)
 
 
 class ActorStart(msgspec.Struct, array_like=True):
@@ -140,6 +141,7 @@ class ActorStart(msgspec.Struct, array_like=True):
     resources: dict[str, float]  # what it holds for its whole life
     reconstructed: bool  # a restart: its worker died before
     capture: bool = False  # placed in a group, with what it starts going there too
+    concurrency_groups: dict[str, int] = {}  # its named groups' max concurrency
 
 
 class ExecuteTask(_Msg, tag=7):
@@ -169,6 +171,7 @@ class ExecuteTask(_Msg, tag=7):
     consumed: int = 0  # ... and how many values the caller took already (a rerun)
     capture: bool = False  # see SubmitTask.capture
     env: dict[str, str] = {}  # environment variables it runs with (an actor: for life)
+    concurrency_group: str = ""  # see SubmitTask.concurrency_group
 
 
 class TaskDone(_Msg, tag=8):
@@ -371,6 +374,7 @@ class CreateActor(_Msg, tag=22):
     strategy: Strategy = None
     capture: bool = False  # placed in a group, with what it starts going there too
     env: dict[str, str] = {}  # runtime_env env_vars it runs with, for life
+    concurrency_groups: dict[str, int] = {}  # named groups of its methods: max concurrency
 
 
 class CreatePlacementGroup(_Msg, tag=38):

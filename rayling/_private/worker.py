@@ -83,8 +83,10 @@ class Executor(GeneratorExecution):
         self._cancelled: set[bytes] = set()  # calls cancelled before they started
         self._async_calls: dict[bytes, Any] = {}  # running async actor calls
         self.actor: Any = None
-        self._threads = None  # ThreadPoolExecutor of a threaded actor
-        self._loop = None  # event loop of an async actor
+        self._groups: dict[str, str] = {}  # an actor's method -> its concurrency group
+        self._pools: dict[str, Any] | None = None  # a threaded actor's thread pool per group
+        self._loops: dict[str, tuple] | None = None  # an async actor's (event loop,
+        # semaphore) per concurrency group ("": the default group)
         self._calls: dict[bytes, int] = {}  # function id -> tasks of it run (max_calls)
         self._retry_types: dict[bytes, tuple | None] = {}  # retry_on -> exception types
         self._consumed: dict[bytes, int] = {}  # paced stream -> values its caller took
@@ -112,9 +114,13 @@ class Executor(GeneratorExecution):
         while True:
             try:
                 msg = tasks.get()
-                if self._threads is not None:
-                    self._threads.submit(self.execute, msg)
-                elif self._loop is not None:
+                if self._pools is not None:
+                    pool = self._pools.get(self._group_of(msg))
+                    if pool is None:
+                        self._reject(msg)
+                    else:
+                        pool.submit(self.execute, msg)
+                elif self._loops is not None:
                     self._start_async(msg)
                 else:
                     self.execute(msg)
@@ -264,7 +270,7 @@ class Executor(GeneratorExecution):
         the caller asks for before the daemon has read our PutObject waits for it there:
         see object_table's early refs)."""
         reply_to = msg.owner_path
-        if reply_to and not actor_exit and self._threads is not None:
+        if reply_to and not actor_exit and self._pools is not None:
             # Posted: with threads replying at once, one writes for all, and each call's
             # TaskDone is queued once its reply's fate is known.
             self.client.peers.post(
@@ -319,25 +325,54 @@ class Executor(GeneratorExecution):
     # -- actors -----------------------------------------------------------------------
     def _become_actor(self, msg: p.ExecuteTask, instance: Any) -> None:
         """The creation task built ``instance``: keep it, and set up the concurrency the
-        actor asked for (threads, or an event loop for async actors)."""
+        actor asked for. A plain actor runs its calls one by one in the main thread; a
+        threaded one (max_concurrency > 1 or concurrency groups) in a thread pool per
+        group; an async one on an event loop per group, each in its own thread, with at
+        most its group's limit of calls at once."""
         self.actor = task_context.actor.instance = instance
+        limits = {"": msg.max_concurrency, **(msg.actor.concurrency_groups if msg.actor
+                                               else {})}
+        for name, member in inspect.getmembers(type(instance)):
+            group = getattr(member, "__rayling_method_options__", {}).get("concurrency_group")
+            if group:
+                self._groups[name] = group
         if msg.is_async:
             import asyncio
 
-            self._loop = asyncio.new_event_loop()
-            self._async_limit = asyncio.Semaphore(msg.max_concurrency)
-            threading.Thread(target=self._loop.run_forever, name="rayling-actor-loop",
-                             daemon=True).start()
-        elif msg.max_concurrency > 1:
+            self._loops = {}
+            for group, limit in limits.items():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, daemon=True,
+                                 name=f"rayling-actor-loop-{group or 'default'}").start()
+                self._loops[group] = (loop, asyncio.Semaphore(limit))
+        elif len(limits) > 1 or msg.max_concurrency > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._threads = ThreadPoolExecutor(msg.max_concurrency,
-                                               thread_name_prefix="rayling-actor")
+            self._pools = {group: ThreadPoolExecutor(
+                limit, thread_name_prefix=f"rayling-actor-{group or 'default'}")
+                for group, limit in limits.items()}
+
+    def _group_of(self, msg: p.ExecuteTask) -> str:
+        """The concurrency group an actor call runs in ("": the default group)."""
+        return msg.concurrency_group or self._groups.get(msg.method, "")
+
+    def _reject(self, msg: p.ExecuteTask) -> None:
+        """Fail a call that names a concurrency group the actor does not have."""
+        known = ", ".join(sorted(g for g in (self._pools or self._loops or {}) if g))
+        error = ValueError(f"{msg.name} was called with concurrency_group="
+                           f"{self._group_of(msg)!r}, which the actor does not define "
+                           f"(its groups: {known or 'none'})")
+        self._reply(msg, self._error_results(msg, error), False, [])
 
     def _start_async(self, msg: p.ExecuteTask) -> None:
         import asyncio
 
-        future = asyncio.run_coroutine_threadsafe(self._execute_async(msg), self._loop)
+        group = self._loops.get(self._group_of(msg))
+        if group is None:
+            self._reject(msg)
+            return
+        loop, limit = group
+        future = asyncio.run_coroutine_threadsafe(self._execute_async(msg, limit), loop)
         with self._lock:
             if msg.task_id in self._cancelled:
                 self._cancelled.discard(msg.task_id)
@@ -346,11 +381,11 @@ class Executor(GeneratorExecution):
                 self._async_calls[msg.task_id] = future
         future.add_done_callback(lambda _f: self._async_calls.pop(msg.task_id, None))
 
-    async def _execute_async(self, msg: p.ExecuteTask) -> None:
+    async def _execute_async(self, msg: p.ExecuteTask, limit) -> None:
         keep: list = []
         actor_exit = False
         try:
-            async with self._async_limit:
+            async with limit:
                 fn = self._callable(msg)
                 args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
                 self._enter(msg)  # (this asyncio task's context only: no need to leave)
