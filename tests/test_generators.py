@@ -184,6 +184,38 @@ def test_a_stream_whose_worker_dies_is_retried_without_repeating_values(shared_c
     assert values == [0, 1, 2, 3, 4, 5]
 
 
+@rayling.remote(max_retries=2, retry_exceptions=[ValueError])
+def raises_until(marker_dir: str, failures: int, n: int):
+    """Raises ValueError after 3 values on its first ``failures`` runs."""
+    for i in range(n):
+        if i == 3 and len(os.listdir(marker_dir)) < failures:
+            open(os.path.join(marker_dir, str(time.monotonic_ns())), "w").close()
+            raise ValueError("flaky")
+        yield i
+
+
+def test_a_stream_that_raises_is_retried_as_retry_exceptions_says(shared_cluster, tmp_path):
+    values = [rayling.get(r) for r in raises_until.remote(str(tmp_path), 2, 6)]
+    assert values == [0, 1, 2, 3, 4, 5]  # (two reruns; no value twice)
+    assert len(os.listdir(tmp_path)) == 2
+
+
+def test_a_stream_out_of_retries_ends_with_its_exception(shared_cluster, tmp_path):
+    refs = raises_until.remote(str(tmp_path), 5, 6)
+    assert [rayling.get(next(refs)) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="flaky"):
+        rayling.get(next(refs))  # (the 4th get raises, after 1 run and 2 reruns)
+    with pytest.raises(StopIteration):
+        next(refs)
+    assert len(os.listdir(tmp_path)) == 3
+    # An exception retry_exceptions does not name is the stream's last item at once.
+    refs = list(raises_until.options(retry_exceptions=[KeyError]).remote(str(tmp_path), 5, 6))
+    assert len(refs) == 4 and rayling.get(refs[:3]) == [0, 1, 2]
+    with pytest.raises(ValueError, match="flaky"):
+        rayling.get(refs[3])
+    assert len(os.listdir(tmp_path)) == 4
+
+
 def test_a_stream_from_another_node():
     rayling.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

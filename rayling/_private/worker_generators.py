@@ -18,8 +18,8 @@ _ENDS_THE_TASK = (ActorExit, KeyboardInterrupt, CancelledError, AsyncCancelledEr
 
 
 class GeneratorExecution:
-    """Generator tasks, for Executor (which provides client, _error_results and the
-    _consumed/_consumption pacing state)."""
+    """Generator tasks, for Executor (which provides client, _error_results, _may_retry
+    and the _consumed/_consumption pacing state)."""
 
     def _stream(self, msg: p.ExecuteTask, generator: Any) -> list:
         """Send each value ``generator`` yields as it comes (an exception it raises is
@@ -34,6 +34,11 @@ class GeneratorExecution:
         except _ENDS_THE_TASK:
             raise  # (a cancel is the task's result, as for any task; exit_actor ends it)
         except BaseException as e:  # noqa: BLE001 - the stream's last item
+            if msg.retry_exceptions and self._may_retry(msg, e):
+                # The task's result: the daemon runs it again while retries are left
+                # (the values already sent are not sent twice), else ends the stream
+                # with this error.
+                raise
             self._item_error(msg, count, e)
             count += 1
         self._consumed.pop(msg.task_id, None)
