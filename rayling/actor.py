@@ -46,6 +46,7 @@ def _method_table(cls: type) -> dict[str, dict]:
             "max_task_retries": options.get("max_task_retries"),
             "backpressure": options.get("_generator_backpressure_num_objects"),
             "concurrency_group": options.get("concurrency_group") or "",
+            "events": options.get("enable_task_events"),
         }
     return table
 
@@ -127,9 +128,11 @@ class ActorClass:
             client, self._cls.__init__, f"{self._cls.__name__}.__init__", args, kwargs)
         actor_retries = options.get("max_task_retries", 0)
         pending_limit = options.get("max_pending_calls")
+        events = options.get("enable_task_events") is not False
         methods = {name: {**info, "max_task_retries": actor_retries
                           if info["max_task_retries"] is None else info["max_task_retries"],
-                          "max_pending_calls": pending_limit if pending_limit else -1}
+                          "max_pending_calls": pending_limit if pending_limit else -1,
+                          "events": events if info["events"] is None else info["events"]}
                    for name, info in self._methods.items()}
         methods_blob = serialization.serialize((self._cls.__name__, methods)).pickled
         creation_ref = ObjectRef(ids.object_id_for_return(task_id, 0), _born=True)
@@ -213,7 +216,8 @@ class ActorHandle:
                 f"'{self._class_name}' actor has no method '{name}'. Its methods are: "
                 f"{', '.join(sorted(methods)) or '(none)'}.")
         return ActorMethod(self, name, info["num_returns"], info.get("max_task_retries"),
-                           info.get("backpressure"), info.get("max_pending_calls", -1))
+                           info.get("backpressure"), info.get("max_pending_calls", -1),
+                           info.get("events") is not False)
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
@@ -236,8 +240,9 @@ class ActorHandle:
 class ActorMethod:
     def __init__(self, handle: ActorHandle, name: str, num_returns: int,
                  max_task_retries: int | None = None, backpressure: int | None = None,
-                 max_pending_calls: int = -1) -> None:
+                 max_pending_calls: int = -1, events: bool = True) -> None:
         self._handle = handle
+        self._events = events  # recorded in the task history (enable_task_events)
         self._name = name
         self._num_returns = num_returns
         self._max_task_retries = max_task_retries
@@ -259,7 +264,7 @@ class ActorMethod:
 
     def _submit(self, args: tuple, kwargs: dict, num_returns: int, name: str | None,
                 backpressure: int | None, max_task_retries: int | None,
-                concurrency_group: str = ""):
+                concurrency_group: str = "", events: bool | None = None):
         handle = self._handle
         if handle._cls is not None:
             handle._check_call(self._name, args, kwargs)
@@ -274,7 +279,8 @@ class ActorMethod:
         return submit_actor_call(
             client, handle._actor_id, self._name,
             name or f"{handle._class_name}.{self._name}", args, kwargs, num_returns,
-            max_task_retries or 0, max(0, backpressure or 0), concurrency_group)
+            max_task_retries or 0, max(0, backpressure or 0), concurrency_group,
+            self._events if events is None else events)
 
 
 _FETCH = p.ObjectData()  # a dependency the actor's worker fetches itself
@@ -282,7 +288,7 @@ _FETCH = p.ObjectData()  # a dependency the actor's worker fetches itself
 
 def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tuple,
                       kwargs: dict, num_returns: int, max_retries: int, backpressure: int = 0,
-                      concurrency_group: str = ""):
+                      concurrency_group: str = "", events: bool = True):
     """Queue one actor method call: straight to the actor's worker when its address is
     known, otherwise through the daemon. Returns its ref, refs, or None. An empty
     ``concurrency_group`` means the method's own."""
@@ -306,7 +312,7 @@ def submit_actor_call(client, actor_id: bytes, method: str, name: str, args: tup
         return p.SubmitTask(
             task_id, b"", name, args_blob, deps, contained, count, {}, max_retries, False,
             actor_id, method, direct_worker, generator=generator, backpressure=backpressure,
-            concurrency_group=concurrency_group)
+            concurrency_group=concurrency_group, events=events)
 
     if route is not None:
         objects = client.objects
@@ -356,7 +362,8 @@ class _BoundActorMethod:
             self._options.get("_generator_backpressure_num_objects",
                               self._method._backpressure),
             self._options.get("max_task_retries", self._method._max_task_retries),
-            self._options.get("concurrency_group") or "")
+            self._options.get("concurrency_group") or "",
+            self._options.get("enable_task_events"))
 
 
 def handle_from_info(info: dict) -> ActorHandle:

@@ -93,7 +93,7 @@ class RemoteFunction:
             retry=retry, max_calls=options.get("max_calls") or 0,
             register=(fid, blob, self._name), strategy=strategy, generator=generator,
             backpressure=max(0, options.get("_generator_backpressure_num_objects") or 0),
-            capture=capture, env=env)
+            capture=capture, env=env, events=options.get("enable_task_events") is not False)
 
 
 def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: int, *,
@@ -101,7 +101,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
                 retry: tuple[bool, bytes] = (False, b""), max_calls: int = 0,
                 register: tuple | None = None, strategy: p.Strategy = None,
                 generator: str = "", backpressure: int = 0, capture: bool = False,
-                env: dict[str, str] | None = None):
+                env: dict[str, str] | None = None, events: bool = True):
     """Queue one task and return its ref, refs, None (num_returns=0), or for a streaming
     generator an ObjectRefGenerator. ``register``: (fid, code, name) of the function,
     sent with the first task of it."""
@@ -117,6 +117,7 @@ def submit_task(client, fn, name: str, args: tuple, kwargs: dict, num_returns: i
         task_id, fid, name, args_blob, deps, contained, num_returns, request or {},
         max_retries, retry[0], strategy=strategy, retry_on=retry[1], max_calls=max_calls,
         generator=generator, backpressure=backpressure, capture=capture, env=env or {},
+        events=events,
     ), register=register)
     del keep  # the refs inside the arguments may go once the submission is queued
     if generator == "streaming":

@@ -46,6 +46,7 @@ from .object_directory import ObjectDirectory, error_data
 from .placement_groups import PlacementGroups, group_of
 from .resources import to_units
 from .scheduler import Scheduler, fmt_resources
+from .task_events import TaskEvents
 from .task_table import DONE, RUNNING, TaskRecord, TaskTable
 from .worker_pool import LIMIT, LIMIT_ENV, WORKER_MEMORY_BUDGET, WorkerPool
 
@@ -68,6 +69,7 @@ class Controller:
         self.actors = ActorDirectory(self)
         self.groups = PlacementGroups(self)
         self.jobs = JobTable()
+        self.events = TaskEvents()
         self.stopping = False
         self._add_node(self.nodes.local, resources, store_capacity, max_workers)
 
@@ -102,7 +104,8 @@ class Controller:
                     "HEAD:PORT` here first, or run the script on the head node"))
                 return False
             conn.node = node
-            conn.send(self._welcome(node, self.jobs.add_driver(conn, hello.namespace)))
+            conn.send(self._welcome(node, self.jobs.add_driver(conn, hello.namespace,
+                                                               hello.pid)))
         elif hello.kind == "node":
             conn.node = None  # set by its RegisterNode
         else:
@@ -123,6 +126,8 @@ class Controller:
                 if task is not None:  # died in the constructor
                     self.scheduler.release(task)
                     self.tasks.remove(task)
+                    self.events.failed(task.spec.task_id,
+                                       f"its worker (pid {worker.pid}) died")
                 self.actors.worker_died(worker.actor, worker)
             elif task is not None:
                 self._worker_died_running(task, worker)
@@ -149,6 +154,7 @@ class Controller:
                 spec.task_id.hex(), f"Task {spec.name} was cancelled (its worker was killed)."))
         elif self.tasks.retry_after_worker_death(task):
             log.info("retrying task %s after its worker (pid %s) died", spec.name, worker.pid)
+            self.events.retried(spec.task_id, f"its worker (pid {worker.pid}) died")
             self._make_ready(task)
         else:
             self.fail_task(task, exc.WorkerCrashedError(
@@ -257,6 +263,8 @@ class Controller:
         if worker is not None and worker.task is not None:
             task.parent = worker.task.spec.task_id
         self.tasks.add(task)
+        if spec.events:
+            self.events.submitted(spec, task.parent, bool(spec.deps))
         table = self.objects.table
         if expect_returns:
             for i in range(spec.num_returns):
@@ -269,7 +277,12 @@ class Controller:
         actor_call = task.is_actor_call
         if actor_call:
             self.actors.queue_call(task)
-            if task.state is DONE or task.state is RUNNING:  # failed at once, or sent directly
+            if task.state is RUNNING:  # the caller sent it to the worker itself
+                actor = self.actors.get(spec.actor_id)
+                if actor is not None and actor.worker is not None:
+                    self.events.running(spec.task_id, actor.worker)
+                return
+            if task.state is DONE:  # failed at once
                 return
         elif submitter is not None and not self.scheduler.fits_ever(task) and \
                 group_of(spec.resources) is None:  # (a group's resources may come later)
@@ -445,6 +458,7 @@ class Controller:
             return
         worker.task = None
         if worker.actor is not None:
+            self.events.ended(task.spec.task_id, msg.results)
             self.actors.creation_done(task, worker, msg.results)
             return
         self.scheduler.release(task)
@@ -452,6 +466,9 @@ class Controller:
         if msg.retryable and self.tasks.retry_after_exception(task, msg.results):
             log.info("retrying task %s after it raised an exception its retry_exceptions "
                      "names", task.spec.name)
+            self.events.retried(task.spec.task_id, "it raised an exception its "
+                                "retry_exceptions names", msg.results[0].inline
+                                if msg.results else None)
             self._make_ready(task)
         else:
             self.finish_task(task, msg.results)
@@ -519,6 +536,7 @@ class Controller:
 
     # -- scheduling -----------------------------------------------------------------------
     def _make_ready(self, task: TaskRecord) -> None:
+        self.events.ready(task.spec.task_id)
         if task.is_actor_call:
             self.actors.call_ready(task)
         else:
@@ -578,6 +596,7 @@ class Controller:
         function = None
         if spec.fid and spec.fid not in worker.known_functions:
             function = self.jobs.code_for(spec.fid, worker.known_functions)
+        self.events.running(spec.task_id, worker)
         get = self.objects.get
         conn = worker.conn
         deps = [get(oid) for oid in spec.deps]
@@ -622,6 +641,7 @@ class Controller:
         """Store a task's results and tell whoever waits for them."""
         spec = task.spec
         self.tasks.remove(task)
+        self.events.ended(spec.task_id, results)
         if len(results) != spec.num_returns:  # defensive: never trust a count
             results = [error_data(exc.RaySystemError(
                 f"Task {spec.name} produced {len(results)} results for "

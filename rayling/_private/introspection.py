@@ -3,7 +3,7 @@ messages (nodes, resources, named actors, store and pool counters). No state of 
 
 from __future__ import annotations
 
-from . import protocol as p
+from . import protocol as p, state_tables
 
 
 def answer(controller, what: p.QueryKind):
@@ -26,6 +26,8 @@ def answer(controller, what: p.QueryKind):
         return controller.groups.info(what)
     if kind is p.PlacementGroupTable:
         return controller.groups.table()
+    if kind is p.StateRows:
+        return state_tables.rows(controller, what.kind, what.filters, what.limit)
     if kind is p.JobNamespace:
         return controller.jobs.namespaces.get(what.job_id)
     if kind is p.StoreStats:

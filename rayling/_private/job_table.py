@@ -9,6 +9,8 @@ content hash, and sent to each worker with the first task of them it runs.
 
 from __future__ import annotations
 
+import time
+
 from . import ids
 
 
@@ -19,18 +21,29 @@ class JobTable:
         self._drivers_seen = 0
         self.functions: dict[bytes, tuple[bytes, str]] = {}  # fid -> (pickled code, name)
         self.namespaces: dict[bytes, str] = {}  # job id -> its namespace (kept after it)
+        self.history: dict[bytes, dict] = {}  # job id -> its state-API row (kept after it)
 
-    def add_driver(self, conn, namespace: str = "") -> bytes:
+    def add_driver(self, conn, namespace: str = "", pid: int | None = None) -> bytes:
         """A script connected: its job id."""
         job_id = ids.new_job_id() if self._drivers_seen else self.first_job_id
         self.drivers[conn] = job_id
         self._drivers_seen += 1
         self.namespaces[job_id] = namespace
+        self.history[job_id] = {
+            "job_id": job_id.hex(), "submission_id": None, "type": "DRIVER",
+            "status": "RUNNING", "entrypoint": "", "namespace": namespace,
+            "driver_pid": pid, "start_time": int(time.time() * 1000), "end_time": None,
+        }
         return job_id
 
     def remove_driver(self, conn) -> bytes | None:
-        """The connection closed: the job id, if it was a driver's."""
-        return self.drivers.pop(conn, None)
+        """The connection closed: the job id, if it was a driver's (its job has
+        ended: a driver connection closes when its script shuts down or exits)."""
+        job_id = self.drivers.pop(conn, None)
+        if job_id is not None:
+            self.history[job_id].update(status="SUCCEEDED",
+                                        end_time=int(time.time() * 1000))
+        return job_id
 
     def register_function(self, fid: bytes, blob: bytes, name: str) -> None:
         self.functions.setdefault(fid, (blob, name))

@@ -132,6 +132,7 @@ class SubmitTask(_Msg, tag=6):
     capture: bool = False  # placed in a group, with the tasks it starts going there too
     env: dict[str, str] = {}  # runtime_env env_vars it runs with
     concurrency_group: str = ""  # an actor call: the group it runs in (""; the method's)
+    events: bool = True  # recorded in the task history (enable_task_events)
 
 
 class ActorStart(msgspec.Struct, array_like=True):
@@ -324,9 +325,19 @@ class ActorAddress(msgspec.Struct, array_like=True, tag="actor_address"):
     actor_id: bytes
 
 
+class StateRows(msgspec.Struct, array_like=True, tag="state"):
+    """Rows of the state API: ``kind`` is tasks, actors, objects, nodes, workers, jobs
+    or placement_groups; each filter is (field, "=" or "!=", value); at most ``limit``
+    rows (see state_tables.py)."""
+
+    kind: str
+    filters: list[tuple[str, str, str]]
+    limit: int
+
+
 QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
              | JobNamespace | PlacementGroupInfo | PlacementGroupTable | StoreStats
-             | ActorAddress)
+             | ActorAddress | StateRows)
 
 
 class Query(_Msg, tag=18):

@@ -1,0 +1,219 @@
+"""The state API (rayling.util.state): the head's task history with Ray's states, times,
+errors and attempts; actors, objects, nodes, workers, jobs and placement groups; filters,
+limits and summaries; records that read like dicts."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import rayling
+from rayling._private import protocol as p
+from rayling._private.task_events import TaskEvents
+from rayling.cluster_utils import Cluster
+from rayling.util import state
+from rayling.util.placement_group import placement_group, remove_placement_group
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    rayling.init(num_cpus=2)
+    yield
+    rayling.shutdown()
+
+
+@rayling.remote
+def echo(x):
+    return x
+
+
+@rayling.remote
+def fails():
+    raise KeyError("no such key")
+
+
+@rayling.remote
+def wait_for(path: str):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path
+
+
+@rayling.remote(max_retries=1)
+def dies_once(marker: str):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return "second attempt"
+
+
+@rayling.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def add(self):
+        self.n += 1
+        return self.n
+
+
+def _task(ref) -> state.TaskState:
+    return state.get_task(ref.task_id().hex())
+
+
+def test_finished_and_failed_tasks(cluster):
+    before = time.time() * 1000
+    ok, bad = echo.remote(1), fails.remote()
+    assert rayling.get(ok) == 1
+    with pytest.raises(KeyError):
+        rayling.get(bad)
+    done = wait_until(lambda: (lambda t: t if t and t.state == "FINISHED" else None)(
+        _task(ok)), what="the task to be recorded as finished")
+    assert done.name == "echo" and done.type == "NORMAL_TASK" and done.attempt_number == 0
+    assert done.job_id == rayling.get_runtime_context().get_job_id()
+    assert done.node_id == rayling.get_runtime_context().get_node_id()
+    assert done.worker_pid and done.worker_pid != os.getpid()
+    assert before - 1000 <= done.creation_time_ms <= done.start_time_ms <= done.end_time_ms
+    assert done["state"] == "FINISHED" and "task_id" in done and done.get("nope") is None
+    failed = _task(bad)
+    assert failed.state == "FAILED" and failed.error_type == "TASK_EXECUTION_EXCEPTION"
+    assert "no such key" in failed.error_message
+    assert state.get_task("00" * 24) is None
+
+
+def test_waiting_and_running_states(cluster, tmp_path):
+    gate = str(tmp_path / "gate")
+    first = wait_for.remote(gate)
+    second = echo.remote(first)  # waits for its argument
+    wait_until(lambda: _task(first) and _task(first).state == "RUNNING",
+               what="the first task to run")
+    assert _task(second).state == "PENDING_ARGS_AVAIL"
+    running = state.list_tasks(filters=[("state", "=", "RUNNING"), ("name", "=", "wait_for")])
+    assert [t.task_id for t in running] == [first.task_id().hex()]
+    open(gate, "w").close()
+    assert rayling.get(second) == gate
+    wait_until(lambda: _task(second).state == "FINISHED", what="the second task to end")
+
+
+def test_each_attempt_is_a_row(cluster, tmp_path):
+    ref = dies_once.remote(str(tmp_path / "marker"))
+    assert rayling.get(ref) == "second attempt"
+    attempts = wait_until(lambda: (lambda rows: rows if len(rows) == 2 and rows[1].state
+                                   == "FINISHED" else None)(
+        state.list_tasks(filters=[("task_id", "=", ref.task_id().hex())])),
+        what="both attempts to be recorded")
+    assert [a.attempt_number for a in attempts] == [0, 1]
+    assert attempts[0].state == "FAILED" and attempts[0].error_type == "WORKER_DIED"
+    assert _task(ref).attempt_number == 1
+
+
+def test_tasks_without_events_are_not_recorded(cluster):
+    quiet = echo.options(enable_task_events=False).remote(2)
+    loud = echo.remote(3)
+    assert rayling.get([quiet, loud]) == [2, 3]
+    wait_until(lambda: _task(loud), what="the recorded task")
+    assert _task(quiet) is None
+
+
+def test_actors_and_their_calls(cluster):
+    counter = Counter.options(name="state-counter").remote()
+    assert rayling.get(counter.add.remote()) == 1
+    actor = state.get_actor(counter._ray_actor_id)
+    assert actor.class_name == "Counter" and actor.state == "ALIVE"
+    assert actor.name == "state-counter" and actor.pid
+    calls = state.list_tasks(filters=[("actor_id", "=", counter._ray_actor_id)])
+    assert {(c.name, c.type) for c in calls} == {
+        ("Counter.__init__", "ACTOR_CREATION_TASK"), ("Counter.add", "ACTOR_TASK")}
+    wait_until(lambda: all(c.state == "FINISHED" for c in state.list_tasks(
+        filters=[("actor_id", "=", counter._ray_actor_id)])), what="the calls to finish")
+    rayling.kill(counter)
+    wait_until(lambda: state.get_actor(counter._ray_actor_id).state == "DEAD",
+               what="the killed actor to be DEAD")
+    summary = state.summarize_actors()["cluster"]["summary"]
+    assert summary["Counter"]["state_counts"].get("DEAD", 0) >= 1
+
+
+def test_nodes_workers_jobs_objects_and_groups(cluster):
+    ctx = rayling.get_runtime_context()
+    assert rayling.get(echo.remote(0)) == 0  # (a worker has connected)
+    [node] = state.list_nodes()
+    assert node.node_id == ctx.get_node_id() and node.is_head_node and node.state == "ALIVE"
+    assert node.resources_total["CPU"] == 2
+    workers = state.list_workers()
+    drivers = [w for w in workers if w.worker_type == "DRIVER"]
+    assert [d.pid for d in drivers] == [os.getpid()]
+    assert any(w.worker_type == "WORKER" for w in workers)
+    [job] = state.list_jobs()
+    assert job.job_id == ctx.get_job_id() and job.status == "RUNNING"
+    assert job.driver_pid == os.getpid()
+    kept = rayling.put(b"x" * 2_000_000)
+    rows = state.get_objects(kept.hex())
+    assert [(r.reference_type, r.pid, r.type) for r in rows] == [
+        ("LOCAL_REFERENCE", os.getpid(), "DRIVER")]
+    assert rows[0].object_size >= 2_000_000
+    group = placement_group([{"CPU": 1}], name="state-group")
+    assert group.wait(30)
+    [row] = state.list_placement_groups(filters=[("name", "=", "state-group")])
+    assert row.state == "CREATED" and row.bundles[0]["unit_resources"] == {"CPU": 1.0}
+    remove_placement_group(group)
+
+
+def test_filters_limits_and_summaries(cluster):
+    rayling.get([echo.remote(i) for i in range(5)])
+    with pytest.warns(UserWarning, match="limit=2"):
+        assert len(state.list_tasks(limit=2)) == 2
+    assert all(t.name != "echo" for t in state.list_tasks(filters=[("name", "!=", "echo")]))
+    summary = state.summarize_tasks()["cluster"]
+    assert summary["summary"]["echo"]["type"] == "NORMAL_TASK"
+    assert summary["summary"]["echo"]["state_counts"]["FINISHED"] >= 5
+    assert summary["total_tasks"] >= 5
+    for bad in ([("state", ">", "x")], [("state",)]):
+        with pytest.raises(ValueError):
+            state.list_tasks(filters=bad)
+    with pytest.raises(ValueError):
+        state.list_tasks(limit=-1)
+    with pytest.raises(rayling.exceptions.RaySystemError, match="unknown state kind"):
+        rayling._private.session.connected_client().query(p.StateRows("nope", [], 1))
+
+
+def test_history_is_bounded_oldest_finished_first():
+    clock = iter(range(1000))
+    events = TaskEvents(capacity=3, clock=lambda: next(clock))
+
+    def spec(i):
+        return p.SubmitTask(bytes([i]) * 24, b"", f"t{i}", b"", [], [], 1, {}, 0)
+
+    for i in range(5):
+        events.submitted(spec(i), None, False)
+    for i in (3, 0, 4, 1):  # four finish, in this order; task 2 runs on
+        events.ended(bytes([i]) * 24, [p.ObjectData(inline=b"")])
+    # Past the capacity, finished records went in the order they finished (3, then 0);
+    # the running task stays whatever the capacity.
+    assert [key[0][0] for key in events.records] == [1, 2, 4]
+    assert events.dropped == 2 and events.live.keys() == {bytes([2]) * 24}
+
+
+def test_tasks_on_two_nodes():
+    rayling.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        worker_node = cluster.add_node(num_cpus=1, resources={"other": 1})
+        rayling.init(address=cluster.address)
+        here = echo.remote(1)
+        there = echo.options(resources={"other": 1}).remote(2)
+        assert rayling.get([here, there]) == [1, 2]
+        nodes = wait_until(lambda: (lambda a, b: (a.node_id, b.node_id) if a and b and
+                                    b.state == "FINISHED" else None)(
+            _task(here), _task(there)), what="both tasks to be recorded")
+        assert nodes[1] == worker_node.node_id and nodes[0] != nodes[1]
+        assert len(state.list_nodes()) == 2
+    finally:
+        rayling.shutdown()
+        cluster.shutdown()
