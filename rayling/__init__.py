@@ -30,6 +30,7 @@ _NAMES = {
     "DynamicObjectRefGenerator": "object_ref",
     "get_runtime_context": "runtime_context",
     **{name: "runtime_context" for name in ("ActorID", "JobID", "NodeID", "TaskID")},
+    "timeline": "util.state",
     **{name: "api" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_actor",
         "get_dashboard_url", "get_gpu_ids", "init", "is_initialized", "kill", "method",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     )
     from .object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
     from .runtime_context import ActorID, JobID, NodeID, TaskID, get_runtime_context
+    from .util.state import timeline
 
 
 def __getattr__(name: str):
@@ -107,5 +109,6 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
     "wait",
 ]

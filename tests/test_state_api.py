@@ -217,3 +217,22 @@ def test_tasks_on_two_nodes():
     finally:
         rayling.shutdown()
         cluster.shutdown()
+
+
+def test_timeline_is_a_chrome_trace(cluster, tmp_path):
+    import json
+
+    refs = [echo.remote(i) for i in range(3)]
+    rayling.get(refs)
+    wanted = {ref.task_id().hex() for ref in refs}
+    wait_until(lambda: all(_task(ref).state == "FINISHED" for ref in refs),
+               what="the tasks to be recorded")
+    path = tmp_path / "trace.json"
+    assert rayling.timeline(filename=str(path)) is None
+    trace = json.loads(path.read_text())
+    slices = [e for e in trace if e["args"]["task_id"] in wanted]
+    assert len(slices) == 3
+    for event in slices:
+        assert event["ph"] == "X" and event["name"] == "echo" and event["dur"] >= 0
+        assert event["tid"].startswith("worker ") and event["pid"].startswith("node ")
+    assert {e["args"]["task_id"] for e in rayling.timeline()} >= wanted

@@ -34,7 +34,7 @@ __all__ = [
     "TaskState", "WorkerState", "get_actor", "get_job", "get_node", "get_objects",
     "get_placement_group", "get_task", "get_worker", "list_actors", "list_jobs",
     "list_nodes", "list_objects", "list_placement_groups", "list_tasks", "list_workers",
-    "summarize_actors", "summarize_objects", "summarize_tasks",
+    "summarize_actors", "summarize_objects", "summarize_tasks", "timeline",
 ]
 
 
@@ -259,3 +259,29 @@ def summarize_objects(address: str | None = None, timeout: int = DEFAULT_TIMEOUT
         "total_num_nodes": len({o.ip for o in objects}), "ref_type_counts": by_type,
     }}, "total_objects": len(sizes), "total_size_mb": total_mb,
         "callsite_enabled": False, "summary_by": "callsite"}}
+
+
+def timeline(filename: str | None = None) -> list[dict] | None:
+    """The tasks that ran, as a Chrome trace (chrome://tracing, Perfetto): one row per
+    worker process (grouped by node), one slice per task attempt with its name, times,
+    state and ids. Written to ``filename`` as JSON if given, else returned."""
+    events = []
+    for task in _list("tasks", TaskState, None, None, 1 << 30, None):
+        if task.start_time_ms is None or task.worker_pid is None:
+            continue  # (never ran)
+        end = task.end_time_ms if task.end_time_ms is not None else task.start_time_ms
+        events.append({
+            "name": task.name, "cat": task.type.lower(), "ph": "X",
+            "ts": task.start_time_ms * 1000, "dur": max(end - task.start_time_ms, 0) * 1000,
+            "pid": f"node {task.node_id[:12]}", "tid": f"worker {task.worker_pid}",
+            "args": {"task_id": task.task_id, "attempt_number": task.attempt_number,
+                     "state": task.state, "actor_id": task.actor_id,
+                     "error_type": task.error_type},
+        })
+    if filename is None:
+        return events
+    import json
+
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None
