@@ -113,6 +113,80 @@ def status(address) -> None:
         raise click.ClickException(str(e)) from None
 
 
+_KINDS = click.Choice(["tasks", "actors", "objects", "nodes", "workers", "jobs",
+                       "placement-groups"])
+_ADDRESS = click.option(
+    "--address", default=None,
+    help="HOST:PORT of the head (default: this machine's `rayling start` cluster, else the "
+         "newest one a script's init() started here).")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]),
+                       default="table", show_default=True)
+
+
+def _state(command, *args) -> None:
+    """Run a state command and print what it says; errors become one line."""
+    from .util.state import cli
+
+    try:
+        click.echo(getattr(cli, command)(*args))
+    except (ConnectionError, LookupError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        from ._private import session
+
+        session.shutdown()
+
+
+@main.command("list")
+@click.argument("kind", type=_KINDS)
+@click.option("--filter", "filters", multiple=True,
+              help='Keep rows where FIELD=VALUE (or FIELD!=VALUE); may be repeated.')
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many rows.")
+@click.option("--detail", is_flag=True, help="Show every field.")
+@_FORMAT
+@_ADDRESS
+def list_(kind, filters, limit, detail, fmt, address) -> None:
+    """List the cluster's tasks, actors, objects, nodes, workers, jobs or placement
+    groups (as Ray's state API)."""
+    _state("list_command", kind, filters, limit, detail, fmt, address)
+
+
+@main.command()
+@click.argument("kind", type=_KINDS)
+@click.argument("ident", metavar="ID")
+@_FORMAT
+@_ADDRESS
+def get(kind, ident, fmt, address) -> None:
+    """Show one task, actor, object, node, worker, job or placement group by its id."""
+    _state("get_command", kind, ident, fmt, address)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["tasks", "actors", "objects"]))
+@_FORMAT
+@_ADDRESS
+def summary(kind, fmt, address) -> None:
+    """How many tasks (by function), actors (by class) or objects there are, by state."""
+    _state("summary_command", kind, fmt, address)
+
+
+@main.command()
+@click.option("--output", default=None, help="Where to write the trace (JSON).")
+@_ADDRESS
+def timeline(output, address) -> None:
+    """Write the tasks that ran as a Chrome trace (chrome://tracing, Perfetto)."""
+    _state("timeline_command", output, address)
+
+
+@main.command()
+@click.option("--limit", type=int, default=10_000, show_default=True,
+              help="At most this many object references.")
+@_ADDRESS
+def memory(limit, address) -> None:
+    """Objects by size, who holds them, and each node's object store use."""
+    _state("memory_command", address, limit)
+
+
 @main.command()
 @click.option("--num-cpus", type=int, default=None, help="CPUs for the local cluster.")
 def microbenchmark(num_cpus: int | None) -> None:

@@ -293,6 +293,32 @@ def find_token(address: str, token: str | None = None) -> str | None:
     return None
 
 
+def write_local_cluster(pid: int, socket_path: str, token: str, session_dir: str
+                        ) -> list[str]:
+    """Note a cluster that ``init()`` started in this process (its daemon's ``pid``), so
+    that commands like `rayling list` find it while the script runs. Only commands read
+    these (``local_clusters``): ``init()`` never joins another script's cluster."""
+    return write_machine_record(f"local/{pid}.json", {
+        "pid": pid, "socket": socket_path, "token": token, "session_dir": session_dir,
+        "started": time.time(), "driver_pid": os.getpid()})
+
+
+def local_clusters() -> list[dict]:
+    """The clusters ``init()`` started on this machine that still run, newest first (the
+    records of those that ended are removed)."""
+    found: dict[int, dict] = {}
+    for path, info in machine_records("local"):
+        pid = record_pid(info)
+        well_formed = all(isinstance(info.get(key), str) for key in
+                          ("socket", "token", "session_dir")) and \
+            isinstance(info.get("started"), float) and type(info.get("driver_pid")) is int
+        if pid and well_formed and pid_alive(pid) and os.path.exists(info["socket"]):
+            found.setdefault(pid, info)
+        else:
+            remove(path)
+    return sorted(found.values(), key=lambda i: -i["started"])
+
+
 SLURM_WAIT = 30.0  # seconds init(address="auto") waits for its job's head to come up
 
 

@@ -108,6 +108,9 @@ class Controller:
                                                                hello.pid)))
         elif hello.kind == "node":
             conn.node = None  # set by its RegisterNode
+        elif hello.kind == "observer":  # (`rayling list`, say: Query only, not a job)
+            conn.node = self.nodes.local
+            conn.send(self._welcome(self.nodes.local))
         else:
             conn.send(p.Rejected(f"unknown client kind {hello.kind!r}"))
             return False

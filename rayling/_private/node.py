@@ -26,7 +26,7 @@ import msgspec
 import psutil
 
 from .. import exceptions as exc
-from . import shm
+from . import cluster_files, shm
 from .daemon import DaemonConfig
 
 STARTUP_TIMEOUT = 30.0
@@ -106,6 +106,7 @@ class LocalNode:
         self.process = process
         self.node_id = ""  # hex, from the daemon's READY line
         self.port: int | None = None  # a head's TCP port
+        self.records: list[str] = []  # cluster files that name it, removed at its stop
 
     @classmethod
     def start(
@@ -208,6 +209,8 @@ class LocalNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for path in self.records:
+            cluster_files.remove(path)
         shm.unlink_session(self.session)
         shutil.rmtree(self.session_dir, ignore_errors=True)
 

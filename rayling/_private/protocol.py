@@ -68,11 +68,12 @@ class NodeAffinity(msgspec.Struct, array_like=True, frozen=True, tag="node"):
 Strategy = SpreadStrategy | NodeAffinity | None  # None: the default strategy
 
 
-ClientKind = Literal["driver", "worker", "node", "peer", "transfer"]
+ClientKind = Literal["driver", "worker", "node", "peer", "transfer", "observer"]
 
 
 class Hello(_Msg, tag=1):
     kind: ClientKind  # who connects: a script, a worker, a node daemon (to the head), a
+    # command that only asks about the cluster (observer: no job, no worker output), a
     # client calling an actor directly, a node fetching an object
     pid: int
     worker_id: bytes

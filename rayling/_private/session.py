@@ -35,10 +35,12 @@ _job_namespaces: dict[bytes, str] = {}  # in a worker: job id -> its namespace
 def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None,
                      resources: dict | None = None, object_store_memory: int | None = None,
                      namespace_: str | None = None, log_to_driver: bool = True,
-                     system_config: dict | None = None, node_ip_address: str | None = None
-                     ) -> dict:
+                     system_config: dict | None = None, node_ip_address: str | None = None,
+                     observer: bool = False) -> dict:
     """Connect to the cluster ``address`` names (or the one to use without it), or start
-    a local one. Returns the session's facts (``info()``). Lock held by the caller."""
+    a local one. Returns the session's facts (``info()``). Lock held by the caller.
+    ``observer``: connect only to ask about the cluster (a command like `rayling list`:
+    no job of its own, no worker output)."""
     global _node, namespace
     if not address:
         address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
@@ -49,7 +51,8 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
                 "When connecting to an existing cluster, num_cpus, num_gpus and resources "
                 "must not be provided: they are set by `rayling start` on each node.")
         namespace = namespace_ or _anonymous_namespace()
-        _attach(_connect(*existing, node_ip_address), log_to_driver)
+        _attach(_connect(*existing, node_ip_address, "observer" if observer else "driver"),
+                log_to_driver)
         return info()
     node_resources: dict[str, float] = {
         "CPU": float(default_num_cpus() if num_cpus is None else num_cpus),
@@ -66,12 +69,43 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
     node = LocalNode.start(node_resources, int(capacity), system_config=system_config)
     try:
         client = CoreClient(node.socket_path, node.token, "driver", namespace=namespace)
+        node.records = cluster_files.write_local_cluster(
+            node.process.pid, node.socket_path, node.token, node.session_dir)
     except BaseException:
         node.stop(timeout=0.1)
         raise
     _node = node
     _attach(client, log_to_driver)
     return info()
+
+
+def observe(address: str | None = None) -> CoreClient:
+    """This process's client, connecting first, if it has none, only to ask about the
+    cluster (`rayling list`, the state API from a process that is not a driver): no job
+    of its own, no worker output. The cluster: at ``address``; without one, the cluster
+    `rayling start` runs on this machine (or the Slurm job's), else the newest one that a
+    script's ``init()`` started here."""
+    with lock:
+        if client_mod.current is not None:
+            return client_mod.current
+        local = cluster_files.local_clusters()
+        named = [info for info in local if address in (info["socket"], info["session_dir"])]
+        if not named and (address or cluster_files.resolve_auto() is not None):
+            connect_or_start(address or "auto", log_to_driver=False, observer=True)
+            return client_mod.current
+        found = named or local  # (init()'s address is its daemon's socket)
+        if not found:
+            raise ConnectionError(
+                "Found no rayling cluster to look at on this machine: no `rayling start` "
+                "cluster and no script whose init() runs one. Pass the head's address "
+                "(--address HOST:PORT) for a cluster elsewhere.")
+        info = found[0]
+        try:
+            _attach(CoreClient(info["socket"], info["token"], "observer"), False)
+        except OSError as e:
+            raise ConnectionError(f"Could not connect to the rayling cluster of process "
+                                  f"{info['driver_pid']}: {e}") from e
+        return client_mod.current
 
 
 def _attach(client: CoreClient, log_to_driver: bool) -> None:
@@ -127,16 +161,17 @@ def _resolve(host: str) -> str:
     return cluster_files.resolve(host) or host
 
 
-def _connect(address: str, token: str, listen_ip: str | None) -> CoreClient:
+def _connect(address: str, token: str, listen_ip: str | None, kind: str = "driver"
+             ) -> CoreClient:
     host, _, port = address.rpartition(":")
     host = _resolve(host)
     local = cluster_files.local_socket(f"{host}:{port}") or cluster_files.local_socket(address)
     try:
         if local:  # the head runs on this machine: its unix socket, and TCP for peers
-            return CoreClient(local, token, "driver",
+            return CoreClient(local, token, kind,
                               listen_ip=_resolve(listen_ip) if listen_ip else host,
                               namespace=namespace or "")
-        return CoreClient(f"tcp:{host}:{port}", token, "driver",
+        return CoreClient(f"tcp:{host}:{port}", token, kind,
                           listen_ip=_resolve(listen_ip) if listen_ip else "",
                           namespace=namespace or "")
     except OSError as e:

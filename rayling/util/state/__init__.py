@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 from ... import exceptions as exc
-from ..._private import client as client_mod, protocol as p, serialization, session
+from ..._private import protocol as p, serialization, session
 from .common import (
     ActorState,
     JobState,
@@ -40,12 +40,8 @@ __all__ = [
 
 def _client(address: str | None):
     """This process's client; a process not connected yet connects to the cluster at
-    ``address`` (default: the one running on this machine), as a driver does."""
-    if client_mod.current is None:
-        from ...api import init
-
-        init(address=address or "auto")
-    return session.connected_client()
+    ``address`` (default: the one running on this machine) only to ask about it."""
+    return session.observe(address)
 
 
 def _check_filters(filters) -> list[tuple[str, str, str]]:
