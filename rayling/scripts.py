@@ -125,11 +125,16 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json", "y
 
 def _state(command, *args) -> None:
     """Run a state command and print what it says; errors become one line."""
+    from . import exceptions as exc
     from .util.state import cli
 
     try:
-        click.echo(getattr(cli, command)(*args))
-    except (ConnectionError, LookupError, ValueError) as e:
+        said = getattr(cli, command)(*args)
+        if said is not None:
+            click.echo(said)
+    except KeyboardInterrupt:  # (rayling logs --follow ends with Ctrl-C)
+        pass
+    except (ConnectionError, LookupError, ValueError, exc.RaySystemError) as e:
         raise click.ClickException(str(e)) from None
     finally:
         from ._private import session
@@ -176,6 +181,23 @@ def summary(kind, fmt, address) -> None:
 def timeline(output, address) -> None:
     """Write the tasks that ran as a Chrome trace (chrome://tracing, Perfetto)."""
     _state("timeline_command", output, address)
+
+
+@main.command()
+@click.argument("kind", required=False, type=click.Choice(["task", "actor", "worker", "node"]))
+@click.argument("ident", metavar="[ID]", required=False)
+@click.option("--file", "filename", default=None, help="With `node ID`: the log file to show.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Go on printing new lines (until the task ends or the actor dies).")
+@click.option("--tail", type=int, default=1000, show_default=True,
+              help="Start with the last N lines (-1: all).")
+@click.option("--node-id", default=None, help="The node of `worker PID` (default: the head).")
+@_ADDRESS
+def logs(kind, ident, filename, follow, tail, node_id, address) -> None:
+    """What a task, actor or worker printed, or a node's log files: `rayling logs task
+    ID`, `actor ID`, `worker PID`, `node ID [--file NAME]`; alone, the head's files."""
+    _state("logs_command", kind, ident, filename, follow, tail, node_id, address,
+           click.echo)
 
 
 @main.command()

@@ -55,6 +55,12 @@ def dies_once(marker: str):
 
 
 @rayling.remote
+def say(text: str) -> str:
+    print(text)
+    return text
+
+
+@rayling.remote
 class Counter:
     def __init__(self):
         self.n = 0
@@ -209,11 +215,18 @@ def test_tasks_on_two_nodes():
         here = echo.remote(1)
         there = echo.options(resources={"other": 1}).remote(2)
         assert rayling.get([here, there]) == [1, 2]
+        spoken = say.options(resources={"other": 1}).remote("said on the other node")
+        rayling.get(spoken)
         nodes = wait_until(lambda: (lambda a, b: (a.node_id, b.node_id) if a and b and
                                     b.state == "FINISHED" else None)(
             _task(here), _task(there)), what="both tasks to be recorded")
         assert nodes[1] == worker_node.node_id and nodes[0] != nodes[1]
         assert len(state.list_nodes()) == 2
+        # Logs of the other node come through the head.
+        wait_until(lambda: list(state.get_log(task_id=spoken.task_id().hex())) == [
+            "said on the other node"], what="the task's line in the other node's log")
+        files = state.list_logs(node_id=worker_node.node_id)["worker_out"]
+        assert f"worker-{_task(spoken).worker_pid}.out" in files
     finally:
         rayling.shutdown()
         cluster.shutdown()
@@ -236,3 +249,40 @@ def test_timeline_is_a_chrome_trace(cluster, tmp_path):
         assert event["ph"] == "X" and event["name"] == "echo" and event["dur"] >= 0
         assert event["tid"].startswith("worker ") and event["pid"].startswith("node ")
     assert {e["args"]["task_id"] for e in rayling.timeline()} >= wanted
+
+
+@rayling.remote
+class Talker:
+    def __init__(self):
+        print("talker starts")
+
+    def talk(self, text: str):
+        print(text)
+
+
+def test_logs_of_tasks_actors_and_workers(cluster, tmp_path):
+    refs = [say.remote(f"line {i}") for i in range(3)]
+    rayling.get(refs)
+    for i, ref in enumerate(refs):  # each task's own line, whichever worker ran it
+        wait_until(lambda ref=ref, i=i: list(state.get_log(task_id=ref.task_id().hex()))
+                   == [f"line {i}"], what=f"task {i}'s line in its log")
+    talker = Talker.remote()
+    rayling.get(talker.talk.remote("first"))
+    wait_until(lambda: list(state.get_log(actor_id=talker._ray_actor_id)) == [
+        "talker starts", "first"], what="the actor's lines")
+    pid = state.get_actor(talker._ray_actor_id).pid
+    assert "first" in list(state.get_log(pid=pid))
+    assert list(state.get_log(actor_id=talker._ray_actor_id, tail=1)) == ["first"]
+    assert f"worker-{pid}.out" in state.list_logs()["worker_out"]
+    assert "daemon.log" in state.list_logs()["daemon"]
+    # Following an actor's log: new lines as they are written.
+    followed = state.get_log(actor_id=talker._ray_actor_id, follow=True, tail=0)
+    rayling.get(talker.talk.remote("second"))
+    assert next(followed) == "second"
+    followed.close()
+    with pytest.raises(ValueError, match="exactly one"):
+        state.get_log(task_id="ab", pid=3)
+    with pytest.raises(rayling.exceptions.RaySystemError, match="cannot read log"):
+        list(state.get_log(filename="../../etc/passwd"))
+    with pytest.raises(rayling.exceptions.RaySystemError, match="cannot read log"):
+        list(state.get_log(filename="no-such.log"))

@@ -48,6 +48,11 @@ def broken():
 
 
 @rayling.remote
+def speak(text):
+    print(text)
+
+
+@rayling.remote
 class Keeper:
     def ping(self):
         return "pong"
@@ -132,3 +137,21 @@ def test_the_newest_script_cluster_is_found_and_none_is_said(tmp_path):
     gone = rayling_cmd("list", "nodes", env=env, check=False)
     assert gone.returncode == 1 and "Found no rayling cluster" in gone.stderr
     assert not os.listdir(tmp_path / f"rayling-{os.getuid()}" / "local")
+
+
+def test_logs(cluster):
+    ref = speak.remote("spoken by a task")
+    rayling.get(ref)
+    task_id = ref.task_id().hex()
+    wait_until(lambda: rayling_cmd("logs", "task", task_id, "--address", cluster).stdout
+               == "spoken by a task\n", what="the task's log from the shell")
+    pid = state.get_task(task_id).worker_pid
+    assert "spoken by a task" in rayling_cmd("logs", "worker", str(pid), "--address",
+                                             cluster).stdout
+    listing = rayling_cmd("logs", "--address", cluster).stdout
+    assert f"worker-{pid}.out" in listing and "daemon.log" in listing
+    node = rayling.get_runtime_context().get_node_id()
+    assert "daemon.log" in rayling_cmd("logs", "node", node, "--address", cluster).stdout
+    rayling_cmd("logs", "node", node, "--file", "daemon.log", "--address", cluster)
+    bad = rayling_cmd("logs", "worker", "abc", "--address", cluster, check=False)
+    assert bad.returncode == 1 and "pid" in bad.stderr and "Traceback" not in bad.stderr

@@ -196,6 +196,7 @@ class Controller:
             return
         log.warning("node %s (%s) is dead: %s", node.node_id.hex()[:12], node.ip, why)
         node.alive = False
+        node.agent.gone()
         node.workers.idle.clear()
         self.scheduler.nodes_changed()
         if self.groups:
@@ -391,6 +392,10 @@ class Controller:
             if conn in self.workers.by_conn or conn in self.jobs.drivers:
                 conn.send(p.ObjectReady(oid, data))
 
+    def _on_logs_read(self, conn, msg: p.LogsRead) -> None:
+        if conn.node is not None:
+            conn.node.agent.logs_read(msg)
+
     def _on_pull_done(self, conn, msg: p.PullDone) -> None:
         self.pull_done(conn.node.node_id, msg.object_id, msg.name, msg.error)
 
@@ -488,6 +493,14 @@ class Controller:
         if type(what) is p.ActorAddress:
             self.actors.answer_address(conn, msg.req_id, what.actor_id)
             return
+        if type(what) is p.NodeLogs:
+            node = self.nodes.get(what.node_id)
+            if node is None or not node.alive:
+                conn.send(p.Reply(msg.req_id, None, f"no live node {what.node_id.hex()}"))
+                return
+            node.agent.read_logs(what.name, what.offset, what.tail, lambda value, error:
+                                 conn.send(p.Reply(msg.req_id, value, error)))
+            return
         try:
             value = self.query(what)
             conn.send(p.Reply(msg.req_id, value))
@@ -534,6 +547,7 @@ class Controller:
         p.RemovePlacementGroup: _on_remove_placement_group,
         p.RegisterNode: _on_register_node,
         p.PullDone: _on_pull_done,
+        p.LogsRead: _on_logs_read,
         p.Heartbeat: _on_heartbeat,
     }
 

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from . import protocol as p, shm, transfer
+from . import log_files, protocol as p, shm, transfer
 from .connection import (
     EVICTION_DELAY,
     HANDSHAKE_TIMEOUT,
@@ -186,6 +186,17 @@ class DaemonShell:
             self.puller.close()
 
 
+def read_logs(session_dir: str, name: str, offset: int, tail: int) -> tuple:
+    """(value, error) for a ReadLogs: this node's log files, or a piece of one."""
+    folder = os.path.join(session_dir, "logs")
+    try:
+        if not name:
+            return log_files.list_logs(folder), None
+        return log_files.read_log(folder, name, offset, tail), None
+    except (OSError, ValueError) as e:
+        return None, f"cannot read log {name!r}: {e}"
+
+
 class LocalAgent:
     """Acts on the head's own node (see NodeRecord.agent)."""
 
@@ -195,6 +206,12 @@ class LocalAgent:
         self.kill = daemon.kill
         self.unlink = daemon.segments.unlink
         self.preallocate = daemon.segments.preallocate
+
+    def read_logs(self, name: str, offset: int, tail: int, reply) -> None:
+        reply(*read_logs(self._daemon.config.session_dir, name, offset, tail))
+
+    def gone(self) -> None:
+        pass
 
     def pull(self, msg: p.PullObject) -> None:
         controller = self._daemon.controller
@@ -515,6 +532,10 @@ class HeadLink(asyncio.Protocol):
         elif kind is p.PullObject:
             daemon.pull(msg, lambda msg, error: self.send(
                 p.PullDone(msg.object_id, msg.name, error)))
+        elif kind is p.ReadLogs:
+            value, error = read_logs(daemon.config.session_dir, msg.name, msg.offset,
+                                     msg.tail)
+            self.send(p.LogsRead(msg.req_id, value, error))
         elif kind is p.Welcome and not self.registered:
             self.registered = True
             daemon.ready()

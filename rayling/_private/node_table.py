@@ -16,6 +16,7 @@ the record, each under its own attribute, which only that part changes:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from . import protocol as p
 
@@ -74,6 +75,25 @@ class RemoteAgent:
 
     def __init__(self, conn) -> None:
         self.conn = conn
+        self._log_reads: dict[int, Callable] = {}  # ReadLogs sent -> who gets the answer
+        self._next_read = 0
+
+    def read_logs(self, name: str, offset: int, tail: int, reply: Callable) -> None:
+        """Ask the node for its log files or a piece of one; ``reply(value, error)``."""
+        self._next_read += 1
+        self._log_reads[self._next_read] = reply
+        self.conn.send(p.ReadLogs(self._next_read, name, offset, tail))
+
+    def logs_read(self, msg: p.LogsRead) -> None:
+        reply = self._log_reads.pop(msg.req_id, None)
+        if reply is not None:
+            reply(msg.value, msg.error)
+
+    def gone(self) -> None:
+        """The node left: every question still out gets an error."""
+        reads, self._log_reads = self._log_reads, {}
+        for reply in reads.values():
+            reply(None, "the node left the cluster before it answered")
 
     def spawn_worker(self) -> None:
         self.conn.send(p.SpawnWorkers(1))

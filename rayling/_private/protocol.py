@@ -18,8 +18,10 @@ Who sends what:
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
                               Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt,
                               GeneratorItem, GeneratorConsumed
-    node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs
-    head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject
+    node daemon -> head       Hello(kind="node"), RegisterNode, PullDone, Heartbeat, Logs,
+                              LogsRead
+    head -> node daemon       Welcome, SpawnWorkers, KillWorker, UnlinkSegments, PullObject,
+                              ReadLogs
     node -> node (transfer)   Hello(kind="transfer"), FetchSegment; the answer is raw bytes
 """
 
@@ -326,6 +328,16 @@ class ActorAddress(msgspec.Struct, array_like=True, tag="actor_address"):
     actor_id: bytes
 
 
+class NodeLogs(msgspec.Struct, array_like=True, tag="logs"):
+    """A node's log files (``name`` empty: their names and sizes) or a piece of one:
+    from byte ``offset``, or its last ``tail`` lines when ``offset`` < 0."""
+
+    node_id: bytes
+    name: str = ""
+    offset: int = -1
+    tail: int = 1000
+
+
 class StateRows(msgspec.Struct, array_like=True, tag="state"):
     """Rows of the state API: ``kind`` is tasks, actors, objects, nodes, workers, jobs
     or placement_groups; each filter is (field, "=" or "!=", value); at most ``limit``
@@ -338,7 +350,7 @@ class StateRows(msgspec.Struct, array_like=True, tag="state"):
 
 QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
              | JobNamespace | PlacementGroupInfo | PlacementGroupTable | StoreStats
-             | ActorAddress | StateRows)
+             | ActorAddress | StateRows | NodeLogs)
 
 
 class Query(_Msg, tag=18):
@@ -457,6 +469,22 @@ class Heartbeat(_Msg, tag=30):
     pass
 
 
+class ReadLogs(_Msg, tag=40):
+    """List a node's log files (``name`` empty) or read a piece of one (see
+    log_files.read_log): head -> node; the node answers with LogsRead."""
+
+    req_id: int
+    name: str
+    offset: int
+    tail: int
+
+
+class LogsRead(_Msg, tag=41):
+    req_id: int
+    value: Any
+    error: str | None = None
+
+
 class CallsInDoubt(_Msg, tag=33):
     """An actor's worker died with these calls sent to it straight by you (each with its
     number of results): which of them did you get the results of? Read everything that
@@ -524,6 +552,8 @@ Message = (
     | GeneratorConsumed
     | CreatePlacementGroup
     | RemovePlacementGroup
+    | ReadLogs
+    | LogsRead
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import exceptions as exc
 from . import client as client_mod, ids, protocol as p, serialization, task_context
+from .log_files import ACTOR_MARKER, TASK_MARKER
 from .task_args import unpack_args
 from .task_context import ActorExit
 from .worker_generators import GeneratorExecution
@@ -38,11 +39,17 @@ class _FunctionLoadError:
 
 
 class TaskOutput(io.TextIOBase):
-    """A text stream that sends whole lines to the driver, tagged with the running task."""
+    """A text stream that sends whole lines to the driver, tagged with the running task,
+    and writes them to the worker's log file (``fd``), each task's after a marker line
+    (log_files.TASK_MARKER) so `rayling logs` can show one task's output."""
 
-    def __init__(self, client, is_err: bool) -> None:
+    _file_lock = threading.Lock()  # (stdout and stderr share the file and the marker)
+    _marked: bytes | None = None  # the task whose lines the file is writing now
+
+    def __init__(self, client, is_err: bool, fd: int) -> None:
         self._client = client
         self._is_err = is_err
+        self._fd = fd
         self._partial = ""
         self._pid = os.getpid()
 
@@ -55,13 +62,39 @@ class TaskOutput(io.TextIOBase):
         text = self._partial + s
         if "\n" in text:
             *lines, self._partial = text.split("\n")
-            name = task_context.task_name() or "worker"
+            call = task_context.current()
+            name = call.name if call is not None else "worker"
             queue = self._client.queue_output
             for line in lines:
                 queue(p.LogLine(self._pid, name, line, self._is_err))
+            self._to_file(call, lines)
         else:
             self._partial = text
         return len(s)
+
+    @staticmethod
+    def mark_actor(actor_id: bytes, fd: int = 1) -> None:
+        """Note in the log file that what follows is actor ``actor_id``'s."""
+        with TaskOutput._file_lock:
+            TaskOutput._marked = None
+            try:
+                os.write(fd, f"{ACTOR_MARKER}{actor_id.hex()}\n".encode())
+            except OSError:
+                pass
+
+    def _to_file(self, call, lines: list[str]) -> None:
+        data = "".join(line + "\n" for line in lines).encode(errors="replace")
+        task_id = call.task_id if call is not None else None
+        with TaskOutput._file_lock:
+            if task_id != TaskOutput._marked:
+                TaskOutput._marked = task_id
+                marker = (f"{TASK_MARKER}{task_id.hex()}:{call.name}\n" if call is not None
+                          else f"{TASK_MARKER}:\n")
+                data = marker.encode() + data
+            try:
+                os.write(self._fd, data)
+            except OSError:  # (a full disk: the driver still gets the lines)
+                pass
 
     def flush(self) -> None:
         if self._partial:
@@ -191,6 +224,7 @@ class Executor(GeneratorExecution):
                 args, kwargs = unpack_args(self.client, msg.args, msg.deps, msg.dep_ids)
                 entered = self._enter(msg)
                 if msg.method == "__init__":
+                    TaskOutput.mark_actor(msg.actor_id)  # (its constructor's lines too)
                     task_context.actor.actor_id = msg.actor_id
                     task_context.actor.creation_task = msg.task_id
                     task_context.actor.gpu_ids = msg.gpu_ids
@@ -534,6 +568,6 @@ def main(socket_path: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.stdout = TaskOutput(client, is_err=False)
-    sys.stderr = TaskOutput(client, is_err=True)
+    sys.stdout = TaskOutput(client, is_err=False, fd=1)
+    sys.stderr = TaskOutput(client, is_err=True, fd=1)
     Executor(client).run_forever()

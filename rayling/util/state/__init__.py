@@ -15,6 +15,7 @@ from typing import Any
 
 from ... import exceptions as exc
 from ..._private import protocol as p, serialization, session
+from ..._private.log_files import LogView
 from .common import (
     ActorState,
     JobState,
@@ -32,7 +33,8 @@ DEFAULT_TIMEOUT = 30
 __all__ = [
     "ActorState", "JobState", "NodeState", "ObjectState", "PlacementGroupState",
     "TaskState", "WorkerState", "get_actor", "get_job", "get_node", "get_objects",
-    "get_placement_group", "get_task", "get_worker", "list_actors", "list_jobs",
+    "get_log", "get_placement_group", "get_task", "get_worker", "list_actors", "list_jobs",
+    "list_logs",
     "list_nodes", "list_objects", "list_placement_groups", "list_tasks", "list_workers",
     "summarize_actors", "summarize_objects", "summarize_tasks", "timeline",
 ]
@@ -281,3 +283,131 @@ def timeline(filename: str | None = None) -> list[dict] | None:
     with open(filename, "w") as f:
         json.dump(events, f)
     return None
+
+
+# -- logs ---------------------------------------------------------------------------------
+_LOG_POLL = 0.2  # seconds between reads while following a log
+
+
+def _node_for(client, node_id: str | None, node_ip: str | None) -> bytes:
+    """The node a log request means: by id, by address, else the head's."""
+    nodes = client.query(p.ClusterNodes())
+    for node in nodes:
+        if (node_id and node["NodeID"] == node_id) or \
+                (node_ip and not node_id and node["NodeManagerAddress"] == node_ip):
+            return bytes.fromhex(node["NodeID"])
+    if node_id or node_ip:
+        raise ValueError(f"no node {node_id or node_ip} in the cluster")
+    return next(bytes.fromhex(n["NodeID"]) for n in nodes if n.get("IsHead"))
+
+
+def list_logs(address: str | None = None, node_id: str | None = None,
+              node_ip: str | None = None, glob_filter: str | None = None,
+              timeout: int = DEFAULT_TIMEOUT) -> dict[str, list[str]]:
+    """A node's log files (the head's unless ``node_id``/``node_ip`` is given), by kind:
+    ``worker_out`` (what each worker's tasks printed), ``daemon``, ``template``."""
+    import fnmatch
+
+    client = _client(address)
+    files = client.query(p.NodeLogs(_node_for(client, node_id, node_ip)))
+    kinds: dict[str, list[str]] = {}
+    for entry in files:
+        name = entry["name"]
+        if glob_filter and not fnmatch.fnmatch(name, glob_filter):
+            continue
+        kind = ("worker_out" if name.startswith("worker-") else
+                "daemon" if name.startswith("daemon") else
+                "template" if name.startswith("template") else "misc")
+        kinds.setdefault(kind, []).append(name)
+    return kinds
+
+
+def get_log(address: str | None = None, node_id: str | None = None,
+            node_ip: str | None = None, filename: str | None = None,
+            actor_id: str | None = None, task_id: str | None = None,
+            pid: int | None = None, follow: bool = False, tail: int = 1000,
+            timeout: int = DEFAULT_TIMEOUT, suffix: str = "out", encoding: str = "utf-8",
+            errors: str = "strict", submission_id: str | None = None,
+            attempt_number: int = 0):
+    """The lines of a log, as a generator: a file of a node (``filename``), what a
+    worker process printed (``pid``, on the head's node unless ``node_id`` says), what an
+    actor printed (``actor_id``), or what one task printed (``task_id``). The last
+    ``tail`` lines (-1: all); with ``follow``, then each new line as it is written, until
+    the task ends or the actor dies (a file or a worker: until the caller stops)."""
+    if submission_id is not None:
+        raise NotImplementedError("get_log(submission_id=) needs job submission, which "
+                                  "rayling does not have yet")
+    if suffix not in ("out", "err"):
+        raise ValueError(f"suffix must be 'out' or 'err', got {suffix!r}")
+    if sum(x is not None for x in (filename, actor_id, task_id, pid)) != 1:
+        raise ValueError("get_log() needs exactly one of filename=, actor_id=, task_id=, "
+                         "pid=")
+    client = _client(address)
+    still_going = None  # what says a followed log is over
+    view = LogView()
+    if task_id is not None:
+        attempts = [t for t in _one("tasks", TaskState, "task_id", task_id, address, timeout)
+                    if t.attempt_number == attempt_number]
+        if not attempts or attempts[0].worker_pid is None:
+            raise ValueError(f"task {task_id} (attempt {attempt_number}) is not known or "
+                             f"has not run yet")
+        node_id, pid, view = attempts[0].node_id, attempts[0].worker_pid, LogView(task_id)
+        still_going = lambda: (get_task(task_id) or {}).get("state") in (  # noqa: E731
+            "RUNNING", "PENDING_NODE_ASSIGNMENT", "PENDING_ARGS_AVAIL")
+    elif actor_id is not None:
+        actor = get_actor(actor_id, address)
+        if actor is None or actor.pid is None:
+            raise ValueError(f"actor {actor_id} is not known or has no process yet")
+        node_id, pid, view = actor.node_id, actor.pid, LogView(actor_id=actor_id)
+        still_going = lambda: (get_actor(actor_id) or {}).get("state") != "DEAD"  # noqa: E731
+    if pid is not None:
+        filename = f"worker-{pid}.out"  # (stdout and stderr share the file)
+    node = _node_for(client, node_id, node_ip)
+    return _lines(client, node, filename, tail, follow, view, still_going, encoding, errors)
+
+
+def _lines(client, node: bytes, filename: str, tail: int, follow: bool, view: LogView,
+           still_going, encoding: str, errors: str):
+    """Read the log's end now (so following starts where the log is at this call), and
+    return a generator of its lines, then of the new ones."""
+    if view.task_id is not None or view.actor_id is not None:
+        text, offset = _read_all(client, node, filename, encoding, errors)  # (its markers)
+    else:
+        piece = client.query(p.NodeLogs(node, filename, -1, -1 if tail < 0 else tail * 2))
+        text, offset = piece["data"].decode(encoding, errors), piece["end"]
+    lines = view.lines(text)
+    first = lines[-tail:] if tail > 0 else [] if tail == 0 else lines
+    return _follow(client, node, filename, first, offset if follow else None, view,
+                   still_going, encoding, errors)
+
+
+def _follow(client, node: bytes, filename: str, first: list[str], offset: int | None,
+            view: LogView, still_going, encoding: str, errors: str):
+    yield from first
+    if offset is None:
+        return
+    import time
+
+    partial = b""
+    while True:
+        going = still_going() if still_going is not None else True
+        piece = client.query(p.NodeLogs(node, filename, offset, -1))
+        offset = piece["end"]
+        *complete, partial = (partial + piece["data"]).split(b"\n")
+        for raw in complete:
+            line = raw.decode(encoding, errors)
+            if view.keep(line):
+                yield line
+        if not going and offset >= piece["size"]:
+            return
+        time.sleep(_LOG_POLL)
+
+
+def _read_all(client, node: bytes, filename: str, encoding: str, errors: str):
+    chunks, offset = [], 0
+    while True:
+        piece = client.query(p.NodeLogs(node, filename, offset, -1))
+        chunks.append(piece["data"])
+        offset = piece["end"]
+        if offset >= piece["size"] or not piece["data"]:
+            return b"".join(chunks).decode(encoding, errors), offset

@@ -11,6 +11,7 @@ from ..._private import protocol as p, session
 from . import (
     get_actor,
     get_job,
+    get_log,
     get_node,
     get_objects,
     get_placement_group,
@@ -18,6 +19,7 @@ from . import (
     get_worker,
     list_actors,
     list_jobs,
+    list_logs,
     list_nodes,
     list_objects,
     list_placement_groups,
@@ -219,3 +221,31 @@ def _size(n: float) -> str:
 
 def _now() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def logs_command(kind: str | None, ident: str | None, filename: str | None, follow: bool,
+                 tail: int, node_id: str | None, address: str | None, echo) -> None:
+    """Print a log as its lines come (`rayling logs`); no kind: list a node's files."""
+    session.observe(address)
+    if kind is None or (kind == "node" and filename is None):
+        node = ident if kind == "node" else node_id
+        for group, names in sorted(list_logs(node_id=node).items()):
+            echo(f"{group}:")
+            for name in names:
+                echo(f"  {name}")
+        return
+    if ident is None:
+        raise ValueError(f"`rayling logs {kind}` needs the {kind}'s "
+                         f"{'pid' if kind == 'worker' else 'id'}")
+    if kind == "task":
+        lines = get_log(task_id=ident, follow=follow, tail=tail)
+    elif kind == "actor":
+        lines = get_log(actor_id=ident, follow=follow, tail=tail)
+    elif kind == "worker":
+        if not ident.isdigit():
+            raise ValueError(f"a worker is given by its pid, got {ident!r}")
+        lines = get_log(pid=int(ident), node_id=node_id, follow=follow, tail=tail)
+    else:
+        lines = get_log(filename=filename, node_id=ident, follow=follow, tail=tail)
+    for line in lines:
+        echo(line)
