@@ -12,7 +12,13 @@ import time
 from typing import Any
 
 from . import exceptions as exc
-from ._private import client as client_mod, protocol as p, session, task_context
+from ._private import (
+    client as client_mod,
+    dashboard_process,
+    protocol as p,
+    session,
+    task_context,
+)
 from ._private.generators import ObjectRefGenerator
 from ._private.object_ref import ObjectRef, put as _put
 from ._private.options import (
@@ -84,19 +90,22 @@ def init(
     ``"auto"``: the cluster of this Slurm job or this machine; ``"local"``: always start a
     new local cluster. Without it, ``RAYLING_ADDRESS`` (or ``RAY_ADDRESS``) is used, then
     a cluster ``rayling start`` runs on this machine, else a new local cluster starts.
-    Arguments mirror ``ray.init``. Those rayling does not implement yet (the dashboard,
-    runtime_env, job_config, local_mode, ...) are accepted at their defaults and raise
+    A new local cluster serves the dashboard on ``dashboard_host:dashboard_port`` (8265,
+    or the next free port) when ``include_dashboard`` is True, or, left None, when the
+    dashboard's libraries are installed (`pip install 'rayling[dashboard]'`;
+    ``RAYLING_INCLUDE_DASHBOARD=0`` turns that default off).
+    Arguments mirror ``ray.init``. Those rayling does not implement yet (runtime_env
+    beyond env_vars, job_config, local_mode, ...) are accepted at their defaults and raise
     NotImplementedError otherwise.
     """
     for key in kwargs:
         if not key.startswith("_"):
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
     check_init_options({
-        "local_mode": local_mode, "include_dashboard": include_dashboard,
-        "dashboard_host": dashboard_host, "dashboard_port": dashboard_port,
-        "job_config": job_config, "logging_config": logging_config,
+        "local_mode": local_mode, "job_config": job_config, "logging_config": logging_config,
         "_temp_dir": _temp_dir, **kwargs,
     }, _system_config)
+    dashboard_process.check(include_dashboard, dashboard_host, dashboard_port)
     job_env = env_vars(runtime_env)
     with session.lock:
         if client_mod.current is not None:
@@ -120,7 +129,10 @@ def init(
             address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
             object_store_memory=object_store_memory, namespace_=namespace,
             log_to_driver=log_to_driver, system_config=_system_config,
-            node_ip_address=_node_ip_address))
+            node_ip_address=_node_ip_address,
+            dashboard=(dashboard_host, dashboard_process.DEFAULT_PORT if dashboard_port is None
+                       else dashboard_port)
+            if dashboard_process.wanted(include_dashboard) else None))
 
 
 def is_initialized() -> bool:
@@ -348,8 +360,9 @@ def available_resources() -> dict[str, float]:
 
 
 def get_dashboard_url() -> str:
-    """The dashboard's address. rayling has no dashboard yet, so this is empty."""
-    return ""
+    """The dashboard's address, "host:port" without a scheme (as Ray's); empty when the
+    cluster serves none."""
+    return session.client_or_start().dashboard_url
 
 
 def get_gpu_ids() -> list[int]:

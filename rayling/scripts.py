@@ -38,25 +38,23 @@ def main() -> None:
               help="Where this node's session folder (sockets, logs) goes (default: TMPDIR).")
 @click.option("--disable-usage-stats", is_flag=True,
               help="Accepted for Ray's scripts; rayling collects no usage statistics.")
-@click.option("--include-dashboard", default=None,
-              help="Accepted for Ray's scripts; rayling has no dashboard yet.")
-@click.option("--dashboard-host", default=None, help="Accepted for Ray's scripts (no dashboard).")
-@click.option("--dashboard-port", default=None, help="Accepted for Ray's scripts (no dashboard).")
+@click.option("--include-dashboard", type=click.BOOL, default=None,
+              help="Whether the head serves the dashboard (default: when its libraries "
+                   "are installed, `pip install 'rayling[dashboard]'`).")
+@click.option("--dashboard-host", default="127.0.0.1", show_default=True,
+              help="Where the dashboard listens (other than loopback: it asks for the "
+                   "cluster token).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8265,
+              show_default=True, help="The dashboard's port (or the next free one).")
 def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
           object_store_memory, node_ip_address, token_file, token, block, temp_dir,
           disable_usage_stats, include_dashboard, dashboard_host, dashboard_port) -> None:
     """Start a head node, or a node that joins one."""
     from ._private import cluster_commands as cc
 
-    for flag, given in (("--disable-usage-stats", disable_usage_stats),
-                        ("--include-dashboard", include_dashboard is not None),
-                        ("--dashboard-host", dashboard_host is not None),
-                        ("--dashboard-port", dashboard_port is not None)):
-        if given:
-            click.echo(f"(rayling) {flag} changes nothing: "
-                       + ("rayling collects no usage statistics." if flag ==
-                          "--disable-usage-stats" else "rayling has no dashboard yet."),
-                       err=True)
+    if disable_usage_stats:
+        click.echo("(rayling) --disable-usage-stats changes nothing: rayling collects no "
+                   "usage statistics.", err=True)
     try:
         if temp_dir is not None:
             cc.set_temp_dir(temp_dir)
@@ -74,16 +72,21 @@ def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
         elif head == bool(address):
             raise cc.StartError("give either --head or --address HOST:PORT (or --slurm)")
         elif head:
+            from ._private import dashboard_process
+
+            dashboard_process.check(include_dashboard, dashboard_host, dashboard_port)
             code = cc.start_head(
                 cc.node_resources(num_cpus, num_gpus, resources_json),
                 port=6379 if port is None else port, node_ip=node_ip_address, token=token,
-                object_store_memory=object_store_memory, block=block, echo=click.echo)
+                object_store_memory=object_store_memory, block=block, echo=click.echo,
+                dashboard=(dashboard_host, dashboard_port)
+                if dashboard_process.wanted(include_dashboard) else None)
         else:
             code = cc.start_node(
                 address, cc.node_resources(num_cpus, num_gpus, resources_json),
                 node_ip=node_ip_address, token=token,
                 object_store_memory=object_store_memory, block=block, echo=click.echo)
-    except (cc.StartError, OSError, ValueError) as e:
+    except (cc.StartError, OSError, ValueError, TypeError, ImportError) as e:
         raise click.ClickException(str(e)) from None
     except Exception as e:  # e.g. the daemon failed to start: say why, no traceback
         raise click.ClickException(f"{type(e).__name__}: {e}") from None

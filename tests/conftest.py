@@ -11,6 +11,8 @@ else on the machine does with rayling:
   there too (unless ``--basetemp`` is given), with paths short enough for unix sockets.
 * The variables that would send ``init()`` to some other cluster (RAYLING_ADDRESS,
   RAY_ADDRESS, RAYLING_TOKEN, SLURM_JOB_ID, XDG_RUNTIME_DIR) are removed for the run.
+* New clusters serve no dashboard unless a test asks (RAYLING_INCLUDE_DASHBOARD=0): its
+  process would cost every test's cluster a start-up on two cores, and its port.
 * The leftover check counts only shared-memory segments of the clusters this process
   started (every ``LocalNode.start``, which ``init()`` and ``cluster_utils`` use, is
   recorded) and only this process's child processes.
@@ -60,6 +62,7 @@ def pytest_configure(config):
     tempfile.tempdir = run_dir
     for key in _HIDDEN[1:]:
         os.environ.pop(key, None)
+    os.environ["RAYLING_INCLUDE_DASHBOARD"] = "0"
     if config.option.basetemp is None:
         config.option.basetemp = os.path.join(run_dir, "t")
     LocalNode.start = classmethod(_recording_start)

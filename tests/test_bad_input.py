@@ -240,7 +240,7 @@ def test_a_script_named_like_a_module_rayling_imports_does_not_hang(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"local_mode": True}, {"include_dashboard": True}, {"dashboard_port": 8265},
+    {"local_mode": True},
     {"runtime_env": {"pip": ["requests"]}}, {"_system_config": {"max_io_workers": 4}},
     {"_system_config": {"automatic_object_spilling_enabled": True}},
 ])

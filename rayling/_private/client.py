@@ -72,6 +72,7 @@ class CoreClient:
         self.node_ip: str = welcome.node_ip
         self.session_dir: str = welcome.session_dir
         self.node_resources: dict[str, float] = welcome.resources
+        self.dashboard_url: str = welcome.dashboard_url
 
         self._send_lock = threading.Lock()
         self._main_ident = threading.main_thread().ident

@@ -70,6 +70,7 @@ class Controller:
         self.groups = PlacementGroups(self)
         self.jobs = JobTable()
         self.events = TaskEvents()
+        self.dashboard_url = ""  # "host:port" of the head's dashboard, if it serves one
         self.stopping = False
         self._add_node(self.nodes.local, resources, store_capacity, max_workers)
 
@@ -118,7 +119,7 @@ class Controller:
 
     def _welcome(self, node: NodeRecord, job_id: bytes | None = None) -> p.Welcome:
         return p.Welcome(node.node_id, job_id or self.jobs.first_job_id, node.ip,
-                         self.session_dir, node.pool.total_float())
+                         self.session_dir, node.pool.total_float(), self.dashboard_url)
 
     def on_disconnect(self, conn) -> None:
         worker = self.workers.remove(conn)
@@ -519,8 +520,10 @@ class Controller:
     def _on_kill_actor(self, conn, msg: p.KillActor) -> None:
         self.actors.kill(msg)
 
-    def _on_heartbeat(self, conn, msg) -> None:
-        pass  # the shell notes the time of every message; check_nodes reads it
+    def _on_heartbeat(self, conn, msg: p.Heartbeat) -> None:
+        # (The shell notes the time of every message; check_nodes reads it.)
+        if msg.load is not None and conn.node is not None:
+            conn.node.load = msg.load
 
     _handlers = {
         p.RefUpdate: _on_ref_update,

@@ -34,6 +34,8 @@ class DaemonConfig(msgspec.Struct, kw_only=True):
     head_address: str | None = None  # a joined node's head ("host:port")
     listen_ip: str = ""  # workers also accept direct calls on TCP here (in clusters)
     driver_wait: float = 60.0  # exit_with_driver: stop if no driver came within this long
+    dashboard_host: str = ""  # a head serves the dashboard here ("": no dashboard) ...
+    dashboard_port: int = 8265  # ... on this port or the next free one (0: any)
 
     @property
     def clustered(self) -> bool:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from . import log_files, protocol as p, shm, transfer
+from . import dashboard_process, log_files, protocol as p, shm, transfer
 from .connection import (
     EVICTION_DELAY,
     HANDSHAKE_TIMEOUT,
@@ -186,6 +186,13 @@ class DaemonShell:
             self.puller.close()
 
 
+def machine_load() -> p.NodeLoad:
+    """This machine's CPU use since the last call, and its memory."""
+    memory = psutil.virtual_memory()
+    return p.NodeLoad(psutil.cpu_percent(None), memory.total - memory.available,
+                      memory.total)
+
+
 def read_logs(session_dir: str, name: str, offset: int, tail: int) -> tuple:
     """(value, error) for a ReadLogs: this node's log files, or a piece of one."""
     folder = os.path.join(session_dir, "logs")
@@ -229,6 +236,7 @@ class HeadDaemon(DaemonShell):
         # network cannot keep this machine's own workers and drivers from connecting.
         self._started = time.monotonic()
         self._driver_came = False
+        self.dashboard = None  # the dashboard's process, if it serves one
         self.local_strangers = StrangerLimit()
         self.tcp_strangers = StrangerLimit()
         self._evicting: set[StrangerLimit] = set()
@@ -270,7 +278,20 @@ class HeadDaemon(DaemonShell):
         self.handle_signals()
         self.every(SPARE_IDLE, self._tidy)
         self.every(HEARTBEAT_INTERVAL, self._check_connections)
-        self.ready(port=port)
+        dashboard = None
+        if config.dashboard_host:
+            dashboard = dashboard_process.bind(config.dashboard_host, config.dashboard_port)
+            if dashboard is None:
+                log.warning("no free port for the dashboard from %s:%d; going on without it",
+                            config.dashboard_host, config.dashboard_port)
+            else:
+                controller.dashboard_url = dashboard_process.url(dashboard,
+                                                                 config.dashboard_host)
+        self.ready(port=port, dashboard_url=controller.dashboard_url)
+        if dashboard is not None:
+            self.dashboard = dashboard_process.start(
+                dashboard, config.dashboard_host, path, config.session_dir, self.token)
+            dashboard.close()
         await self.stopped
         for server in servers:
             server.close()
@@ -308,6 +329,7 @@ class HeadDaemon(DaemonShell):
             if reason is not None:
                 conn.close(reason)
         self.controller.tick()
+        self.controller.nodes.local.load = machine_load()
         if self.config.port is not None:
             self.controller.check_nodes(self.heartbeat, now)
         if self.config.exit_with_driver and not self._driver_came:
@@ -328,6 +350,9 @@ class HeadDaemon(DaemonShell):
         self.controller.objects.release_local()
 
     def clean_up(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.kill()
+            self.dashboard.wait()
         super().clean_up()
         try:
             os.unlink(self.config.socket_path)
@@ -472,7 +497,7 @@ class JoinedNodeDaemon(DaemonShell):
             log.error("the head sent nothing for %g s; stopping", self.heartbeat.timeout)
             self.stop()
         else:
-            self.link.send(p.Heartbeat())
+            self.link.send(p.Heartbeat(machine_load()))
 
     def worker_pids(self) -> list[int]:
         try:  # the template and the workers it forked

@@ -107,6 +107,7 @@ class LocalNode:
         self.node_id = ""  # hex, from the daemon's READY line
         self.port: int | None = None  # a head's TCP port
         self.records: list[str] = []  # cluster files that name it, removed at its stop
+        self.dashboard_url = ""  # "host:port" of the dashboard a head serves
 
     @classmethod
     def start(
@@ -122,9 +123,11 @@ class LocalNode:
         exit_with_driver: bool = True,
         die_with_parent: bool = False,
         driver_wait: float = 60.0,
+        dashboard: tuple[str, int] | None = None,
     ) -> LocalNode:
         """Start a daemon: a local cluster (the default), a head listening on TCP
-        ``port`` (0: any free port), or a node joining the head at ``head_address``."""
+        ``port`` (0: any free port), or a node joining the head at ``head_address``. A
+        head with ``dashboard`` (host, port) serves the dashboard there."""
         object_store_memory = fit_store_capacity(object_store_memory)
         resources = with_standard_resources(resources, object_store_memory, node_ip,
                                             head=head_address is None)
@@ -146,6 +149,8 @@ class LocalNode:
             port=port,
             head_address=head_address,
             driver_wait=driver_wait,
+            dashboard_host=dashboard[0] if dashboard else "",
+            dashboard_port=dashboard[1] if dashboard else 0,
         )
         if config.clustered:  # workers also listen on TCP, for direct calls from other nodes
             config.listen_ip = node_ip
@@ -174,6 +179,7 @@ class LocalNode:
             raise
         node.node_id = info.get("node_id", "")
         node.port = info.get("port")
+        node.dashboard_url = info.get("dashboard_url", "")
         return node
 
     def _wait_ready(self, stderr_path: str) -> dict:

@@ -28,7 +28,7 @@ NODE_TIMEOUT = float(os.environ.get("RAYLING_NODE_TIMEOUT", 10))  # seconds of s
 
 class NodeRecord:
     __slots__ = ("node_id", "ip", "hostname", "agent", "shm_session", "transfer_address",
-                 "conn", "alive", "pool", "gpus", "workers", "store")
+                 "conn", "alive", "pool", "gpus", "workers", "store", "load")
 
     def __init__(self, node_id: bytes, ip: str, hostname: str, agent, shm_session: str,
                  transfer_address: str = "", conn=None) -> None:
@@ -44,6 +44,7 @@ class NodeRecord:
         self.gpus = None  # the Scheduler's GpuAllocator
         self.workers = None  # the WorkerPool's NodeWorkers
         self.store = None  # the ObjectDirectory's NodeStore
+        self.load: p.NodeLoad | None = None  # its machine's CPU and memory, lately
 
     def __repr__(self) -> str:
         return f"NodeRecord({self.node_id.hex()[:12]}, {self.ip})"
@@ -67,6 +68,9 @@ class NodeRecord:
             "ObjectStorePeak": store.peak,
             "TransferAddress": self.transfer_address,
             "ObjectStoreSocketName": self.shm_session,
+            "Load": None if self.load is None or not self.alive else {
+                "cpu_percent": self.load.cpu_percent, "mem_used": self.load.mem_used,
+                "mem_total": self.load.mem_total},
         }
 
 

@@ -218,9 +218,7 @@ def check_node_resources(num_cpus: Any, num_gpus: Any, resources: Any,
 
 # init() arguments rayling does not implement yet, with the values that mean "off".
 _INIT_DEFAULTS: dict[str, tuple] = {
-    "local_mode": (False,), "include_dashboard": (None, False),
-    "dashboard_host": ("127.0.0.1", "localhost"), "dashboard_port": (None,),
-    "job_config": (None,), "logging_config": (None,),
+    "local_mode": (False,), "job_config": (None,), "logging_config": (None,),
     "_temp_dir": (None,),
 }
 # _system_config keys rayling takes, with the values that match what it does.

@@ -93,6 +93,7 @@ class Welcome(_Msg, tag=2):
     node_ip: str
     session_dir: str
     resources: dict[str, float]
+    dashboard_url: str = ""  # "host:port" of the head's dashboard ("": none)
 
 
 class Rejected(_Msg, tag=3):
@@ -465,8 +466,18 @@ class PullDone(_Msg, tag=29):
     error: str | None = None
 
 
+class NodeLoad(msgspec.Struct, array_like=True):
+    """A node's machine, sampled by its daemon every second."""
+
+    cpu_percent: float  # all CPUs, since the last sample
+    mem_used: int  # bytes
+    mem_total: int
+
+
 class Heartbeat(_Msg, tag=30):
-    pass
+    """Both ways, every second; a node's also carries its load (NodeLoad)."""
+
+    load: NodeLoad | None = None
 
 
 class ReadLogs(_Msg, tag=40):

@@ -36,11 +36,13 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
                      resources: dict | None = None, object_store_memory: int | None = None,
                      namespace_: str | None = None, log_to_driver: bool = True,
                      system_config: dict | None = None, node_ip_address: str | None = None,
-                     observer: bool = False) -> dict:
+                     observer: bool = False, dashboard: tuple[str, int] | None = None
+                     ) -> dict:
     """Connect to the cluster ``address`` names (or the one to use without it), or start
     a local one. Returns the session's facts (``info()``). Lock held by the caller.
     ``observer``: connect only to ask about the cluster (a command like `rayling list`:
-    no job of its own, no worker output)."""
+    no job of its own, no worker output). ``dashboard``: (host, port) where a new local
+    cluster serves its dashboard."""
     global _node, namespace
     if not address:
         address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
@@ -66,7 +68,8 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
         node_resources[name] = float(amount)
     namespace = namespace_ or _anonymous_namespace()
     capacity = object_store_memory or default_store_capacity()
-    node = LocalNode.start(node_resources, int(capacity), system_config=system_config)
+    node = LocalNode.start(node_resources, int(capacity), system_config=system_config,
+                           dashboard=dashboard)
     try:
         client = CoreClient(node.socket_path, node.token, "driver", namespace=namespace)
         node.records = cluster_files.write_local_cluster(
@@ -101,11 +104,17 @@ def observe(address: str | None = None) -> CoreClient:
                 "(--address HOST:PORT) for a cluster elsewhere.")
         info = found[0]
         try:
-            _attach(CoreClient(info["socket"], info["token"], "observer"), False)
+            return observe_socket(info["socket"], info["token"])
         except OSError as e:
             raise ConnectionError(f"Could not connect to the rayling cluster of process "
                                   f"{info['driver_pid']}: {e}") from e
-        return client_mod.current
+
+
+def observe_socket(socket_path: str, token: str) -> CoreClient:
+    """Connect to the daemon at ``socket_path`` as an observer (see observe)."""
+    client = CoreClient(socket_path, token, "observer")
+    _attach(client, False)
+    return client
 
 
 def _attach(client: CoreClient, log_to_driver: bool) -> None:
@@ -188,7 +197,7 @@ def info() -> dict:
         "session_dir": client.session_dir,
         "node_id": client.node_id.hex(),
         "address": client.address,
-        "webui_url": "",
+        "webui_url": client.dashboard_url,
     }
 
 

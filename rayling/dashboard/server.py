@@ -1,0 +1,324 @@
+"""The dashboard: a web server process the head starts (``python -m
+rayling.dashboard.server``) that shows the cluster in a browser and serves its JSON
+endpoints and Prometheus metrics.
+
+    head daemon ──binds host:port, passes the socket──▶ this process (aiohttp)
+    this process ──observer connection (Query)──▶ head: nodes, state rows, logs
+
+It samples the nodes every second (ten minutes kept, for the charts) and answers every
+other request from the head when it comes, in a thread (the client is blocking). The
+pages are static files of this package: nothing is loaded from elsewhere. Bound to an
+address other than loopback, every request needs the cluster token: ``Authorization:
+Bearer <token>``, or the cookie the login page sets. The endpoints are documented in
+docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from .. import __version__
+from .._private import protocol as p, session
+from ..util import state
+
+STATIC = Path(__file__).parent / "static"
+HISTORY = 600  # samples kept per node (one a second: ten minutes)
+COOKIE = "rayling_token"
+RAY_VERSION = "2.60.0"  # the Ray API version rayling speaks
+
+
+class Dashboard:
+    def __init__(self, head_socket: str, token: str, needs_login: bool) -> None:
+        self.token = token
+        self.needs_login = needs_login
+        self.client = session.observe_socket(head_socket, token)
+        self.history: dict[str, collections.deque] = {}  # node id -> (time, sample)
+        self.nodes: list[dict] = []  # the latest ClusterNodes answer
+        self.registry = CollectorRegistry()
+        self.registry.register(_ClusterCollector(self))
+
+    # -- sampling -------------------------------------------------------------------------
+    def sample(self) -> None:
+        """(A thread, every second) the nodes' load and store, kept for the charts."""
+        self.nodes = self.client.query(p.ClusterNodes())
+        now = time.time()
+        for node in self.nodes:
+            if not node["Alive"]:
+                continue
+            load = node.get("Load") or {}
+            series = self.history.setdefault(node["NodeID"],
+                                             collections.deque(maxlen=HISTORY))
+            series.append({"t": now, "cpu": load.get("cpu_percent"),
+                           "mem": load.get("mem_used"), "mem_total": load.get("mem_total"),
+                           "store": node["ObjectStoreUsed"],
+                           "store_total": node["ObjectStoreCapacity"]})
+
+    async def sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self.sample)
+            except Exception as e:  # noqa: BLE001 - the head is going: so are we
+                sys.stderr.write(f"dashboard: cannot sample the cluster: {e}\n")
+                os._exit(0)
+            await asyncio.sleep(1.0)
+
+    # -- authentication -------------------------------------------------------------------
+    def allowed(self, request: web.Request) -> bool:
+        if not self.needs_login:
+            return True
+        given = request.cookies.get(COOKIE, "")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[len("Bearer "):]
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler):
+        if request.path in ("/login", "/static/style.css") or self.allowed(request):
+            return await handler(request)
+        if request.path.startswith(("/api/", "/metrics")):
+            return web.json_response({"result": False, "msg": "the cluster token is needed "
+                                      "(Authorization: Bearer <token>)"}, status=401)
+        raise web.HTTPFound("/login")
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        return web.FileResponse(STATIC / "login.html")
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        given = str(form.get("token", ""))
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            await asyncio.sleep(1.0)  # (guessing stays slow)
+            raise web.HTTPFound("/login?failed=1")
+        response = web.HTTPFound("/")
+        response.set_cookie(COOKIE, given, httponly=True, samesite="Strict")
+        raise response
+
+    # -- endpoints ------------------------------------------------------------------------
+    async def _ask(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: fn(*args, **kwargs))
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        """Every node with its latest sample and its history (for the overview)."""
+        nodes = []
+        for node in self.nodes:
+            nodes.append({
+                "node_id": node["NodeID"], "ip": node["NodeManagerAddress"],
+                "hostname": node["NodeManagerHostname"], "alive": node["Alive"],
+                "is_head": node["IsHead"], "resources": node["Resources"],
+                "available": node["AvailableResources"], "load": node.get("Load"),
+                "store_used": node["ObjectStoreUsed"],
+                "store_capacity": node["ObjectStoreCapacity"],
+                "history": list(self.history.get(node["NodeID"], ())),
+            })
+        return web.json_response({"nodes": nodes, "time": time.time()})
+
+    async def state_rows(self, request: web.Request) -> web.Response:
+        """Ray's state REST path: /api/v0/{tasks,actors,objects,nodes,workers,jobs,
+        placement_groups}?limit=&filter_keys=&filter_predicates=&filter_values="""
+        kind = request.match_info["kind"]
+        lister = _LISTERS.get(kind)
+        if lister is None:
+            raise web.HTTPNotFound(text=f"no state kind {kind!r}")
+        query = request.query
+        keys, predicates = query.getall("filter_keys", []), query.getall("filter_predicates", [])
+        values = query.getall("filter_values", [])
+        if not (len(keys) == len(predicates) == len(values)):
+            return web.json_response({"result": False, "msg": "filter_keys, "
+                                      "filter_predicates and filter_values go together"},
+                                     status=400)
+        try:
+            limit = int(query.get("limit", "100"))
+            rows = await self._ask(lister, filters=list(zip(keys, predicates, values,
+                                                            strict=True)), limit=limit)
+        except ValueError as e:
+            return web.json_response({"result": False, "msg": str(e)}, status=400)
+        rows = [r.asdict() for r in rows]
+        return web.json_response({"result": True, "msg": "", "data": {"result": {
+            "total": len(rows), "result": rows}}}, dumps=_dumps)
+
+    async def summary(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        summarize = {"tasks": state.summarize_tasks, "actors": state.summarize_actors,
+                     "objects": state.summarize_objects}.get(kind)
+        if summarize is None:
+            raise web.HTTPNotFound(text=f"no summary of {kind!r}")
+        result = await self._ask(summarize)
+        return web.json_response({"result": True, "msg": "", "data": {"result": result}},
+                                 dumps=_dumps)
+
+    async def logs(self, request: web.Request) -> web.Response:
+        """/api/v0/logs?node_id=: a node's files, by kind."""
+        files = await self._ask(state.list_logs, node_id=request.query.get("node_id"))
+        return web.json_response({"result": True, "msg": "", "data": {"result": files}})
+
+    async def log_file(self, request: web.Request) -> web.Response:
+        """/api/v0/logs/file?(task_id|actor_id|pid|filename)=&node_id=&lines=: text."""
+        query = request.query
+        kwargs = {key: query[key] for key in ("task_id", "actor_id", "filename", "node_id")
+                  if key in query}
+        try:
+            for key in ("pid", "attempt_number"):
+                if key in query:
+                    kwargs[key] = int(query[key])
+            lines = int(query.get("lines", "1000"))
+            text = await self._ask(lambda: "\n".join(state.get_log(tail=lines, **kwargs)))
+        except (ValueError, LookupError) as e:
+            return web.Response(status=400, text=str(e))
+        except Exception as e:  # noqa: BLE001 - e.g. the file is not there
+            return web.Response(status=404, text=str(e))
+        return web.Response(text=text)
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        """Ray's job REST path (GET /api/jobs/): the jobs, as Ray's JobDetails."""
+        rows = await self._ask(state.list_jobs, limit=10_000)
+        return web.json_response([_job_details(r) for r in rows])
+
+    async def job(self, request: web.Request) -> web.Response:
+        job = await self._ask(state.get_job, request.match_info["job_id"])
+        if job is None:
+            raise web.HTTPNotFound(text=f"no job {request.match_info['job_id']}")
+        return web.json_response(_job_details(job))
+
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": __version__, "ray_version": RAY_VERSION,
+                                  "session_name": "rayling"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = await self._ask(generate_latest, self.registry)
+        return web.Response(body=body, headers={
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.guard])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/login", self.login_page)
+        app.router.add_post("/login", self.login)
+        app.router.add_get("/api/cluster", self.cluster)
+        app.router.add_get("/api/version", self.version)
+        app.router.add_get("/api/v0/logs", self.logs)
+        app.router.add_get("/api/v0/logs/file", self.log_file)
+        app.router.add_get("/api/v0/{kind}/summarize", self.summary)
+        app.router.add_get("/api/v0/{kind}", self.state_rows)
+        app.router.add_get("/api/jobs/", self.jobs)
+        app.router.add_get("/api/jobs/{job_id}", self.job)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_static("/static/", STATIC)
+        return app
+
+
+_LISTERS = {"tasks": state.list_tasks, "actors": state.list_actors,
+            "objects": state.list_objects, "nodes": state.list_nodes,
+            "workers": state.list_workers, "jobs": state.list_jobs,
+            "placement_groups": state.list_placement_groups}
+
+
+def _job_details(job: state.JobState) -> dict:
+    return {"type": job.type, "job_id": job.job_id, "submission_id": job.submission_id,
+            "status": job.status, "entrypoint": job.entrypoint, "message": "",
+            "start_time": job.start_time, "end_time": job.end_time,
+            "driver_info": {"id": job.job_id, "pid": str(job.driver_pid)},
+            "namespace": job.namespace}
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, default=str)
+
+
+class _ClusterCollector:
+    """Prometheus metrics read at each scrape: per node CPU, memory, object store; tasks
+    and actors by state."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def collect(self):
+        cpu = GaugeMetricFamily("rayling_node_cpu_utilization",
+                                "CPU use of the node's machine (percent)",
+                                labels=["NodeId", "ip"])
+        mem = GaugeMetricFamily("rayling_node_mem_used", "Memory in use on the node (bytes)",
+                                labels=["NodeId", "ip"])
+        mem_total = GaugeMetricFamily("rayling_node_mem_total",
+                                      "Memory of the node (bytes)", labels=["NodeId", "ip"])
+        store = GaugeMetricFamily("rayling_object_store_memory",
+                                  "Object store bytes in use", labels=["NodeId", "ip"])
+        resources = GaugeMetricFamily("rayling_resources", "Logical resources of the node",
+                                      labels=["NodeId", "ip", "Name", "State"])
+        for node in self.dashboard.nodes:
+            if not node["Alive"]:
+                continue
+            labels = [node["NodeID"], node["NodeManagerAddress"]]
+            load = node.get("Load")
+            if load:
+                cpu.add_metric(labels, load["cpu_percent"])
+                mem.add_metric(labels, load["mem_used"])
+                mem_total.add_metric(labels, load["mem_total"])
+            store.add_metric(labels, node["ObjectStoreUsed"])
+            for name, total in node["Resources"].items():
+                free = node["AvailableResources"].get(name, 0)
+                resources.add_metric(labels + [name, "USED"], total - free)
+                resources.add_metric(labels + [name, "AVAILABLE"], free)
+        yield from (cpu, mem, mem_total, store, resources)
+        tasks = GaugeMetricFamily("rayling_tasks", "Tasks by state (latest attempts kept "
+                                  "in the head's history)", labels=["State", "Name"])
+        for name, entry in state.summarize_tasks()["cluster"]["summary"].items():
+            for task_state, count in entry["state_counts"].items():
+                tasks.add_metric([task_state, name], count)
+        yield tasks
+        actors = GaugeMetricFamily("rayling_actors", "Actors by state",
+                                   labels=["State", "Name"])
+        for name, entry in state.summarize_actors()["cluster"]["summary"].items():
+            for actor_state, count in entry["state_counts"].items():
+                actors.add_metric([actor_state, name], count)
+        yield actors
+
+
+def _die_with_parent() -> None:
+    """End when the head daemon that started us ends."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> None:
+    _die_with_parent()
+    parent = os.getppid()
+    config = json.loads(sys.stdin.readline())
+    token = os.environ.pop("RAYLING_TOKEN", "")
+    listener = socket.socket(fileno=config["fd"])
+    dashboard = Dashboard(config["head_socket"], token, config["needs_login"])
+    if os.getppid() != parent:  # (the head ended before we could ask it to tell us)
+        return
+
+    async def serve() -> None:
+        runner = web.AppRunner(dashboard.app(), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, listener).start()
+        await dashboard.sample_forever()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
