@@ -84,8 +84,9 @@ def busy(seconds: float) -> int:
     return n
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dashboard():
+    rayling.shutdown()  # (a test before may have left its own cluster)
     info = rayling.init(num_cpus=2, include_dashboard=True, dashboard_port=0)
     base = "http://" + rayling.get_dashboard_url()
     assert info["webui_url"] == info.dashboard_url == rayling.get_dashboard_url()
@@ -266,3 +267,75 @@ def test_in_a_browser(tmp_path):
     finally:
         browser.quit()
         rayling.shutdown()
+
+
+@rayling.remote
+def record(i: int) -> int:
+    from rayling.util.metrics import Counter, Histogram
+
+    Counter("items_done", description="Items done", tag_keys=("parity",)).inc(
+        tags={"parity": "even" if i % 2 == 0 else "odd"})
+    Histogram("item_seconds", "How long an item took", boundaries=[0.1, 1.0]).observe(
+        0.5 if i else 5.0)
+    return i
+
+
+def test_application_metrics_are_exported(dashboard):
+    from rayling.util.metrics import Gauge
+
+    assert rayling.get([record.remote(i) for i in range(6)]) == list(range(6))
+    Gauge("queue_depth", "Items waiting", tag_keys=("queue",)).set(7, tags={"queue": "in"})
+
+    def exported():
+        text = fetch(dashboard + "/metrics").read().decode()
+        wanted = ['items_done_total{parity="even"} 3.0', 'items_done_total{parity="odd"} 3.0',
+                  'item_seconds_bucket{le="1.0"} 5.0', 'item_seconds_bucket{le="+Inf"} 6.0',
+                  "item_seconds_count 6.0", 'queue_depth{queue="in"} 7.0']
+        return all(line in text for line in wanted)
+    wait_until(exported, timeout=20, what="the application metrics at /metrics")
+
+
+def test_metric_arguments_are_checked():
+    from rayling.util.metrics import Counter, Gauge, Histogram
+
+    with pytest.raises(ValueError, match="metric name"):
+        Counter("no spaces allowed")
+    with pytest.raises(TypeError, match="tag_keys"):
+        Counter("checked_a", tag_keys="route")
+    counter = Counter("checked_b", tag_keys=("route",))
+    with pytest.raises(ValueError, match="> 0"):
+        counter.inc(-1, tags={"route": "/"})
+    with pytest.raises(ValueError, match="needs values for its tag keys"):
+        counter.inc()
+    with pytest.raises(ValueError, match="no tag keys"):
+        counter.inc(tags={"route": "/", "other": "x"})
+    counter.set_default_tags({"route": "/"}).inc()  # (the default fills the tag)
+    with pytest.raises(TypeError, match="number"):
+        Gauge("checked_c").set("high")
+    with pytest.raises(ValueError, match="boundaries"):
+        Histogram("checked_d", boundaries=[1.0, 0.5])
+    with pytest.raises(ValueError, match="already exists"):
+        Gauge("checked_b")
+
+
+def test_metric_totals_outlive_the_processes_that_reported_them():
+    from rayling._private import protocol as p
+    from rayling._private.user_metrics import UserMetrics
+
+    table = UserMetrics()
+    first, second = object(), object()
+
+    def report(conn, kind, value):
+        table.report(conn, p.MetricsReport([p.MetricSeries(
+            "m_" + kind, kind, "", ["k"], [], [(["a"], [value])])]))
+    report(first, "counter", 2.0)
+    report(second, "counter", 3.0)
+    report(first, "gauge", 1.0)
+    report(second, "gauge", 4.0)
+    values = {r["name"]: r["points"][0][1] for r in table.rows()}
+    assert values == {"m_counter": [5.0], "m_gauge": [4.0]}
+    table.gone(first)
+    table.gone(second)
+    report(first, "counter", 1.0)  # (a later process of the same series adds on)
+    values = {r["name"]: r["points"][0][1] for r in table.rows()}
+    assert values == {"m_counter": [6.0]}  # the gauge went with its last reporter

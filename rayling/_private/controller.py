@@ -48,6 +48,7 @@ from .resources import to_units
 from .scheduler import Scheduler, fmt_resources
 from .task_events import TaskEvents
 from .task_table import DONE, RUNNING, TaskRecord, TaskTable
+from .user_metrics import UserMetrics
 from .worker_pool import LIMIT, LIMIT_ENV, WORKER_MEMORY_BUDGET, WorkerPool
 
 log = logging.getLogger("rayling.daemon")
@@ -70,6 +71,7 @@ class Controller:
         self.groups = PlacementGroups(self)
         self.jobs = JobTable()
         self.events = TaskEvents()
+        self.metrics = UserMetrics()
         self.dashboard_url = ""  # "host:port" of the head's dashboard, if it serves one
         self.stopping = False
         self._add_node(self.nodes.local, resources, store_capacity, max_workers)
@@ -146,6 +148,8 @@ class Controller:
             self.node_lost(node, "its daemon disconnected")
         self.objects.release_reservations(conn)
         self.objects.table.drop_holder(conn)
+        if self.metrics.live:
+            self.metrics.gone(conn)
         if not self.stopping:
             self.dispatch()
 
@@ -393,6 +397,9 @@ class Controller:
             if conn in self.workers.by_conn or conn in self.jobs.drivers:
                 conn.send(p.ObjectReady(oid, data))
 
+    def _on_metrics_report(self, conn, msg: p.MetricsReport) -> None:
+        self.metrics.report(conn, msg)
+
     def _on_logs_read(self, conn, msg: p.LogsRead) -> None:
         if conn.node is not None:
             conn.node.agent.logs_read(msg)
@@ -551,6 +558,7 @@ class Controller:
         p.RegisterNode: _on_register_node,
         p.PullDone: _on_pull_done,
         p.LogsRead: _on_logs_read,
+        p.MetricsReport: _on_metrics_report,
         p.Heartbeat: _on_heartbeat,
     }
 

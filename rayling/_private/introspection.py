@@ -26,6 +26,8 @@ def answer(controller, what: p.QueryKind):
         return controller.groups.info(what)
     if kind is p.PlacementGroupTable:
         return controller.groups.table()
+    if kind is p.UserMetricRows:
+        return controller.metrics.rows()
     if kind is p.StateRows:
         return state_tables.rows(controller, what.kind, what.filters, what.limit)
     if kind is p.JobNamespace:

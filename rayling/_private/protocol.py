@@ -14,7 +14,7 @@ Who sends what:
                               TaskDone, Logs, ProgressBar, Query, Shutdown, CreateActor,
                               KillActor, CallsReceived, ReleaseShm, GeneratorItem,
                               GeneratorConsumed, CreatePlacementGroup,
-                              RemovePlacementGroup
+                              RemovePlacementGroup, MetricsReport
     daemon -> driver/worker   Welcome, ExecuteTask, ObjectReady, CancelTask, ShmReserved,
                               Reply, Warning, Logs, ProgressBar, Rejected, CallsInDoubt,
                               GeneratorItem, GeneratorConsumed
@@ -339,6 +339,10 @@ class NodeLogs(msgspec.Struct, array_like=True, tag="logs"):
     tail: int = 1000
 
 
+class UserMetricRows(msgspec.Struct, array_like=True, tag="user_metrics"):
+    """The application metrics of every process, totalled (user_metrics.py)."""
+
+
 class StateRows(msgspec.Struct, array_like=True, tag="state"):
     """Rows of the state API: ``kind`` is tasks, actors, objects, nodes, workers, jobs
     or placement_groups; each filter is (field, "=" or "!=", value); at most ``limit``
@@ -351,7 +355,7 @@ class StateRows(msgspec.Struct, array_like=True, tag="state"):
 
 QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
              | JobNamespace | PlacementGroupInfo | PlacementGroupTable | StoreStats
-             | ActorAddress | StateRows | NodeLogs)
+             | ActorAddress | StateRows | NodeLogs | UserMetricRows)
 
 
 class Query(_Msg, tag=18):
@@ -480,6 +484,23 @@ class Heartbeat(_Msg, tag=30):
     load: NodeLoad | None = None
 
 
+class MetricSeries(msgspec.Struct, array_like=True):
+    """One application metric of one process (rayling.util.metrics), all its series."""
+
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    description: str
+    tag_keys: list[str]
+    boundaries: list[float]  # a histogram's buckets' upper bounds
+    points: list[tuple[list[str], list[float]]]  # (tag values, value or buckets+sum+count)
+
+
+class MetricsReport(_Msg, tag=42):
+    """A process's metrics that changed (each whole): process -> head."""
+
+    series: list[MetricSeries]
+
+
 class ReadLogs(_Msg, tag=40):
     """List a node's log files (``name`` empty) or read a piece of one (see
     log_files.read_log): head -> node; the node answers with LogsRead."""
@@ -565,6 +586,7 @@ Message = (
     | RemovePlacementGroup
     | ReadLogs
     | LogsRead
+    | MetricsReport
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -27,7 +27,11 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
 from .. import __version__
 from .._private import protocol as p, session
@@ -288,6 +292,32 @@ class _ClusterCollector:
             for actor_state, count in entry["state_counts"].items():
                 actors.add_metric([actor_state, name], count)
         yield actors
+        yield from _user_metrics(self.dashboard.client.query(p.UserMetricRows()))
+
+
+def _user_metrics(rows: list[dict]):
+    """The application metrics (rayling.util.metrics) as Prometheus families."""
+    for row in rows:
+        labels = row["tag_keys"]
+        if row["kind"] == "counter":
+            family = CounterMetricFamily(row["name"], row["description"], labels=labels)
+            for tags, values in row["points"]:
+                family.add_metric(tags, values[0])
+        elif row["kind"] == "gauge":
+            family = GaugeMetricFamily(row["name"], row["description"], labels=labels)
+            for tags, values in row["points"]:
+                family.add_metric(tags, values[0])
+        else:
+            family = HistogramMetricFamily(row["name"], row["description"], labels=labels)
+            bounds = [*(repr(b) for b in row["boundaries"]), "+Inf"]
+            for tags, values in row["points"]:
+                counts, total = values[:len(bounds)], values[-2]
+                cumulative, running = [], 0.0
+                for bound, count in zip(bounds, counts, strict=True):
+                    running += count
+                    cumulative.append((bound, running))
+                family.add_metric(tags, cumulative, total)
+        yield family
 
 
 def _die_with_parent() -> None:
