@@ -15,8 +15,9 @@ By default Ray is looked for at /tmp/rayenv/bin/python; this script re-runs itse
 interpreter with `--impl ray --json` and prints both results in one table. Rates are the
 best of 3 short repetitions. Start-up is timed in fresh processes (this script re-run with a
 hidden --probe flag; best of 3) that have imported only a few stdlib modules, not the library,
-NumPy or psutil; the idle footprint is also taken in a fresh process. GB and MB are 10**9 and
-10**6 bytes.
+NumPy or psutil; the idle footprint is also taken in a fresh process, once without the
+dashboard and once with it. Everything else runs with include_dashboard=False on both, so
+the dashboard's start does not weigh on the other rows. GB and MB are 10**9 and 10**6 bytes.
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ def startup_probe(impl: str, num_cpus: int) -> dict[str, float]:
     start = time.perf_counter()
     ray = load(impl)
     imported = time.perf_counter()
-    ray.init(num_cpus=num_cpus)
+    ray.init(num_cpus=num_cpus, include_dashboard=False)
     ray.get(ray.remote(trivial).remote())
     done = time.perf_counter()
     ray.shutdown()
@@ -256,14 +257,16 @@ def startup_probe(impl: str, num_cpus: int) -> dict[str, float]:
     }
 
 
-def footprint_probe(impl: str, num_cpus: int, settle_for: float) -> dict[str, float]:
+def footprint_probe(impl: str, num_cpus: int, settle_for: float, dashboard: bool
+                    ) -> dict[str, float]:
     ray = load(impl)
-    context = ray.init(num_cpus=num_cpus)
+    context = ray.init(num_cpus=num_cpus, include_dashboard=dashboard)
     ray.get(ray.remote(trivial).remote())
     pids = settled_pids(context.address_info["session_dir"], settle_for)
     uss = [size for size in map(uss_bytes, pids) if size is not None]
     ray.shutdown()
-    return {"idle processes": len(uss), "idle USS (MB)": sum(uss) / MB}
+    prefix = "with dashboard: " if dashboard else ""
+    return {f"{prefix}idle processes": len(uss), f"{prefix}idle USS (MB)": sum(uss) / MB}
 
 
 def cluster_pids(session_dir: str) -> set[int]:
@@ -342,7 +345,7 @@ def run_impl(impl: str, num_cpus: int, quick: bool) -> dict[str, float]:
         report(impl, name, results[name])
 
     ray = load(impl)
-    ray.init(num_cpus=num_cpus)
+    ray.init(num_cpus=num_cpus, include_dashboard=False)
     try:
         bench = Bench(ray, ray.remote(trivial), ray.remote(Target), num_cpus,
                       DURATION / 5 if quick else DURATION)
@@ -352,9 +355,10 @@ def run_impl(impl: str, num_cpus: int, quick: bool) -> dict[str, float]:
     finally:
         ray.shutdown()
 
-    for name, value in run_probe(impl, "footprint", num_cpus, quick).items():
-        results[name] = value
-        report(impl, name, value)
+    for kind in ("footprint", "footprint-dashboard"):
+        for name, value in run_probe(impl, kind, num_cpus, quick).items():
+            results[name] = value
+            report(impl, name, value)
     return results
 
 
@@ -426,7 +430,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--num-cpus", type=int, default=2, help="init(num_cpus=...) (default 2)")
     parser.add_argument("--quick", action="store_true", help="shrink every workload ~5x")
-    parser.add_argument("--probe", choices=("startup", "footprint"), help=argparse.SUPPRESS)
+    parser.add_argument("--probe", choices=("startup", "footprint", "footprint-dashboard"),
+                        help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -435,9 +440,10 @@ def main() -> None:
     if args.probe == "startup":
         print(json.dumps(startup_probe(args.impl, args.num_cpus)))
         return
-    if args.probe == "footprint":
+    if args.probe in ("footprint", "footprint-dashboard"):
         settle_for = SETTLE_FOR / 3 if args.quick else SETTLE_FOR
-        print(json.dumps(footprint_probe(args.impl, args.num_cpus, settle_for)))
+        print(json.dumps(footprint_probe(args.impl, args.num_cpus, settle_for,
+                                         args.probe == "footprint-dashboard")))
         return
 
     side_by_side(args, lambda impl: run_impl(impl, args.num_cpus, args.quick),

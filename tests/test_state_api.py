@@ -12,6 +12,7 @@ import pytest
 import rayling
 from rayling._private import protocol as p
 from rayling._private.task_events import TaskEvents
+from rayling._private.task_table import TaskRecord
 from rayling.cluster_utils import Cluster
 from rayling.util import state
 from rayling.util.placement_group import placement_group, remove_placement_group
@@ -193,17 +194,26 @@ def test_history_is_bounded_oldest_finished_first():
     clock = iter(range(1000))
     events = TaskEvents(capacity=3, clock=lambda: next(clock))
 
-    def spec(i):
-        return p.SubmitTask(bytes([i]) * 24, b"", f"t{i}", b"", [], [], 1, {}, 0)
+    def task(i, events_on=True):
+        spec = p.SubmitTask(bytes([i]) * 24, b"", f"t{i}", b"", [], [], 1, {}, 0,
+                            events=events_on)
+        return TaskRecord(spec, None, {})
 
-    for i in range(5):
-        events.submitted(spec(i), None, False)
-    for i in (3, 0, 4, 1):  # four finish, in this order; task 2 runs on
-        events.ended(bytes([i]) * 24, [p.ObjectData(inline=b"")])
-    # Past the capacity, finished records went in the order they finished (3, then 0);
-    # the running task stays whatever the capacity.
-    assert [key[0][0] for key in events.records] == [1, 2, 4]
-    assert events.dropped == 2 and events.live.keys() == {bytes([2]) * 24}
+    tasks = [task(i) for i in range(5)]
+    for i in (3, 0, 4, 1, 2):  # they finish in this order
+        events.ended(tasks[i], [p.ObjectData(inline=b"")])
+    # Past the capacity, the attempts that ended first went first (3, then 0).
+    assert [e.name for e in events.records] == ["t4", "t1", "t2"]
+    assert events.dropped == 2
+    events.ended(task(9, events_on=False), [p.ObjectData(inline=b"", error=True)])
+    assert len(events) == 3 and events.dropped == 2  # (not recorded at all)
+    # A failed attempt is a record of its own; the task's next attempt starts fresh.
+    again = task(7)
+    events.failed(again, "its worker (pid 1) died")
+    assert again.attempt == 1 and again.started is None
+    events.ended(again, [p.ObjectData(inline=b"")])
+    assert [(e.name, e.attempt, e.state) for e in list(events.records)[-2:]] == [
+        ("t7", 0, "FAILED"), ("t7", 1, "FINISHED")]
 
 
 def test_tasks_on_two_nodes():

@@ -46,7 +46,7 @@ from .object_directory import ObjectDirectory, error_data
 from .placement_groups import PlacementGroups, group_of
 from .resources import to_units
 from .scheduler import Scheduler, fmt_resources
-from .task_events import TaskEvents
+from .task_events import TaskEvents, ran_on
 from .task_table import DONE, RUNNING, TaskRecord, TaskTable
 from .user_metrics import UserMetrics
 from .worker_pool import LIMIT, LIMIT_ENV, WORKER_MEMORY_BUDGET, WorkerPool
@@ -132,8 +132,7 @@ class Controller:
                 if task is not None:  # died in the constructor
                     self.scheduler.release(task)
                     self.tasks.remove(task)
-                    self.events.failed(task.spec.task_id,
-                                       f"its worker (pid {worker.pid}) died")
+                    self.events.failed(task, f"its worker (pid {worker.pid}) died")
                 self.actors.worker_died(worker.actor, worker)
             elif task is not None:
                 self._worker_died_running(task, worker)
@@ -162,7 +161,7 @@ class Controller:
                 spec.task_id.hex(), f"Task {spec.name} was cancelled (its worker was killed)."))
         elif self.tasks.retry_after_worker_death(task):
             log.info("retrying task %s after its worker (pid %s) died", spec.name, worker.pid)
-            self.events.retried(spec.task_id, f"its worker (pid {worker.pid}) died")
+            self.events.failed(task, f"its worker (pid {worker.pid}) died")
             self._make_ready(task)
         else:
             self.fail_task(task, exc.WorkerCrashedError(
@@ -272,8 +271,6 @@ class Controller:
         if worker is not None and worker.task is not None:
             task.parent = worker.task.spec.task_id
         self.tasks.add(task)
-        if spec.events:
-            self.events.submitted(spec, task.parent, bool(spec.deps))
         table = self.objects.table
         if expect_returns:
             for i in range(spec.num_returns):
@@ -289,7 +286,7 @@ class Controller:
             if task.state is RUNNING:  # the caller sent it to the worker itself
                 actor = self.actors.get(spec.actor_id)
                 if actor is not None and actor.worker is not None:
-                    self.events.running(spec.task_id, actor.worker)
+                    task.where, task.started = ran_on(actor.worker), task.created
                 return
             if task.state is DONE:  # failed at once
                 return
@@ -474,7 +471,7 @@ class Controller:
             return
         worker.task = None
         if worker.actor is not None:
-            self.events.ended(task.spec.task_id, msg.results)
+            self.events.ended(task, msg.results)
             self.actors.creation_done(task, worker, msg.results)
             return
         self.scheduler.release(task)
@@ -482,9 +479,8 @@ class Controller:
         if msg.retryable and self.tasks.retry_after_exception(task, msg.results):
             log.info("retrying task %s after it raised an exception its retry_exceptions "
                      "names", task.spec.name)
-            self.events.retried(task.spec.task_id, "it raised an exception its "
-                                "retry_exceptions names", msg.results[0].inline
-                                if msg.results else None)
+            self.events.failed(task, "it raised an exception its retry_exceptions names",
+                               msg.results[0].inline if msg.results else None)
             self._make_ready(task)
         else:
             self.finish_task(task, msg.results)
@@ -564,7 +560,6 @@ class Controller:
 
     # -- scheduling -----------------------------------------------------------------------
     def _make_ready(self, task: TaskRecord) -> None:
-        self.events.ready(task.spec.task_id)
         if task.is_actor_call:
             self.actors.call_ready(task)
         else:
@@ -624,7 +619,7 @@ class Controller:
         function = None
         if spec.fid and spec.fid not in worker.known_functions:
             function = self.jobs.code_for(spec.fid, worker.known_functions)
-        self.events.running(spec.task_id, worker)
+        task.where, task.started = ran_on(worker), time.time()
         get = self.objects.get
         conn = worker.conn
         deps = [get(oid) for oid in spec.deps]
@@ -669,7 +664,7 @@ class Controller:
         """Store a task's results and tell whoever waits for them."""
         spec = task.spec
         self.tasks.remove(task)
-        self.events.ended(spec.task_id, results)
+        self.events.ended(task, results)
         if len(results) != spec.num_returns:  # defensive: never trust a count
             results = [error_data(exc.RaySystemError(
                 f"Task {spec.name} produced {len(results)} results for "

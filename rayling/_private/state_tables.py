@@ -9,6 +9,7 @@ import itertools
 
 from . import ids
 from .placement_groups import group_of
+from .task_events import live_info
 
 KINDS = ("tasks", "actors", "objects", "nodes", "workers", "jobs", "placement_groups")
 PREDICATES = ("=", "!=")
@@ -39,7 +40,10 @@ def _matches(row: dict, filters: list) -> bool:
 
 
 def _tasks(controller):
-    return (event.info() for event in list(controller.events.records.values()))
+    """Ended attempts, oldest first, then the unfinished tasks."""
+    yield from (event.info() for event in list(controller.events.records))
+    yield from (live_info(task) for task in list(controller.tasks.tasks.values())
+                if task.spec.events)
 
 
 _ACTOR_STATES = {"PENDING": "PENDING_CREATION", "ALIVE": "ALIVE",

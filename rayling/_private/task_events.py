@@ -2,15 +2,17 @@
 list tasks``, the dashboard, ``timeline``): one record per attempt of each task, with
 Ray's states and times (pure logic, no I/O).
 
-    submitted ──> PENDING_ARGS_AVAIL (its arguments do not exist yet)
-              ──> PENDING_NODE_ASSIGNMENT (queued for resources, a worker, or its actor)
-              ──> RUNNING (sent to a worker) ──> FINISHED | FAILED (with the error)
+    PENDING_ARGS_AVAIL (its arguments do not exist yet: TaskState.WAITING)
+    PENDING_NODE_ASSIGNMENT (queued for resources, a worker or its actor: READY)
+    RUNNING (sent to a worker) ──> FINISHED | FAILED (with the error)
     a retry ends the attempt as FAILED and starts the next one (attempt_number + 1)
 
-The controller reports each transition; a task submitted with enable_task_events=False
-is never recorded. At most ``capacity`` records are kept: past it, the oldest finished
-ones go first, so memory stays bounded on long runs (unfinished tasks are bounded by
-the task table itself).
+Recording costs little on the task path: an unfinished task is shown from its own
+TaskRecord (the task table's, which notes when it was submitted and started), and a
+record of its own is made only when an attempt ends. A task submitted with
+enable_task_events=False is never shown. At most ``capacity`` ended attempts are kept:
+past it the oldest go first, so memory stays bounded on long runs (unfinished tasks
+are bounded by the task table itself).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections import deque
 
 from . import ids, protocol as p
 from .placement_groups import group_of
+from .task_table import READY, RUNNING as TASK_RUNNING, WAITING
 
 PENDING_ARGS_AVAIL = "PENDING_ARGS_AVAIL"
 PENDING_NODE_ASSIGNMENT = "PENDING_NODE_ASSIGNMENT"
@@ -29,51 +32,70 @@ FAILED = "FAILED"
 
 DEFAULT_CAPACITY = 100_000
 
+_LIVE_STATES = {WAITING: PENDING_ARGS_AVAIL, READY: PENDING_NODE_ASSIGNMENT,
+                TASK_RUNNING: RUNNING}
+
 
 class TaskEvent:
-    """One attempt of one task, as the state API shows it."""
+    """One ended attempt of one task: what its row shows (not the task's arguments)."""
 
-    __slots__ = ("task_id", "attempt", "name", "kind", "actor_id", "parent", "state",
-                 "node_id", "worker_id", "pid", "created", "started", "ended", "error",
-                 "resources", "error_text")
+    __slots__ = ("task_id", "name", "actor_id", "method", "resources", "attempt", "parent",
+                 "state", "worker", "created", "started", "ended", "error", "error_text")
 
-    def __init__(self, spec: p.SubmitTask, attempt: int, parent: bytes | None,
-                 created: float) -> None:
-        self.task_id = spec.task_id
-        self.attempt = attempt
-        self.name = spec.name
-        self.kind = ("NORMAL_TASK" if spec.actor_id is None else
-                     "ACTOR_CREATION_TASK" if spec.method == "__init__" else "ACTOR_TASK")
-        self.actor_id = spec.actor_id
-        self.parent = parent
-        self.state = PENDING_NODE_ASSIGNMENT
-        self.node_id: bytes | None = None
-        self.worker_id: bytes | None = None
-        self.pid: int | None = None
-        self.created = created  # wall-clock seconds
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.error: bytes | None = None  # the pickled exception of a failed attempt
-        self.error_text = ""  # why an attempt failed when there is no exception to show
-        self.resources = spec.resources
+    def __init__(self, task, state: str, ended: float, error: bytes | None,
+                 error_text: str) -> None:
+        spec = task.spec
+        self.task_id, self.name, self.actor_id = spec.task_id, spec.name, spec.actor_id
+        self.method, self.resources = spec.method, spec.resources
+        self.attempt = task.attempt
+        self.parent = task.parent
+        self.state = state
+        self.worker = task.where
+        self.created = task.created
+        self.started = task.started
+        self.ended = ended
+        self.error = error  # the pickled exception of a failed attempt
+        self.error_text = error_text  # why it failed when there is no exception to show
 
     def info(self) -> dict:
-        """The record as a Query answer (msgspec-encodable)."""
-        return {
-            "task_id": self.task_id.hex(), "attempt_number": self.attempt,
-            "name": self.name, "func_or_class_name": self.name, "state": self.state,
-            "job_id": self.task_id[-ids.JOB_ID_LEN:].hex(), "type": self.kind,
-            "actor_id": self.actor_id.hex() if self.actor_id else None,
-            "parent_task_id": self.parent.hex() if self.parent else None,
-            "node_id": self.node_id.hex() if self.node_id else None,
-            "worker_id": self.worker_id.hex() if self.worker_id else None,
-            "worker_pid": self.pid,
-            "required_resources": dict(self.resources),
-            "placement_group_id": group_of(self.resources),
-            "creation_time_ms": _ms(self.created), "start_time_ms": _ms(self.started),
-            "end_time_ms": _ms(self.ended), "error": self.error,
-            "error_message": self.error_text or None,
-        }
+        return _row(self, self.attempt, self.parent, self.state, self.worker,
+                    self.created, self.started, self.ended, self.error, self.error_text)
+
+
+def live_info(task) -> dict:
+    """The row of an unfinished task, from its TaskRecord."""
+    state = _LIVE_STATES.get(task.state, PENDING_NODE_ASSIGNMENT)
+    return _row(task.spec, task.attempt, task.parent, state, task.where, task.created,
+                task.started, None, None, "")
+
+
+def ran_on(worker) -> tuple[bytes, bytes, int]:
+    """What a TaskRecord notes of the worker it runs on (its ``where``)."""
+    return worker.node.node_id, worker.worker_id, worker.pid
+
+
+def _row(spec, attempt: int, parent: bytes | None, state: str, where: tuple | None,
+         created: float, started: float | None, ended: float | None, error: bytes | None,
+         error_text: str) -> dict:
+    """A task attempt as a Query answer (msgspec-encodable), with Ray's field names;
+    ``spec``: its SubmitTask or TaskEvent (both have its id, name, actor id, method and
+    resources)."""
+    node_id, worker_id, pid = where or (None, None, None)
+    return {
+        "task_id": spec.task_id.hex(), "attempt_number": attempt, "name": spec.name,
+        "func_or_class_name": spec.name, "state": state,
+        "job_id": spec.task_id[-ids.JOB_ID_LEN:].hex(),
+        "type": ("NORMAL_TASK" if spec.actor_id is None else
+                 "ACTOR_CREATION_TASK" if spec.method == "__init__" else "ACTOR_TASK"),
+        "actor_id": spec.actor_id.hex() if spec.actor_id else None,
+        "parent_task_id": parent.hex() if parent else None,
+        "node_id": node_id.hex() if node_id else None,
+        "worker_id": worker_id.hex() if worker_id else None, "worker_pid": pid,
+        "required_resources": dict(spec.resources),
+        "placement_group_id": group_of(spec.resources),
+        "creation_time_ms": _ms(created), "start_time_ms": _ms(started),
+        "end_time_ms": _ms(ended), "error": error, "error_message": error_text or None,
+    }
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -84,82 +106,35 @@ class TaskEvents:
     def __init__(self, capacity: int = DEFAULT_CAPACITY, clock=time.time) -> None:
         self.capacity = capacity
         self.clock = clock
-        self.records: dict[tuple[bytes, int], TaskEvent] = {}  # every kept attempt
-        self.live: dict[bytes, TaskEvent] = {}  # task id -> its attempt now, until it ends
-        self._ended: deque[tuple[bytes, int]] = deque()  # finished attempts, oldest first
+        self.records: deque[TaskEvent] = deque()  # ended attempts, oldest first
         self.dropped = 0  # records let go to stay within capacity
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def submitted(self, spec: p.SubmitTask, parent: bytes | None, waits: bool) -> None:
-        attempt = 0
-        while (spec.task_id, attempt) in self.records:  # (a restarted actor's creation)
-            attempt += 1
-        event = TaskEvent(spec, attempt, parent, self.clock())
-        if waits:
-            event.state = PENDING_ARGS_AVAIL
-        self.records[(spec.task_id, attempt)] = event
-        self.live[spec.task_id] = event
-
-    def ready(self, task_id: bytes) -> None:
-        event = self.live.get(task_id)
-        if event is not None:
-            event.state = PENDING_NODE_ASSIGNMENT
-
-    def running(self, task_id: bytes, worker) -> None:
-        event = self.live.get(task_id)
-        if event is not None:
-            event.state = RUNNING
-            event.started = self.clock()
-            event.node_id = worker.node.node_id
-            event.worker_id = worker.worker_id
-            event.pid = worker.pid
-
-    def ended(self, task_id: bytes, results: list[p.ObjectData]) -> None:
-        event = self.live.pop(task_id, None)
-        if event is None:
+    def ended(self, task, results: list[p.ObjectData]) -> None:
+        """The task is done."""
+        if not task.spec.events:
             return
-        failure = next((d for d in results if d.error), None)
-        if failure is not None:
-            event.error = failure.inline
-        self._end(event, FAILED if failure is not None else FINISHED)
+        error = None
+        for data in results:
+            if data.error:
+                error = data.inline
+                break
+        self._keep(TaskEvent(task, FAILED if error is not None else FINISHED, self.clock(),
+                             error, ""))
 
-    def failed(self, task_id: bytes, why: str) -> None:
-        """The attempt ended without results (``why``: what happened)."""
-        event = self.live.pop(task_id, None)
-        if event is not None:
-            event.error_text = why
-            self._end(event, FAILED)
+    def failed(self, task, why: str, error: bytes | None = None) -> None:
+        """The attempt ended without results (``why``), or raised ``error`` and will be
+        retried: its record. The task's next attempt starts from now."""
+        if task.spec.events:
+            self._keep(TaskEvent(task, FAILED, self.clock(), error, why))
+        task.attempt += 1
+        task.created, task.started, task.where = self.clock(), None, None
 
-    def retried(self, task_id: bytes, why: str, error: bytes | None = None) -> None:
-        """The attempt failed (``why``; ``error``: the exception it raised) and the task
-        runs again as the next attempt."""
-        event = self.live.get(task_id)
-        if event is None:
-            return
-        event.error, event.error_text = error, why
-        self._end(event, FAILED)
-        retry = TaskEvent.__new__(TaskEvent)
-        for field in TaskEvent.__slots__:
-            setattr(retry, field, getattr(event, field))
-        retry.attempt = event.attempt + 1
-        retry.state = PENDING_NODE_ASSIGNMENT
-        retry.created = self.clock()
-        retry.started = retry.ended = retry.error = retry.pid = None
-        retry.node_id = retry.worker_id = None
-        retry.error_text = ""
-        self.records[(task_id, retry.attempt)] = retry
-        self.live[task_id] = retry
-
-    def _end(self, event: TaskEvent, state: str) -> None:
-        event.state = state
-        event.ended = self.clock()
-        key = (event.task_id, event.attempt)
-        self._ended.append(key)
-        while len(self.records) > self.capacity and self._ended:
-            if self.records.pop(self._ended.popleft(), None) is not None:
-                self.dropped += 1
-
-    def list(self) -> list[dict]:
-        return [event.info() for event in self.records.values()]
+    def _keep(self, event: TaskEvent) -> None:
+        records = self.records
+        records.append(event)
+        if len(records) > self.capacity:
+            records.popleft()
+            self.dropped += 1

@@ -13,6 +13,7 @@ records and the map from each missing argument to the tasks waiting for it.
 from __future__ import annotations
 
 import enum
+import time
 
 from . import protocol as p
 
@@ -34,7 +35,8 @@ class TaskRecord:
     __slots__ = (
         "spec", "submitter", "request", "shape", "retries_left", "waiting_on",
         "state", "worker", "gpu_ids", "cancelled", "lent_cpu", "pinned", "node",
-        "is_actor_call", "parent", "items", "consumed",
+        "is_actor_call", "parent", "items", "consumed", "created", "started", "attempt",
+        "where",
     )
 
     def __init__(self, spec: p.SubmitTask, submitter, request: dict[str, int]) -> None:
@@ -56,6 +58,11 @@ class TaskRecord:
         self.parent: bytes | None = None  # id of the task that submitted it, if known
         self.items = 0  # a streaming task's values its submitter has been told of
         self.consumed = 0  # ... and has taken (a paced stream)
+        # For the task history (task_events.py): this attempt's times and worker.
+        self.created = time.time()
+        self.started: float | None = None
+        self.attempt = 0
+        self.where: tuple | None = None  # (node id, worker id, pid) it runs on
 
 
 class TaskTable:
