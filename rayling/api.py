@@ -81,6 +81,7 @@ def init(
     _system_config: dict | None = None,
     _node_ip_address: str | None = None,
     _temp_dir: str | None = None,
+    _metrics_export_port: int | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Connect to a cluster, starting a local one (a node daemon and its worker pool)
@@ -90,6 +91,8 @@ def init(
     ``"auto"``: the cluster of this Slurm job or this machine; ``"local"``: always start a
     new local cluster. Without it, ``RAYLING_ADDRESS`` (or ``RAY_ADDRESS``) is used, then
     a cluster ``rayling start`` runs on this machine, else a new local cluster starts.
+    ``_metrics_export_port``: a new local cluster also serves its Prometheus metrics
+    (the dashboard's /metrics) on this port of ``dashboard_host``.
     A new local cluster serves the dashboard on ``dashboard_host:dashboard_port`` (8265,
     or the next free port) when ``include_dashboard`` is True, or, left None, when the
     dashboard's libraries are installed (`pip install 'rayling[dashboard]'`;
@@ -105,7 +108,8 @@ def init(
         "local_mode": local_mode, "job_config": job_config, "logging_config": logging_config,
         "_temp_dir": _temp_dir, **kwargs,
     }, _system_config)
-    dashboard_process.check(include_dashboard, dashboard_host, dashboard_port)
+    dashboard_process.check(include_dashboard, dashboard_host, dashboard_port,
+                            _metrics_export_port)
     job_env = env_vars(runtime_env)
     with session.lock:
         if client_mod.current is not None:
@@ -132,7 +136,8 @@ def init(
             node_ip_address=_node_ip_address,
             dashboard=(dashboard_host, dashboard_process.DEFAULT_PORT if dashboard_port is None
                        else dashboard_port)
-            if dashboard_process.wanted(include_dashboard) else None))
+            if dashboard_process.wanted(include_dashboard) else None,
+            metrics_port=_metrics_export_port))
 
 
 def is_initialized() -> bool:

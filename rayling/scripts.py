@@ -46,9 +46,13 @@ def main() -> None:
                    "cluster token).")
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8265,
               show_default=True, help="The dashboard's port (or the next free one).")
+@click.option("--metrics-export-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the cluster's Prometheus metrics on this port too (of the "
+                   "dashboard's host).")
 def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
           object_store_memory, node_ip_address, token_file, token, block, temp_dir,
-          disable_usage_stats, include_dashboard, dashboard_host, dashboard_port) -> None:
+          disable_usage_stats, include_dashboard, dashboard_host, dashboard_port,
+          metrics_export_port) -> None:
     """Start a head node, or a node that joins one."""
     from ._private import cluster_commands as cc
 
@@ -74,13 +78,15 @@ def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
         elif head:
             from ._private import dashboard_process
 
-            dashboard_process.check(include_dashboard, dashboard_host, dashboard_port)
+            dashboard_process.check(include_dashboard, dashboard_host, dashboard_port,
+                                    metrics_export_port)
             code = cc.start_head(
                 cc.node_resources(num_cpus, num_gpus, resources_json),
                 port=6379 if port is None else port, node_ip=node_ip_address, token=token,
                 object_store_memory=object_store_memory, block=block, echo=click.echo,
                 dashboard=(dashboard_host, dashboard_port)
-                if dashboard_process.wanted(include_dashboard) else None)
+                if dashboard_process.wanted(include_dashboard) else None,
+                metrics_port=metrics_export_port)
         else:
             code = cc.start_node(
                 address, cc.node_resources(num_cpus, num_gpus, resources_json),

@@ -339,3 +339,28 @@ def test_metric_totals_outlive_the_processes_that_reported_them():
     report(first, "counter", 1.0)  # (a later process of the same series adds on)
     values = {r["name"]: r["points"][0][1] for r in table.rows()}
     assert values == {"m_counter": [6.0]}  # the gauge went with its last reporter
+
+
+def test_metrics_on_their_own_port():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    rayling.shutdown()
+    rayling.init(num_cpus=1, include_dashboard=False, _metrics_export_port=port)
+    try:
+        assert rayling.get_dashboard_url() == ""  # (metrics only)
+        base = f"http://127.0.0.1:{port}"
+
+        def scraped():
+            try:
+                return "rayling_node_cpu_utilization{" in fetch(base + "/metrics").read(
+                ).decode()
+            except OSError:
+                return False
+        wait_until(scraped, timeout=30, what="the metrics on their own port")
+        assert status_of(base + "/api/version") == 404  # (only the metrics there)
+    finally:
+        rayling.shutdown()
+    with pytest.raises(ValueError, match="metrics export port"):
+        rayling.init(_metrics_export_port=-5)

@@ -5,6 +5,9 @@ examples are not fetched."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -124,3 +127,54 @@ def test_returning_put_refs_doc(cluster):
     assert np.array_equal(ray.get(ray.get(actor.put_and_return.remote(big))), np.ones(big))
     first, second = actor.two_put_refs.remote()
     assert ray.get(ray.get(first)) == 1 and ray.get(ray.get(second)) == 2
+
+
+# -- actor_checkpointing.py -----------------------------------------------------------
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class Immortal:
+    def __init__(self, marker: str):
+        self.marker = marker
+        self.restored = os.path.exists(marker)
+
+    def work(self, crash: bool):
+        if crash and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            sys.exit(1)  # (the process ends: the actor restarts, the call is retried)
+        return self.restored
+
+
+@ray.remote(max_restarts=1)
+class Mortal:
+    def exit(self, code):
+        sys.exit(code)
+
+    def pid(self):
+        return os.getpid()
+
+
+def test_sys_exit_in_an_actor_ends_its_process(cluster, tmp_path):
+    immortal = Immortal.remote(str(tmp_path / "crashed"))
+    assert ray.get(immortal.work.remote(crash=True), timeout=30) is True
+    mortal = Mortal.remote()
+    first = ray.get(mortal.pid.remote())
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(mortal.exit.remote(1), timeout=30)
+    assert ray.get(mortal.pid.remote(), timeout=30) != first  # restarted
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(mortal.exit.remote(None), timeout=30)
+    with pytest.raises(ray.exceptions.RayActorError):  # (out of restarts)
+        ray.get(mortal.pid.remote(), timeout=30)
+
+
+# -- streaming_generator.py -----------------------------------------------------------
+def test_raylet_names(cluster):
+    from rayling._raylet import ObjectRef, ObjectRefGenerator
+
+    @ray.remote
+    def count(n):
+        yield from range(n)
+
+    stream = count.remote(3)
+    assert isinstance(stream, ObjectRefGenerator)
+    refs = list(stream)
+    assert all(isinstance(r, ObjectRef) for r in refs) and ray.get(refs) == [0, 1, 2]

@@ -186,6 +186,8 @@ def test_filters_limits_and_summaries(cluster):
             state.list_tasks(filters=bad)
     with pytest.raises(ValueError):
         state.list_tasks(limit=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        state.list_tasks(timeout=0)
     with pytest.raises(rayling.exceptions.RaySystemError, match="unknown state kind"):
         rayling._private.session.connected_client().query(p.StateRows("nope", [], 1))
 

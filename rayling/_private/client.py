@@ -457,8 +457,8 @@ class CoreClient:
         """Send ``make_message(req_id)``; the reader thread calls ``callback(reply)``."""
         self.send_soon(make_message(self._requests.new(callback)))
 
-    def query(self, what: p.QueryKind):
-        reply = self.request(lambda rid: p.Query(rid, what))
+    def query(self, what: p.QueryKind, timeout: float = 60.0):
+        reply = self.request(lambda rid: p.Query(rid, what), timeout)
         if reply.error:
             raise exc.RaySystemError(
                 f"query {type(what).__name__} failed in the daemon: {reply.error}")

@@ -73,12 +73,14 @@ def node_resources(num_cpus, num_gpus, resources_json) -> dict[str, float]:
 
 def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | None,
                object_store_memory: int | None, block: bool, slurm_file: str | None = None,
-               echo=print, dashboard: tuple[str, int] | None = None) -> int:
+               echo=print, dashboard: tuple[str, int] | None = None,
+               metrics_port: int | None = None) -> int:
     ip = resolve_ip(node_ip or "127.0.0.1")
     token = token or os.environ.get("RAYLING_TOKEN") or secrets.token_hex(16)
     node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
                            port=port, token=token, exit_with_driver=False,
-                           die_with_parent=block, dashboard=dashboard)
+                           die_with_parent=block, dashboard=dashboard,
+                           metrics_port=metrics_port)
     address = f"{ip}:{node.port}"
     info = {"address": address, "token": token, "pid": node.process.pid,
             "socket": node.socket_path}
@@ -107,7 +109,9 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
          f"rayling.init(address=\"auto\")\n"
          f"  Status and stop:\n"
          f"    rayling status    rayling stop"
-         + (f"\n  Dashboard: http://{node.dashboard_url}" if node.dashboard_url else ""))
+         + (f"\n  Dashboard: http://{node.dashboard_url}" if node.dashboard_url else "")
+         + (f"\n  Metrics (Prometheus): port {node.metrics_port}, /metrics"
+            if node.metrics_port is not None else ""))
     return _maybe_block(node, block, files, echo)
 
 

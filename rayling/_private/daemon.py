@@ -36,6 +36,7 @@ class DaemonConfig(msgspec.Struct, kw_only=True):
     driver_wait: float = 60.0  # exit_with_driver: stop if no driver came within this long
     dashboard_host: str = ""  # a head serves the dashboard here ("": no dashboard) ...
     dashboard_port: int = 8265  # ... on this port or the next free one (0: any)
+    metrics_port: int = -1  # a head serves only its Prometheus metrics here too (-1: no)
 
     @property
     def clustered(self) -> bool:

@@ -287,11 +287,22 @@ class HeadDaemon(DaemonShell):
             else:
                 controller.dashboard_url = dashboard_process.url(dashboard,
                                                                  config.dashboard_host)
-        self.ready(port=port, dashboard_url=controller.dashboard_url)
-        if dashboard is not None:
+        metrics = None
+        if config.metrics_port >= 0:
+            metrics = dashboard_process.bind(config.dashboard_host or "127.0.0.1",
+                                             config.metrics_port, tries=1)
+            if metrics is None:
+                log.warning("cannot serve metrics on port %d: it is taken",
+                            config.metrics_port)
+        self.ready(port=port, dashboard_url=controller.dashboard_url,
+                   metrics_port=metrics.getsockname()[1] if metrics else None)
+        if dashboard is not None or metrics is not None:
             self.dashboard = dashboard_process.start(
-                dashboard, config.dashboard_host, path, config.session_dir, self.token)
-            dashboard.close()
+                dashboard, metrics, config.dashboard_host or "127.0.0.1", path,
+                config.session_dir, self.token)
+            for sock in (dashboard, metrics):
+                if sock is not None:
+                    sock.close()
         await self.stopped
         for server in servers:
             server.close()

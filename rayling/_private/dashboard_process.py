@@ -30,8 +30,12 @@ def wanted(include_dashboard: bool | None) -> bool:
                for name in ("aiohttp", "prometheus_client"))
 
 
-def check(include_dashboard, host, port) -> None:
+def check(include_dashboard, host, port, metrics_port=None) -> None:
     """Errors that name a bad dashboard option."""
+    if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(
+            metrics_port, int) or not 0 <= metrics_port <= 65535):
+        raise ValueError(f"the metrics export port must be a port number (0 to 65535), "
+                         f"got {metrics_port!r}")
     if include_dashboard not in (None, True, False):
         raise TypeError(f"include_dashboard must be True, False or None, got "
                         f"{include_dashboard!r}")
@@ -40,14 +44,14 @@ def check(include_dashboard, host, port) -> None:
     if port is not None and (isinstance(port, bool) or not isinstance(port, int)
                              or not 0 <= port <= 65535):
         raise ValueError(f"dashboard_port must be a port number (0 to 65535), got {port!r}")
-    if include_dashboard:
+    if include_dashboard or metrics_port is not None:
         import importlib.util
 
         missing = [name for name in ("aiohttp", "prometheus_client")
                    if importlib.util.find_spec(name) is None]
         if missing:
-            raise ImportError(f"the dashboard needs {' and '.join(missing)}: pip install "
-                              f"'rayling[dashboard]'")
+            raise ImportError(f"the dashboard and metrics need {' and '.join(missing)}: "
+                              f"pip install 'rayling[dashboard]'")
 
 
 def is_loopback(host: str) -> bool:
@@ -59,11 +63,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bind(host: str, port: int) -> socket.socket | None:
-    """A listening socket on ``host`` and ``port`` or one of the next PORT_TRIES ports
+def bind(host: str, port: int, tries: int = PORT_TRIES) -> socket.socket | None:
+    """A listening socket on ``host`` and ``port`` or one of the next ``tries`` - 1 ports
     (``port`` 0: any free one); None if none is free."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for candidate in ([0] if port == 0 else range(port, port + PORT_TRIES)):
+    for candidate in ([0] if port == 0 else range(port, port + tries)):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.bind((host, candidate))
@@ -80,17 +84,20 @@ def url(sock: socket.socket, host: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def start(sock: socket.socket, host: str, head_socket: str, session_dir: str,
-          token: str) -> subprocess.Popen:
-    """Start the dashboard process serving on ``sock`` (which it inherits)."""
+def start(sock: socket.socket | None, metrics: socket.socket | None, host: str,
+          head_socket: str, session_dir: str, token: str) -> subprocess.Popen:
+    """Start the dashboard process serving the dashboard on ``sock`` and only the
+    metrics on ``metrics`` (either may be None; it inherits them)."""
+    fds = tuple(s.fileno() for s in (sock, metrics) if s is not None)
     env = {**os.environ, "RAYLING_TOKEN": token}
     log = os.path.join(session_dir, "logs", "dashboard.log")
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "rayling.dashboard.server"], stdin=subprocess.PIPE,
-            stdout=out, stderr=out, env=env, pass_fds=(sock.fileno(),))
+            stdout=out, stderr=out, env=env, pass_fds=fds)
     process.stdin.write(json.dumps({
-        "fd": sock.fileno(), "head_socket": head_socket,
+        "fd": sock.fileno() if sock else None,
+        "metrics_fd": metrics.fileno() if metrics else None, "head_socket": head_socket,
         "needs_login": not is_loopback(host)}).encode() + b"\n")
     process.stdin.close()
     return process

@@ -108,6 +108,7 @@ class LocalNode:
         self.port: int | None = None  # a head's TCP port
         self.records: list[str] = []  # cluster files that name it, removed at its stop
         self.dashboard_url = ""  # "host:port" of the dashboard a head serves
+        self.metrics_port: int | None = None  # where it serves only its metrics
 
     @classmethod
     def start(
@@ -124,10 +125,12 @@ class LocalNode:
         die_with_parent: bool = False,
         driver_wait: float = 60.0,
         dashboard: tuple[str, int] | None = None,
+        metrics_port: int | None = None,
     ) -> LocalNode:
         """Start a daemon: a local cluster (the default), a head listening on TCP
         ``port`` (0: any free port), or a node joining the head at ``head_address``. A
-        head with ``dashboard`` (host, port) serves the dashboard there."""
+        head with ``dashboard`` (host, port) serves the dashboard there, and with
+        ``metrics_port`` its Prometheus metrics on that port too."""
         object_store_memory = fit_store_capacity(object_store_memory)
         resources = with_standard_resources(resources, object_store_memory, node_ip,
                                             head=head_address is None)
@@ -151,6 +154,7 @@ class LocalNode:
             driver_wait=driver_wait,
             dashboard_host=dashboard[0] if dashboard else "",
             dashboard_port=dashboard[1] if dashboard else 0,
+            metrics_port=-1 if metrics_port is None else metrics_port,
         )
         if config.clustered:  # workers also listen on TCP, for direct calls from other nodes
             config.listen_ip = node_ip
@@ -180,6 +184,7 @@ class LocalNode:
         node.node_id = info.get("node_id", "")
         node.port = info.get("port")
         node.dashboard_url = info.get("dashboard_url", "")
+        node.metrics_port = info.get("metrics_port")
         return node
 
     def _wait_ready(self, stderr_path: str) -> dict:

@@ -36,8 +36,8 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
                      resources: dict | None = None, object_store_memory: int | None = None,
                      namespace_: str | None = None, log_to_driver: bool = True,
                      system_config: dict | None = None, node_ip_address: str | None = None,
-                     observer: bool = False, dashboard: tuple[str, int] | None = None
-                     ) -> dict:
+                     observer: bool = False, dashboard: tuple[str, int] | None = None,
+                     metrics_port: int | None = None) -> dict:
     """Connect to the cluster ``address`` names (or the one to use without it), or start
     a local one. Returns the session's facts (``info()``). Lock held by the caller.
     ``observer``: connect only to ask about the cluster (a command like `rayling list`:
@@ -69,7 +69,7 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
     namespace = namespace_ or _anonymous_namespace()
     capacity = object_store_memory or default_store_capacity()
     node = LocalNode.start(node_resources, int(capacity), system_config=system_config,
-                           dashboard=dashboard)
+                           dashboard=dashboard, metrics_port=metrics_port)
     try:
         client = CoreClient(node.socket_path, node.token, "driver", namespace=namespace)
         node.records = cluster_files.write_local_cluster(

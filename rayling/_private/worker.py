@@ -259,6 +259,8 @@ class Executor(GeneratorExecution):
                 actor_exit = True
                 results = _exit_results(msg)
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
+                if isinstance(e, SystemExit) and msg.actor_id is not None:
+                    _exit_process(e)
                 results = self._error_results(msg, e)
                 retryable = ran and msg.retry_exceptions and self._may_retry(msg, e)
             _flush_output()
@@ -435,6 +437,8 @@ class Executor(GeneratorExecution):
             actor_exit = True
             results = _exit_results(msg)
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
+            if isinstance(e, SystemExit):
+                _exit_process(e)
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)
@@ -457,6 +461,14 @@ def _set_env(env: dict[str, str], for_life: bool):
             else:
                 os.environ[name] = value
     return restore
+
+
+def _exit_process(e: SystemExit) -> None:
+    """sys.exit() in an actor ends its process, as in Ray: the actor died (it restarts
+    while max_restarts allows; its calls fail with ActorDiedError or are retried)."""
+    _flush_output()
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    os._exit(code)
 
 
 def _terminate(instance) -> None:

@@ -210,6 +210,12 @@ class Dashboard:
         return web.Response(body=body, headers={
             "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
+    def metrics_app(self) -> web.Application:
+        """Only /metrics (init(_metrics_export_port=), for a Prometheus scraper)."""
+        app = web.Application(middlewares=[self.guard])
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard])
         app.router.add_get("/", self.index)
@@ -336,15 +342,17 @@ def main() -> None:
     parent = os.getppid()
     config = json.loads(sys.stdin.readline())
     token = os.environ.pop("RAYLING_TOKEN", "")
-    listener = socket.socket(fileno=config["fd"])
     dashboard = Dashboard(config["head_socket"], token, config["needs_login"])
     if os.getppid() != parent:  # (the head ended before we could ask it to tell us)
         return
 
     async def serve() -> None:
-        runner = web.AppRunner(dashboard.app(), access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, listener).start()
+        for fd, app in ((config["fd"], dashboard.app), (config["metrics_fd"],
+                                                         dashboard.metrics_app)):
+            if fd is not None:
+                runner = web.AppRunner(app(), access_log=None)
+                await runner.setup()
+                await web.SockSite(runner, socket.socket(fileno=fd)).start()
         await dashboard.sample_forever()
 
     asyncio.run(serve())

@@ -65,7 +65,8 @@ def _list(kind: str, record: type[StateRecord], address, filters, limit, timeout
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     client = _client(address)
-    answer = client.query(p.StateRows(kind, _check_filters(filters), limit))
+    answer = client.query(p.StateRows(kind, _check_filters(filters), limit),
+                          DEFAULT_TIMEOUT if timeout is None else timeout)
     rows, total = answer["rows"], answer["total"]
     if total > len(rows):
         warnings.warn(f"{total} {kind} match, {len(rows)} are shown (limit={limit}); "
