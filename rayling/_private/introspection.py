@@ -3,7 +3,7 @@ messages (nodes, resources, named actors, store and pool counters). No state of 
 
 from __future__ import annotations
 
-from . import protocol as p, state_tables
+from . import protocol as p, state_tables, task_events
 
 
 def answer(controller, what: p.QueryKind):
@@ -26,6 +26,8 @@ def answer(controller, what: p.QueryKind):
         return controller.groups.info(what)
     if kind is p.PlacementGroupTable:
         return controller.groups.table()
+    if kind is p.TaskSummary:
+        return task_events.summary(controller.events, list(controller.tasks.tasks.values()))
     if kind is p.UserMetricRows:
         return controller.metrics.rows()
     if kind is p.StateRows:

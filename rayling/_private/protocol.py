@@ -343,6 +343,10 @@ class UserMetricRows(msgspec.Struct, array_like=True, tag="user_metrics"):
     """The application metrics of every process, totalled (user_metrics.py)."""
 
 
+class TaskSummary(msgspec.Struct, array_like=True, tag="task_summary"):
+    """Tasks by name and state, counted on the head (task_events.summary)."""
+
+
 class StateRows(msgspec.Struct, array_like=True, tag="state"):
     """Rows of the state API: ``kind`` is tasks, actors, objects, nodes, workers, jobs
     or placement_groups; each filter is (field, "=" or "!=", value); at most ``limit``
@@ -355,7 +359,7 @@ class StateRows(msgspec.Struct, array_like=True, tag="state"):
 
 QueryKind = (ClusterNodes | ClusterResources | AvailableResources | NamedActor | ActorList
              | JobNamespace | PlacementGroupInfo | PlacementGroupTable | StoreStats
-             | ActorAddress | StateRows | NodeLogs | UserMetricRows)
+             | ActorAddress | StateRows | NodeLogs | UserMetricRows | TaskSummary)
 
 
 class Query(_Msg, tag=18):

@@ -85,8 +85,7 @@ def _row(spec, attempt: int, parent: bytes | None, state: str, where: tuple | No
         "task_id": spec.task_id.hex(), "attempt_number": attempt, "name": spec.name,
         "func_or_class_name": spec.name, "state": state,
         "job_id": spec.task_id[-ids.JOB_ID_LEN:].hex(),
-        "type": ("NORMAL_TASK" if spec.actor_id is None else
-                 "ACTOR_CREATION_TASK" if spec.method == "__init__" else "ACTOR_TASK"),
+        "type": kind_of(spec),
         "actor_id": spec.actor_id.hex() if spec.actor_id else None,
         "parent_task_id": parent.hex() if parent else None,
         "node_id": node_id.hex() if node_id else None,
@@ -96,6 +95,39 @@ def _row(spec, attempt: int, parent: bytes | None, state: str, where: tuple | No
         "creation_time_ms": _ms(created), "start_time_ms": _ms(started),
         "end_time_ms": _ms(ended), "error": error, "error_message": error_text or None,
     }
+
+
+def kind_of(spec) -> str:
+    """Ray's task type of a SubmitTask or TaskEvent."""
+    if spec.actor_id is None:
+        return "NORMAL_TASK"
+    return "ACTOR_CREATION_TASK" if spec.method == "__init__" else "ACTOR_TASK"
+
+
+def summary(events: TaskEvents, unfinished) -> dict:
+    """Tasks by name: type and how many are in each state (each task's latest attempt;
+    ``unfinished``: the task table's records), with the totals Ray's summary shows."""
+    latest: dict[bytes, tuple[str, str, str]] = {}
+    for event in events.records:  # (oldest first: a later attempt replaces an earlier)
+        latest[event.task_id] = (event.name, kind_of(event), event.state)
+    for task in unfinished:
+        if task.spec.events:
+            latest[task.spec.task_id] = (task.spec.name, kind_of(task.spec),
+                                         _LIVE_STATES.get(task.state, PENDING_NODE_ASSIGNMENT))
+    by_name: dict[str, dict] = {}
+    kinds = {"ACTOR_TASK": 0, "ACTOR_CREATION_TASK": 0}
+    for name, kind, state in latest.values():
+        entry = by_name.get(name)
+        if entry is None:
+            entry = by_name[name] = {"func_or_class_name": name, "type": kind,
+                                     "state_counts": {}}
+        counts = entry["state_counts"]
+        counts[state] = counts.get(state, 0) + 1
+        if kind in kinds:
+            kinds[kind] += 1
+    return {"summary": by_name, "total_tasks": len(latest),
+            "total_actor_tasks": kinds["ACTOR_TASK"],
+            "total_actor_scheduled": kinds["ACTOR_CREATION_TASK"], "summary_by": "func_name"}
 
 
 def _ms(seconds: float | None) -> int | None:

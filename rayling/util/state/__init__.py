@@ -218,20 +218,8 @@ def _counts(rows, key, state_field: str) -> dict[str, dict[str, Any]]:
 def summarize_tasks(address: str | None = None, timeout: int = DEFAULT_TIMEOUT,
                     raise_on_missing_output: bool = True, _explain: bool = False) -> dict:
     """Tasks by name and type, with how many are in each state (the latest attempt of
-    each task)."""
-    latest: dict[str, TaskState] = {}
-    for task in _list("tasks", TaskState, address, None, 1 << 30, timeout):
-        latest[task.task_id] = task
-    summary = _counts(latest.values(), lambda t: t.func_or_class_name, "state")
-    for name, entry in summary.items():
-        kind = next(t.type for t in latest.values() if t.func_or_class_name == name)
-        entry.update(func_or_class_name=name, type=kind)
-    return {"cluster": {"summary": summary, "total_tasks": len(latest),
-                        "total_actor_tasks": sum(t.type == "ACTOR_TASK"
-                                                 for t in latest.values()),
-                        "total_actor_scheduled": sum(t.type == "ACTOR_CREATION_TASK"
-                                                     for t in latest.values()),
-                        "summary_by": "func_name"}}
+    each task), counted on the head."""
+    return {"cluster": _client(address).query(p.TaskSummary(), timeout)}
 
 
 def summarize_actors(address: str | None = None, timeout: int = DEFAULT_TIMEOUT,
