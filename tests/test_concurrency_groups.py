@@ -218,3 +218,15 @@ def test_runtime_context_is_each_coroutines_own(cluster):
     seen = rayling.get(refs, timeout=60)
     assert [before for before, _ in seen] == [ref.task_id().hex() for ref in refs]
     assert [after for _, after in seen] == [ref.task_id().hex() for ref in refs]
+
+
+def test_a_plain_actor_has_no_groups_to_name(cluster):
+    @rayling.remote
+    class Plain:
+        def ping(self):
+            return "pong"
+
+    plain = Plain.remote()
+    with pytest.raises(rayling.exceptions.RayTaskError, match="its groups: none"):
+        rayling.get(plain.ping.options(concurrency_group="io").remote(), timeout=30)
+    assert rayling.get(plain.ping.remote(), timeout=30) == "pong"

@@ -180,6 +180,7 @@ def test_off_loopback_every_request_needs_the_token():
             fetch(base + "/login", data=form)
         cookie = signed_in.value.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert token not in cookie  # (a key derived from it, not the token)
         assert status_of(base + "/", cookie=cookie.split(";")[0]) == 200
     finally:
         rayling.shutdown()
@@ -364,3 +365,32 @@ def test_metrics_on_their_own_port():
         rayling.shutdown()
     with pytest.raises(ValueError, match="metrics export port"):
         rayling.init(_metrics_export_port=-5)
+
+
+def test_a_rebound_domain_gets_nothing_on_loopback(dashboard):
+    # A web page whose domain resolves to 127.0.0.1 asks with its own Host.
+    request = urllib.request.Request(dashboard + "/api/v0/tasks",
+                                     headers={"Host": "evil.example:8265"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=20)
+    assert refused.value.code == 403
+    assert status_of(dashboard.replace("127.0.0.1", "localhost") + "/api/version") == 200
+
+
+def test_user_metrics_of_another_shape_are_left_out():
+    from rayling._private import protocol as p
+    from rayling._private.user_metrics import UserMetrics
+
+    table = UserMetrics()
+    one, two = object(), object()
+    table.report(one, p.MetricsReport([p.MetricSeries(
+        "h", "histogram", "", [], [1.0], [([], [1.0, 0.0, 0.5, 1.0])])]))
+    table.report(two, p.MetricsReport([p.MetricSeries(  # (other buckets: left out)
+        "h", "histogram", "", [], [1.0, 2.0], [([], [0.0, 1.0, 0.0, 1.5, 1.0])])]))
+    table.report(two, p.MetricsReport([p.MetricSeries(  # (malformed: left out)
+        "c", "counter", "", ["k"], [], [(["a"], [1.0, 2.0])])]))
+    table.gone(two)
+    table.gone(one)
+    assert table.rows() == [{"name": "h", "kind": "histogram", "description": "",
+                             "tag_keys": [], "boundaries": [1.0],
+                             "points": [[[], [1.0, 0.0, 0.5, 1.0]]]}]

@@ -112,11 +112,12 @@ def test_waiting_and_running_states(cluster, tmp_path):
 def test_each_attempt_is_a_row(cluster, tmp_path):
     ref = dies_once.remote(str(tmp_path / "marker"))
     assert rayling.get(ref) == "second attempt"
-    attempts = wait_until(lambda: (lambda rows: rows if len(rows) == 2 and rows[1].state
+    attempts = wait_until(lambda: (lambda rows: rows if len(rows) == 2 and rows[0].state
                                    == "FINISHED" else None)(
         state.list_tasks(filters=[("task_id", "=", ref.task_id().hex())])),
         what="both attempts to be recorded")
-    assert [a.attempt_number for a in attempts] == [0, 1]
+    assert [a.attempt_number for a in attempts] == [1, 0]  # (newest first)
+    attempts.reverse()
     assert attempts[0].state == "FAILED" and attempts[0].error_type == "WORKER_DIED"
     assert _task(ref).attempt_number == 1
 
@@ -292,6 +293,13 @@ def test_logs_of_tasks_actors_and_workers(cluster, tmp_path):
     rayling.get(talker.talk.remote("second"))
     assert next(followed) == "second"
     followed.close()
+    # A task cannot forge another task's marker: its line stays its own.
+    forged = f":task_id:{refs[0].task_id().hex()}:say"
+    forger = say.remote(forged)
+    rayling.get(forger)
+    wait_until(lambda: list(state.get_log(task_id=forger.task_id().hex())) == [forged],
+               what="the forged-looking line in its own task's log")
+    assert forged not in list(state.get_log(task_id=refs[0].task_id().hex()))
     with pytest.raises(ValueError, match="exactly one"):
         state.get_log(task_id="ab", pid=3)
     with pytest.raises(rayling.exceptions.RaySystemError, match="cannot read log"):

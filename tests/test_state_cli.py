@@ -155,3 +155,37 @@ def test_logs(cluster):
     rayling_cmd("logs", "node", node, "--file", "daemon.log", "--address", cluster)
     bad = rayling_cmd("logs", "worker", "abc", "--address", cluster, check=False)
     assert bad.returncode == 1 and "pid" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_state_api_before_init_leaves_the_process_free_to_init(cluster):
+    script = textwrap.dedent(f"""
+        import rayling
+        from rayling.util import state
+        nodes = state.list_nodes(address={cluster!r})
+        assert len(nodes) == 1 and not rayling.is_initialized()
+        rayling.init(num_cpus=1)  # (its own cluster: the observer did not take its place)
+        assert rayling.get(rayling.remote(lambda: 7).remote()) == 7
+        assert rayling.get_runtime_context().get_node_id() != nodes[0].node_id
+        rayling.shutdown()
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+    assert [j.driver_pid for j in state.list_jobs()] == [os.getpid()]
+
+
+def test_an_observer_may_only_ask(cluster):
+    from rayling._private import protocol as p, session
+    from rayling._private.client import CoreClient
+
+    observer = CoreClient(cluster, session._node.token, "observer")
+    try:
+        assert observer.query(p.ClusterNodes())
+        observer.send(p.Shutdown())  # (not a question: the head closes the connection)
+        with pytest.raises(rayling.exceptions.RaySystemError):
+            wait_until(lambda: observer.query(p.ClusterNodes(), timeout=2) and False,
+                       timeout=20, what="the head to close the observer")
+    finally:
+        observer.close()
+    assert rayling.get(square.remote(3)) == 9  # (the cluster goes on)

@@ -68,7 +68,7 @@ class ActorRecord:
     __slots__ = (
         "spec", "state", "worker", "queue", "inflight", "restarts_left", "cause",
         "hold", "handles_gone", "creation_oid", "gpu_ids", "blocked", "lent_cpu",
-        "address_waiters", "stopping", "doubts", "rerun", "owner",
+        "address_waiters", "stopping", "doubts", "rerun", "owner", "restarts",
     )
 
     def __init__(self, spec: p.CreateActor, owner) -> None:
@@ -80,6 +80,7 @@ class ActorRecord:
         self.queue: deque = deque()  # calls not sent to the worker yet, in order
         self.inflight: dict[bytes, object] = {}  # calls sent to the worker, in order
         self.restarts_left = spec.max_restarts
+        self.restarts = 0  # how many times it restarted
         self.cause = ""  # why it is dying or dead, for ActorDiedError
         self.hold = to_units(spec.hold)
         self.handles_gone = False
@@ -337,6 +338,7 @@ class ActorDirectory:
         if actor.restarts_left != 0 and actor.state is not DEAD:
             if actor.restarts_left > 0:
                 actor.restarts_left -= 1
+            actor.restarts += 1
             actor.state = RESTARTING
             actor.cause = ""
             self._submit_creation(actor, None)

@@ -221,6 +221,9 @@ class Controller:
         handler = self._handlers.get(type(msg))
         if handler is None:
             raise p.ProtocolError(f"unexpected message {type(msg).__name__}")
+        if conn.kind == "observer" and type(msg) is not p.Query:
+            raise p.ProtocolError(f"an observer only asks (Query), it sent "
+                                  f"{type(msg).__name__}")
         try:
             handler(self, conn, msg)
         except p.ProtocolError:

@@ -297,9 +297,12 @@ class HeadDaemon(DaemonShell):
         self.ready(port=port, dashboard_url=controller.dashboard_url,
                    metrics_port=metrics.getsockname()[1] if metrics else None)
         if dashboard is not None or metrics is not None:
-            self.dashboard = dashboard_process.start(
-                dashboard, metrics, config.dashboard_host or "127.0.0.1", path,
-                config.session_dir, self.token)
+            try:
+                self.dashboard = dashboard_process.start(
+                    dashboard, metrics, config.dashboard_host or "127.0.0.1", path,
+                    config.session_dir, self.token)
+            except OSError as e:  # (the cluster serves on without it)
+                log.error("cannot start the dashboard: %s", e)
             for sock in (dashboard, metrics):
                 if sock is not None:
                     sock.close()

@@ -69,7 +69,8 @@ def bind(host: str, port: int, tries: int = PORT_TRIES) -> socket.socket | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for candidate in ([0] if port == 0 else range(port, port + tries)):
         sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
+        try:  # (a port a dashboard just left, in TIME_WAIT, is free to take again)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, candidate))
             sock.listen(128)
             return sock

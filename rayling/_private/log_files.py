@@ -6,7 +6,8 @@ that folder; nothing else is read.
 Worker files hold what the worker's tasks printed: a line ``:task_id:<hex>:<name>`` marks
 where the output of another task begins (TASK_MARKER), so a task's own lines can be cut
 out of its worker's file, and ``:actor_id:<hex>`` where the worker became an actor's
-(ACTOR_MARKER): an actor's log is what follows.
+(ACTOR_MARKER): an actor's log is what follows. A printed line that begins with ":" or
+"\\" is written with a "\\" before it (``escape``), so no task can forge a marker.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def read_log(folder: str, name: str, offset: int, tail: int) -> dict:
         if offset < 0:
             start = max(0, size - MAX_READ)
             data = os.pread(fd, size - start, start)
+            if start > 0:  # (from the first whole line: no half line, no half character)
+                cut = data.find(b"\n") + 1
+                data, start = data[cut:], start + cut
             if tail >= 0:
                 lines = data.splitlines(keepends=True)
                 kept = lines[-tail:] if tail else []
@@ -76,16 +80,24 @@ class LogView:
         self.writing_task: str | None = None  # the task whose lines come now
         self.in_actor = actor_id is None  # the lines come from the actor's time
 
-    def keep(self, line: str) -> bool:
+    def show(self, line: str) -> str | None:
+        """The line as printed, if this view shows it (else None)."""
         if line.startswith(TASK_MARKER):
             self.writing_task = line[len(TASK_MARKER):].split(":", 1)[0]
-            return False
+            return None
         if line.startswith(ACTOR_MARKER):
             self.in_actor = self.actor_id is None or line[len(ACTOR_MARKER):] == self.actor_id
-            return False
-        if self.task_id is not None:
-            return self.writing_task == self.task_id
-        return self.in_actor
+            return None
+        if self.task_id is not None and self.writing_task != self.task_id:
+            return None
+        if not self.in_actor:
+            return None
+        return line[1:] if line.startswith("\\") else line
 
     def lines(self, text: str) -> list[str]:
-        return [line for line in text.splitlines() if self.keep(line)]
+        return [shown for shown in map(self.show, text.splitlines()) if shown is not None]
+
+
+def escape(line: str) -> str:
+    """A printed line as the log file holds it (see the module's docstring)."""
+    return "\\" + line if line.startswith((":", "\\")) else line

@@ -27,6 +27,7 @@ from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gp
 lock = threading.RLock()
 _node: LocalNode | None = None  # the daemon this process started, if any
 _printer: LogPrinter | None = None
+_observer: CoreClient | None = None  # this process's observer connection (observe())
 _atexit_registered = False
 namespace: str | None = None  # this driver's job's namespace (init()'s, or anonymous)
 _job_namespaces: dict[bytes, str] = {}  # in a worker: job id -> its namespace
@@ -36,13 +37,12 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
                      resources: dict | None = None, object_store_memory: int | None = None,
                      namespace_: str | None = None, log_to_driver: bool = True,
                      system_config: dict | None = None, node_ip_address: str | None = None,
-                     observer: bool = False, dashboard: tuple[str, int] | None = None,
+                     dashboard: tuple[str, int] | None = None,
                      metrics_port: int | None = None) -> dict:
     """Connect to the cluster ``address`` names (or the one to use without it), or start
     a local one. Returns the session's facts (``info()``). Lock held by the caller.
-    ``observer``: connect only to ask about the cluster (a command like `rayling list`:
-    no job of its own, no worker output). ``dashboard``: (host, port) where a new local
-    cluster serves its dashboard."""
+    ``dashboard``: (host, port) where a new local cluster serves its dashboard (and
+    ``metrics_port`` where it serves its metrics alone)."""
     global _node, namespace
     if not address:
         address = os.environ.get("RAYLING_ADDRESS") or os.environ.get("RAY_ADDRESS")
@@ -53,8 +53,7 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
                 "When connecting to an existing cluster, num_cpus, num_gpus and resources "
                 "must not be provided: they are set by `rayling start` on each node.")
         namespace = namespace_ or _anonymous_namespace()
-        _attach(_connect(*existing, node_ip_address, "observer" if observer else "driver"),
-                log_to_driver)
+        _attach(_connect(*existing, node_ip_address), log_to_driver)
         return info()
     node_resources: dict[str, float] = {
         "CPU": float(default_num_cpus() if num_cpus is None else num_cpus),
@@ -72,30 +71,39 @@ def connect_or_start(address: str | None = None, *, num_cpus=None, num_gpus=None
                            dashboard=dashboard, metrics_port=metrics_port)
     try:
         client = CoreClient(node.socket_path, node.token, "driver", namespace=namespace)
-        node.records = cluster_files.write_local_cluster(
-            node.process.pid, node.socket_path, node.token, node.session_dir)
     except BaseException:
         node.stop(timeout=0.1)
         raise
+    try:  # (so `rayling list` finds it; a script runs on without it)
+        node.records = cluster_files.write_local_cluster(
+            node.process.pid, node.socket_path, node.token, node.session_dir)
+    except OSError as e:
+        logging.getLogger("rayling").warning(
+            "cannot note this cluster for `rayling list` and the dashboard's commands: %s", e)
     _node = node
     _attach(client, log_to_driver)
     return info()
 
 
 def observe(address: str | None = None) -> CoreClient:
-    """This process's client, connecting first, if it has none, only to ask about the
-    cluster (`rayling list`, the state API from a process that is not a driver): no job
-    of its own, no worker output. The cluster: at ``address``; without one, the cluster
-    `rayling start` runs on this machine (or the Slurm job's), else the newest one that a
-    script's ``init()`` started here."""
+    """A client that asks about the cluster: this process's own if it is a driver or a
+    worker; otherwise (`rayling list`, the state API before init()) a connection of its
+    own kept apart from the driver's (an *observer*: no job, no worker output, queries
+    only; init() can still follow). The cluster: at ``address``; without one, the
+    cluster `rayling start` runs on this machine (or the Slurm job's), else the newest one
+    that a script's ``init()`` started here."""
+    global _observer
+    if client_mod.current is not None:
+        return client_mod.current
     with lock:
-        if client_mod.current is not None:
-            return client_mod.current
+        if _observer is not None:
+            return _observer
         local = cluster_files.local_clusters()
         named = [info for info in local if address in (info["socket"], info["session_dir"])]
         if not named and (address or cluster_files.resolve_auto() is not None):
-            connect_or_start(address or "auto", log_to_driver=False, observer=True)
-            return client_mod.current
+            found = find_cluster(address or "auto")
+            _observer = _connect(*found, None, "observer")
+            return _observer
         found = named or local  # (init()'s address is its daemon's socket)
         if not found:
             raise ConnectionError(
@@ -111,10 +119,14 @@ def observe(address: str | None = None) -> CoreClient:
 
 
 def observe_socket(socket_path: str, token: str) -> CoreClient:
-    """Connect to the daemon at ``socket_path`` as an observer (see observe)."""
-    client = CoreClient(socket_path, token, "observer")
-    _attach(client, False)
-    return client
+    """Connect to the daemon at ``socket_path`` as this process's observer (see
+    observe)."""
+    global _observer, _atexit_registered
+    _observer = CoreClient(socket_path, token, "observer")
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+    return _observer
 
 
 def _attach(client: CoreClient, log_to_driver: bool) -> None:
@@ -203,8 +215,11 @@ def info() -> dict:
 
 def shutdown() -> None:
     """Disconnect, stop every process this one started and remove its files and memory."""
-    global _node, _printer
+    global _node, _printer, _observer
     with lock:
+        if _observer is not None:
+            _observer.close()
+            _observer = None
         client = client_mod.current
         if client is None:
             return

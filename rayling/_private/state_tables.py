@@ -20,7 +20,7 @@ def rows(controller, kind: str, filters: list, limit: int) -> dict:
     ``(field, "=" | "!=", value)``, at most ``limit`` of them (total: all that match)."""
     if kind not in KINDS:
         raise ValueError(f"unknown state kind {kind!r} (known: {', '.join(KINDS)})")
-    source = _SOURCES[kind](controller)
+    source = _SOURCES[kind](controller, filters)
     matching = (row for row in source if _matches(row, filters))
     kept = list(itertools.islice(matching, limit))
     total = len(kept) + sum(1 for _ in matching)
@@ -39,21 +39,36 @@ def _matches(row: dict, filters: list) -> bool:
     return True
 
 
-def _tasks(controller):
-    """Ended attempts, oldest first, then the unfinished tasks."""
-    yield from (event.info() for event in list(controller.events.records))
-    yield from (live_info(task) for task in list(controller.tasks.tasks.values())
-                if task.spec.events)
+def _tasks(controller, filters):
+    """The unfinished tasks, then the ended attempts, newest first. A task id filter
+    picks its records before any row is made (get_task, a followed task log)."""
+    wanted = {bytes.fromhex(v) for f, op, v in filters if f == "task_id" and op == "="
+              and _is_hex(v)}
+    if any(f == "task_id" and op == "=" for f, op, _ in filters) and not wanted:
+        return
+    for task in list(controller.tasks.tasks.values()):
+        if task.spec.events and (not wanted or task.spec.task_id in wanted):
+            yield live_info(task)
+    for event in reversed(list(controller.events.records)):
+        if not wanted or event.task_id in wanted:
+            yield event.info()
+
+
+def _is_hex(value: str) -> bool:
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
 
 
 _ACTOR_STATES = {"PENDING": "PENDING_CREATION", "ALIVE": "ALIVE",
                  "RESTARTING": "RESTARTING", "DEAD": "DEAD"}
 
 
-def _actors(controller):
+def _actors(controller, filters):
     for actor in list(controller.actors.actors.values()):
         spec, worker = actor.spec, actor.worker
-        restarts = spec.max_restarts - actor.restarts_left if spec.max_restarts >= 0 else 0
         yield {
             "actor_id": spec.actor_id.hex(), "class_name": spec.class_name,
             "state": _ACTOR_STATES[actor.state.value],
@@ -62,7 +77,7 @@ def _actors(controller):
             "node_id": worker.node.node_id.hex() if worker is not None else None,
             "pid": worker.pid if worker is not None else None,
             "is_detached": spec.detached, "placement_group_id": group_of(spec.hold),
-            "repr_name": "", "num_restarts": restarts,
+            "repr_name": "", "num_restarts": actor.restarts,
             "death_cause": actor.cause or None, "required_resources": dict(spec.hold),
         }
 
@@ -72,7 +87,7 @@ def _reference_type(entry, holder) -> str:
         "USED_BY_PENDING_TASK" if entry.pins else "PINNED_IN_MEMORY")
 
 
-def _objects(controller):
+def _objects(controller, filters):
     """One row per process holding a ref to an object (as Ray's), and one for objects
     only tasks or other objects keep."""
     for oid, entry in list(controller.objects.table.entries.items()):
@@ -95,7 +110,7 @@ def _objects(controller):
             }
 
 
-def _nodes(controller):
+def _nodes(controller, filters):
     local = controller.nodes.local
     for node in controller.nodes.all:
         yield {
@@ -106,7 +121,7 @@ def _nodes(controller):
         }
 
 
-def _workers(controller):
+def _workers(controller, filters):
     for worker in list(controller.workers.by_conn.values()):
         yield {
             "worker_id": worker.worker_id.hex(), "is_alive": True, "worker_type": "WORKER",
@@ -124,11 +139,11 @@ def _workers(controller):
         }
 
 
-def _jobs(controller):
+def _jobs(controller, filters):
     return (dict(job) for job in list(controller.jobs.history.values()))
 
 
-def _placement_groups(controller):
+def _placement_groups(controller, filters):
     for info in controller.groups.table():
         yield {
             "placement_group_id": info["placement_group_id"], "name": info["name"],

@@ -5,7 +5,9 @@ Ray's states and times (pure logic, no I/O).
     PENDING_ARGS_AVAIL (its arguments do not exist yet: TaskState.WAITING)
     PENDING_NODE_ASSIGNMENT (queued for resources, a worker or its actor: READY)
     RUNNING (sent to a worker) ──> FINISHED | FAILED (with the error)
-    a retry ends the attempt as FAILED and starts the next one (attempt_number + 1)
+    a task's retry (its worker died, or retry_exceptions) ends the attempt as FAILED
+    and starts the next one (attempt_number + 1); an actor call rerun after its actor
+    restarted keeps its attempt
 
 Recording costs little on the task path: an unfinished task is shown from its own
 TaskRecord (the task table's, which notes when it was submitted and started), and a
@@ -31,6 +33,7 @@ FINISHED = "FINISHED"
 FAILED = "FAILED"
 
 DEFAULT_CAPACITY = 100_000
+MAX_ERROR = 64 << 10  # a longer pickled error is not kept (its record says so)
 
 _LIVE_STATES = {WAITING: PENDING_ARGS_AVAIL, READY: PENDING_NODE_ASSIGNMENT,
                 TASK_RUNNING: RUNNING}
@@ -148,13 +151,15 @@ class TaskEvents:
         """The task is done."""
         if not task.spec.events:
             return
-        error = None
+        error, why = None, ""
         for data in results:
             if data.error:
-                error = data.inline
+                error = data.inline or b""
                 break
-        self._keep(TaskEvent(task, FAILED if error is not None else FINISHED, self.clock(),
-                             error, ""))
+        if error is not None and len(error) > MAX_ERROR:
+            error, why = None, f"(its error, {len(error)} bytes pickled, is too large to keep)"
+        self._keep(TaskEvent(task, FAILED if error is not None or why else FINISHED,
+                             self.clock(), error, why))
 
     def failed(self, task, why: str, error: bytes | None = None) -> None:
         """The attempt ended without results (``why``), or raised ``error`` and will be

@@ -4,7 +4,7 @@
 Each process reports the whole of each series that changed (MetricsReport). Counters
 and histograms are totals over every process: a process that ends adds what it reported
 last to the series' *retired* part, so a total never goes down; a gauge keeps the value
-last reported by any process, and goes with the last process reporting it.
+last reported by any process, and goes when the process that reported it last ends.
 """
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ class UserMetrics:
         mine = self.live.setdefault(conn, {})
         for series in msg.series:
             known = self.kinds.get(series.name)
-            shape = (series.kind, series.description, series.tag_keys, series.boundaries)
-            if known is not None and known[0] != series.kind:
-                continue  # (another process's metric of that name is of another kind)
-            self.kinds[series.name] = shape
+            if known is not None and (known[0], known[2], known[3]) != (
+                    series.kind, series.tag_keys, series.boundaries):
+                continue  # (the first process to report a name sets its kind, tag keys
+                # and buckets: another process's differing metric of that name is left out)
+            self.kinds[series.name] = (series.kind, series.description, series.tag_keys,
+                                       series.boundaries)
+            width = len(series.boundaries) + 3 if series.kind == "histogram" else 1
             for tags, values in series.points:
+                if len(values) != width or len(tags) != len(series.tag_keys):
+                    continue  # (malformed: never let one process break the totals)
                 key = (series.name, tuple(tags))
                 if series.kind == "gauge":
                     self.gauges[key] = (conn, values[0])

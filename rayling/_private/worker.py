@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import exceptions as exc
 from . import client as client_mod, ids, protocol as p, serialization, task_context
-from .log_files import ACTOR_MARKER, TASK_MARKER
+from .log_files import ACTOR_MARKER, TASK_MARKER, escape
 from .task_args import unpack_args
 from .task_context import ActorExit
 from .worker_generators import GeneratorExecution
@@ -83,13 +83,13 @@ class TaskOutput(io.TextIOBase):
                 pass
 
     def _to_file(self, call, lines: list[str]) -> None:
-        data = "".join(line + "\n" for line in lines).encode(errors="replace")
+        data = "".join(escape(line) + "\n" for line in lines).encode(errors="replace")
         task_id = call.task_id if call is not None else None
         with TaskOutput._file_lock:
             if task_id != TaskOutput._marked:
                 TaskOutput._marked = task_id
-                marker = (f"{TASK_MARKER}{task_id.hex()}:{call.name}\n" if call is not None
-                          else f"{TASK_MARKER}:\n")
+                name = call.name.replace("\n", " ") if call is not None else ""
+                marker = f"{TASK_MARKER}{task_id.hex() if task_id else ''}:{name}\n"
                 data = marker.encode() + data
             try:
                 os.write(self._fd, data)
@@ -155,6 +155,8 @@ class Executor(GeneratorExecution):
                         pool.submit(self.execute, msg)
                 elif self._loops is not None:
                     self._start_async(msg)
+                elif msg.concurrency_group and self.actor is not None:
+                    self._reject(msg)  # (a plain actor has no groups of its own)
                 else:
                     self.execute(msg)
             except KeyboardInterrupt:
@@ -260,7 +262,7 @@ class Executor(GeneratorExecution):
                 results = _exit_results(msg)
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 if isinstance(e, SystemExit) and msg.actor_id is not None:
-                    _exit_process(e)
+                    _exit_process(self.client, e)
                 results = self._error_results(msg, e)
                 retryable = ran and msg.retry_exceptions and self._may_retry(msg, e)
             _flush_output()
@@ -438,7 +440,7 @@ class Executor(GeneratorExecution):
             results = _exit_results(msg)
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
             if isinstance(e, SystemExit):
-                _exit_process(e)
+                _exit_process(self.client, e)
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)
@@ -463,10 +465,15 @@ def _set_env(env: dict[str, str], for_life: bool):
     return restore
 
 
-def _exit_process(e: SystemExit) -> None:
+def _exit_process(client, e: SystemExit) -> None:
     """sys.exit() in an actor ends its process, as in Ray: the actor died (it restarts
-    while max_restarts allows; its calls fail with ActorDiedError or are retried)."""
+    while max_restarts allows; its calls fail with ActorDiedError or are retried). What
+    it printed and queued first still goes out."""
     _flush_output()
+    try:
+        client.send()
+    except Exception:  # noqa: BLE001 - the daemon is gone: exit all the same
+        pass
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     os._exit(code)
 

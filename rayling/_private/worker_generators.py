@@ -14,7 +14,9 @@ from typing import Any
 from . import ids, object_ref, protocol as p, task_context
 from .task_context import ActorExit
 
-_ENDS_THE_TASK = (ActorExit, KeyboardInterrupt, CancelledError, AsyncCancelledError)
+# (SystemExit too: in an actor it ends the process, elsewhere it is the task's error.)
+_ENDS_THE_TASK = (ActorExit, KeyboardInterrupt, CancelledError, AsyncCancelledError,
+                  SystemExit)
 
 
 class GeneratorExecution:
@@ -41,7 +43,8 @@ class GeneratorExecution:
                 raise
             self._item_error(msg, count, e)
             count += 1
-        self._consumed.pop(msg.task_id, None)
+        finally:
+            self._consumed.pop(msg.task_id, None)
         return self._end(msg, count)
 
     async def _stream_async(self, msg: p.ExecuteTask, generator: Any) -> list:
@@ -59,7 +62,8 @@ class GeneratorExecution:
         except BaseException as e:  # noqa: BLE001 - the stream's last item
             self._item_error(msg, count, e)
             count += 1
-        self._consumed.pop(msg.task_id, None)
+        finally:
+            self._consumed.pop(msg.task_id, None)
         return self._end(msg, count)
 
     def _taken(self, task_id: bytes, count: int) -> None:

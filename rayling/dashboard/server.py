@@ -9,8 +9,10 @@ It samples the nodes every second (ten minutes kept, for the charts) and answers
 other request from the head when it comes, in a thread (the client is blocking). The
 pages are static files of this package: nothing is loaded from elsewhere. Bound to an
 address other than loopback, every request needs the cluster token: ``Authorization:
-Bearer <token>``, or the cookie the login page sets. The endpoints are documented in
-docs/dashboard.md.
+Bearer <token>``, or the cookie the login page sets, which holds a key derived from the
+token (seeing the cookie does not give the token). On loopback, a request must name a
+loopback host (``Host``), so a web page cannot reach it by rebinding its own domain to
+127.0.0.1. The endpoints are documented in docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from prometheus_client.core import (
 
 from .. import __version__
 from .._private import protocol as p, session
+from .._private.client import DaemonConnectionError
 from ..util import state
 
 STATIC = Path(__file__).parent / "static"
@@ -46,6 +49,8 @@ RAY_VERSION = "2.60.0"  # the Ray API version rayling speaks
 class Dashboard:
     def __init__(self, head_socket: str, token: str, needs_login: bool) -> None:
         self.token = token
+        self.cookie_key = hmac.new(token.encode(), b"rayling dashboard cookie",
+                                   "sha256").hexdigest()
         self.needs_login = needs_login
         self.client = session.observe_socket(head_socket, token)
         self.history: dict[str, collections.deque] = {}  # node id -> (time, sample)
@@ -70,27 +75,35 @@ class Dashboard:
                            "store_total": node["ObjectStoreCapacity"]})
 
     async def sample_forever(self) -> None:
+        """Sample every second; a head that stops answering for ten seconds in a row
+        has gone (or hangs), and so does the dashboard."""
         loop = asyncio.get_running_loop()
+        failures = 0
         while True:
             try:
                 await loop.run_in_executor(None, self.sample)
-            except Exception as e:  # noqa: BLE001 - the head is going: so are we
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - said below; the head may be busy
+                failures += 1
                 sys.stderr.write(f"dashboard: cannot sample the cluster: {e}\n")
-                os._exit(0)
+                if failures >= 10 or isinstance(e, DaemonConnectionError):
+                    os._exit(0)
             await asyncio.sleep(1.0)
 
     # -- authentication -------------------------------------------------------------------
     def allowed(self, request: web.Request) -> bool:
-        if not self.needs_login:
-            return True
-        given = request.cookies.get(COOKIE, "")
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            given = header[len("Bearer "):]
-        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+            return _same(header[len("Bearer "):], self.token)
+        return _same(request.cookies.get(COOKIE, ""), self.cookie_key)
 
     @web.middleware
     async def guard(self, request: web.Request, handler):
+        if not self.needs_login:
+            if _loopback_host(request.host):
+                return await handler(request)
+            return web.Response(status=403, text="this dashboard answers requests for a "
+                                "loopback host only (localhost, 127.0.0.1, [::1])")
         if request.path in ("/login", "/static/style.css") or self.allowed(request):
             return await handler(request)
         if request.path.startswith(("/api/", "/metrics")):
@@ -108,7 +121,7 @@ class Dashboard:
             await asyncio.sleep(1.0)  # (guessing stays slow)
             raise web.HTTPFound("/login?failed=1")
         response = web.HTTPFound("/")
-        response.set_cookie(COOKIE, given, httponly=True, samesite="Strict")
+        response.set_cookie(COOKIE, self.cookie_key, httponly=True, samesite="Strict")
         raise response
 
     # -- endpoints ------------------------------------------------------------------------
@@ -232,6 +245,17 @@ class Dashboard:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_static("/static/", STATIC)
         return app
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a request's Host header names this machine's loopback."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] == "[::1"
+    return host.rsplit(":", 1)[0] in ("127.0.0.1", "localhost")
+
+
+def _same(given: str, secret: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), secret.encode())
 
 
 _LISTERS = {"tasks": state.list_tasks, "actors": state.list_actors,

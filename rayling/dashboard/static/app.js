@@ -127,7 +127,7 @@ async function drawTasks() {
     const value = form.get(key);
     if (value) query += `&filter_keys=${key}&filter_predicates==&filter_values=${encodeURIComponent(value)}`;
   }
-  const tasks = (await rows("tasks", query)).reverse();
+  const tasks = await rows("tasks", query);  // (unfinished first, then the newest)
   $("#task-table").replaceChildren(table([
     ["Task", (t) => t.task_id.slice(0, 16)], ["Attempt", (t) => t.attempt_number],
     ["Name", (t) => t.name], ["State", (t) => t.state], ["Type", (t) => t.type],

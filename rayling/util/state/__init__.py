@@ -1,6 +1,8 @@
 """The state API, as Ray's ``ray.util.state``: what the cluster runs and ran. The head
 keeps it (task history: ``_private/task_events.py``; the rows: ``state_tables.py``);
-these functions ask it from any driver of the cluster and return records with Ray's
+these functions ask it from any process (a driver or worker of the cluster through its
+own connection; any other process through an observer connection of its own, which
+leaves it free to init() later) and return records with Ray's
 field names (``common.py``), filtered by ``filters=[(field, "=" | "!=", value)]`` on the
 head and cut at ``limit``.
 
@@ -359,10 +361,11 @@ def _lines(client, node: bytes, filename: str, tail: int, follow: bool, view: Lo
            still_going, encoding: str, errors: str):
     """Read the log's end now (so following starts where the log is at this call), and
     return a generator of its lines, then of the new ones."""
-    if view.task_id is not None or view.actor_id is not None:
-        text, offset = _read_all(client, node, filename, encoding, errors)  # (its markers)
+    if view.task_id is not None or view.actor_id is not None or tail < 0:
+        # (all of it: a task's or an actor's lines need the markers before them)
+        text, offset = _read_all(client, node, filename, encoding, errors)
     else:
-        piece = client.query(p.NodeLogs(node, filename, -1, -1 if tail < 0 else tail * 2))
+        piece = client.query(p.NodeLogs(node, filename, -1, tail * 2))
         text, offset = piece["data"].decode(encoding, errors), piece["end"]
     lines = view.lines(text)
     first = lines[-tail:] if tail > 0 else [] if tail == 0 else lines
@@ -384,8 +387,8 @@ def _follow(client, node: bytes, filename: str, first: list[str], offset: int | 
         offset = piece["end"]
         *complete, partial = (partial + piece["data"]).split(b"\n")
         for raw in complete:
-            line = raw.decode(encoding, errors)
-            if view.keep(line):
+            line = view.show(raw.decode(encoding, errors))
+            if line is not None:
                 yield line
         if not going and offset >= piece["size"]:
             return

@@ -117,7 +117,13 @@ def summary_command(kind: str, fmt: str, address: str | None) -> str:
 
 def timeline_command(output: str | None, address: str | None) -> str:
     session.observe(address)
-    path = output or f"/tmp/rayling-timeline-{_now().replace(' ', '_')}.json"
+    if output is None:  # (a new file of our own: a predictable name could be planted)
+        import os
+        import tempfile
+
+        fd, output = tempfile.mkstemp(prefix="rayling-timeline-", suffix=".json")
+        os.close(fd)
+    path = output
     timeline(filename=path)
     return (f"Trace file written to {path}. Open it in chrome://tracing or "
             f"https://ui.perfetto.dev (the file stays on this machine).")
