@@ -306,3 +306,49 @@ def test_logs_of_tasks_actors_and_workers(cluster, tmp_path):
         list(state.get_log(filename="../../etc/passwd"))
     with pytest.raises(rayling.exceptions.RaySystemError, match="cannot read log"):
         list(state.get_log(filename="no-such.log"))
+
+
+@rayling.remote(num_returns=0)
+def fails_quietly():
+    raise RuntimeError("no returns to carry this")
+
+
+@rayling.remote
+def stream_then_fail():
+    yield 1
+    raise RuntimeError("the stream's last item")
+
+
+@rayling.remote
+class Quick:
+    def ping(self):
+        return "pong"
+
+
+def test_failures_results_do_not_show_are_failed(cluster):
+    quiet = fails_quietly.remote()
+    assert quiet is None
+    stream = stream_then_fail.remote()
+    refs = list(stream)
+    with pytest.raises(RuntimeError):
+        rayling.get(refs[-1])
+    def failures():
+        return {t.name: t for t in state.list_tasks(filters=[("state", "=", "FAILED")],
+                                                   limit=10_000)
+                if t.name in ("fails_quietly", "stream_then_fail")}
+    failed = wait_until(lambda: len(failures()) == 2 and failures(),
+                        what="both failures recorded")
+    assert "raised" in failed["fails_quietly"].error_message
+
+
+def test_fast_direct_actor_calls_know_their_worker(cluster):
+    quick = Quick.remote()
+    refs = [quick.ping.remote() for _ in range(50)]
+    assert rayling.get(refs) == ["pong"] * 50
+    pid = state.get_actor(quick._ray_actor_id).pid
+    wanted = {r.task_id().hex() for r in refs}
+    calls = wait_until(lambda: (lambda rows: rows if len(rows) == 50 else None)(
+        [t for t in state.list_tasks(filters=[("name", "=", "Quick.ping")], limit=10_000)
+         if t.task_id in wanted and t.state == "FINISHED"]), what="the calls to be recorded")
+    assert {t.worker_pid for t in calls} == {pid}
+    assert all(t.start_time_ms is not None for t in calls)

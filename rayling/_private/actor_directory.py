@@ -46,7 +46,7 @@ from .. import exceptions as exc
 from . import ids, protocol as p
 from .object_directory import error_data
 from .resources import gpu_units, to_units
-from .task_table import DONE, READY, RUNNING
+from .task_table import DONE, READY, RUNNING, ran_on
 
 ADOPTED_TICKS = 5  # ticks (seconds) a dead actor worker's unreported segments are kept
 
@@ -114,7 +114,8 @@ class ActorDirectory:
         self.actors: dict[bytes, ActorRecord] = {}
         self.named: dict[tuple[str, str], bytes] = {}  # (namespace, name) -> actor id
         self._by_creation: dict[bytes, ActorRecord] = {}  # creation object id -> actor
-        self._parked: dict[bytes, p.TaskDone] = {}  # direct calls done before announced
+        # Direct calls done before they were announced: their TaskDone, and where they ran
+        self._parked: dict[bytes, tuple[p.TaskDone, tuple]] = {}
         self._doubt_order = 0  # numbers calls in doubt in the order they were made
         self._adopted: dict[ActorRecord, int] = {}  # actors holding a dead worker's
         # segments: ticks since
@@ -209,9 +210,11 @@ class ActorDirectory:
         spec = task.spec
         host = self._host
         if spec.direct_worker is not None:
-            parked = self._parked.pop(spec.task_id, None)
+            parked, where = self._parked.pop(spec.task_id, (None, None))
             if parked is not None:  # the worker finished it before we heard of it
-                host.finish_task(task, parked.results, tell_submitter=not parked.direct)
+                task.where, task.started = where, task.created
+                host.finish_task(task, parked.results, tell_submitter=not parked.direct,
+                                 failed=parked.failed)
                 self._pin_contained(parked, False)
                 return
             actor = self.actors.get(spec.actor_id)
@@ -279,10 +282,11 @@ class ActorDirectory:
             # (its results went to the caller, or, if the caller could not be reached,
             # they are in this message and go out when the SubmitTask arrives). The
             # refs inside the results are held meanwhile: the worker may drop its own.
-            self._parked[msg.task_id] = msg
+            self._parked[msg.task_id] = (msg, ran_on(actor.worker))
             self._pin_contained(msg, True)
         elif task.state is not DONE:
-            self._host.finish_task(task, msg.results, tell_submitter=not msg.direct)
+            self._host.finish_task(task, msg.results, tell_submitter=not msg.direct,
+                                   failed=msg.failed)
         if msg.actor_exit:
             actor.restarts_left = 0
             actor.cause = "it called exit_actor()"

@@ -46,8 +46,8 @@ from .object_directory import ObjectDirectory, error_data
 from .placement_groups import PlacementGroups, group_of
 from .resources import to_units
 from .scheduler import Scheduler, fmt_resources
-from .task_events import TaskEvents, ran_on
-from .task_table import DONE, RUNNING, TaskRecord, TaskTable
+from .task_events import TaskEvents
+from .task_table import DONE, RUNNING, TaskRecord, TaskTable, ran_on
 from .user_metrics import UserMetrics
 from .worker_pool import LIMIT, LIMIT_ENV, WORKER_MEMORY_BUDGET, WorkerPool
 
@@ -486,7 +486,7 @@ class Controller:
                                msg.results[0].inline if msg.results else None)
             self._make_ready(task)
         else:
-            self.finish_task(task, msg.results)
+            self.finish_task(task, msg.results, failed=msg.failed)
         if not msg.retiring:  # (a retiring worker exits: its disconnect removes it)
             self.workers.make_idle(worker, time.monotonic())
         self.dispatch()
@@ -663,11 +663,12 @@ class Controller:
 
     # -- completion -----------------------------------------------------------------------
     def finish_task(self, task: TaskRecord, results: list[p.ObjectData],
-                    tell_submitter: bool = True) -> None:
-        """Store a task's results and tell whoever waits for them."""
+                    tell_submitter: bool = True, failed: bool = False) -> None:
+        """Store a task's results and tell whoever waits for them (``failed``: its
+        worker says it raised)."""
         spec = task.spec
         self.tasks.remove(task)
-        self.events.ended(task, results)
+        self.events.ended(task, results, failed)
         if len(results) != spec.num_returns:  # defensive: never trust a count
             results = [error_data(exc.RaySystemError(
                 f"Task {spec.name} produced {len(results)} results for "

@@ -186,6 +186,7 @@ class TaskDone(_Msg, tag=8):
     direct: bool = False  # the worker already gave the results to the caller
     retryable: bool = False  # it raised an exception its retry_exceptions names
     retiring: bool = False  # the worker exits now (max_calls): give it no more work
+    failed: bool = False  # it raised (its results may not show it: num_returns=0, a stream)
 
 
 class GeneratorItem(_Msg, tag=36):

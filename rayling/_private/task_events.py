@@ -72,10 +72,6 @@ def live_info(task) -> dict:
                 task.started, None, None, "")
 
 
-def ran_on(worker) -> tuple[bytes, bytes, int]:
-    """What a TaskRecord notes of the worker it runs on (its ``where``)."""
-    return worker.node.node_id, worker.worker_id, worker.pid
-
 
 def _row(spec, attempt: int, parent: bytes | None, state: str, where: tuple | None,
          created: float, started: float | None, ended: float | None, error: bytes | None,
@@ -147,8 +143,9 @@ class TaskEvents:
     def __len__(self) -> int:
         return len(self.records)
 
-    def ended(self, task, results: list[p.ObjectData]) -> None:
-        """The task is done."""
+    def ended(self, task, results: list[p.ObjectData], failed: bool = False) -> None:
+        """The task is done (``failed``: it raised, though its results may not show
+        it: a task of no returns, a stream whose last item is the error)."""
         if not task.spec.events:
             return
         error, why = None, ""
@@ -158,8 +155,10 @@ class TaskEvents:
                 break
         if error is not None and len(error) > MAX_ERROR:
             error, why = None, f"(its error, {len(error)} bytes pickled, is too large to keep)"
-        self._keep(TaskEvent(task, FAILED if error is not None or why else FINISHED,
-                             self.clock(), error, why))
+        if failed and error is None and not why:
+            why = "it raised an exception (see its log, or its stream's last value)"
+        self._keep(TaskEvent(task, FAILED if failed or error is not None or why else
+                             FINISHED, self.clock(), error, why))
 
     def failed(self, task, why: str, error: bytes | None = None) -> None:
         """The attempt ended without results (``why``), or raised ``error`` and will be

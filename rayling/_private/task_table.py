@@ -65,6 +65,11 @@ class TaskRecord:
         self.where: tuple | None = None  # (node id, worker id, pid) it runs on
 
 
+def ran_on(worker) -> tuple[bytes, bytes, int]:
+    """What a TaskRecord notes of the worker it runs on (its ``where``)."""
+    return worker.node.node_id, worker.worker_id, worker.pid
+
+
 class TaskTable:
     def __init__(self) -> None:
         self.tasks: dict[bytes, TaskRecord] = {}

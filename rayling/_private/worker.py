@@ -123,6 +123,7 @@ class Executor(GeneratorExecution):
         self._calls: dict[bytes, int] = {}  # function id -> tasks of it run (max_calls)
         self._retry_types: dict[bytes, tuple | None] = {}  # retry_on -> exception types
         self._consumed: dict[bytes, int] = {}  # paced stream -> values its caller took
+        self._failed: set[bytes] = set()  # calls that raised, until their TaskDone goes
         self._consumption = threading.Condition()
         client.on_cancel = self.cancel
         client.on_consumed = self._taken
@@ -263,6 +264,7 @@ class Executor(GeneratorExecution):
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 if isinstance(e, SystemExit) and msg.actor_id is not None:
                     _exit_process(self.client, e)
+                self._failed.add(msg.task_id)
                 results = self._error_results(msg, e)
                 retryable = ran and msg.retry_exceptions and self._may_retry(msg, e)
             _flush_output()
@@ -323,10 +325,17 @@ class Executor(GeneratorExecution):
             os._exit(0)
         if self._retires(msg):
             self.client.send(p.TaskDone(msg.task_id, results, False, direct, retryable,
-                                        retiring=True))
+                                        retiring=True, failed=self._has_failed(msg)))
             _flush_output()
             os._exit(0)
         self._tell_daemon(msg, results, direct, keep, retryable)
+
+    def _has_failed(self, msg: p.ExecuteTask) -> bool:
+        """Whether the call raised (once: the mark goes with its TaskDone)."""
+        if msg.task_id in self._failed:
+            self._failed.discard(msg.task_id)
+            return True
+        return False
 
     def _ready(self, msg: p.ExecuteTask, results: list) -> list:
         return [p.ObjectReady(ids.object_id_for_return(msg.task_id, i),
@@ -334,7 +343,8 @@ class Executor(GeneratorExecution):
 
     def _tell_daemon(self, msg: p.ExecuteTask, results: list, direct: bool, keep: list,
                      retryable: bool = False) -> None:
-        done = p.TaskDone(msg.task_id, results, False, direct, retryable)
+        done = p.TaskDone(msg.task_id, results, False, direct, retryable,
+                          failed=self._has_failed(msg))
         try:
             if direct:
                 self.client.send_later(done)  # the caller has the results: bookkeeping
@@ -400,6 +410,7 @@ class Executor(GeneratorExecution):
         error = ValueError(f"{msg.name} was called with concurrency_group="
                            f"{self._group_of(msg)!r}, which the actor does not define "
                            f"(its groups: {known or 'none'})")
+        self._failed.add(msg.task_id)
         self._reply(msg, self._error_results(msg, error), False, [])
 
     def _start_async(self, msg: p.ExecuteTask) -> None:
@@ -441,6 +452,7 @@ class Executor(GeneratorExecution):
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
             if isinstance(e, SystemExit):
                 _exit_process(self.client, e)
+            self._failed.add(msg.task_id)
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)

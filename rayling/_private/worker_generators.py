@@ -20,8 +20,8 @@ _ENDS_THE_TASK = (ActorExit, KeyboardInterrupt, CancelledError, AsyncCancelledEr
 
 
 class GeneratorExecution:
-    """Generator tasks, for Executor (which provides client, _error_results, _may_retry
-    and the _consumed/_consumption pacing state)."""
+    """Generator tasks, for Executor (which provides client, _error_results, _may_retry,
+    the _failed marks and the _consumed/_consumption pacing state)."""
 
     def _stream(self, msg: p.ExecuteTask, generator: Any) -> list:
         """Send each value ``generator`` yields as it comes (an exception it raises is
@@ -110,6 +110,7 @@ class GeneratorExecution:
         self.client.send_soon(p.GeneratorItem(msg.task_id, index, data))
 
     def _item_error(self, msg: p.ExecuteTask, index: int, error: BaseException) -> None:
+        self._failed.add(msg.task_id)  # (the stream's end says so to the daemon)
         data = self._error_results(msg, error)[0]
         self.client.send_soon(p.GeneratorItem(msg.task_id, index, data))
 
