@@ -321,7 +321,7 @@ class Host:
         self.tasks.remove(task)
         self.failed.append((task, error))
 
-    def finish_task(self, task, results, tell_submitter=True) -> None:
+    def finish_task(self, task, results, tell_submitter=True, failed=False) -> None:
         self.tasks.remove(task)
         self.finished.append((task, results, tell_submitter))
 
