@@ -444,3 +444,16 @@ def test_each_driver_is_a_job_and_code_is_sent_to_a_worker_once():
     known: set = set()
     assert jobs.code_for(b"f", known) == b"code" and jobs.code_for(b"f", known) is None
     assert jobs.code_for(b"", known) is None  # actor calls carry no function
+
+
+def test_only_the_latest_dead_actors_are_remembered():
+    host = Host()
+    actors = ActorDirectory(host)
+    actors.DEAD_KEPT = 2
+    made = [create(actors, host)[0] for _ in range(4)]
+    for actor_id in made:
+        actors.kill(p.KillActor(actor_id, True))
+    assert [a for a in made if actors.get(a) is not None] == made[2:]
+    assert all(actors.get(a).state.value == "DEAD" for a in made[2:])
+    late = call(actors, made[0])  # (a call to a forgotten actor still fails, not hangs)
+    assert host.failed and host.failed[-1][0] is late

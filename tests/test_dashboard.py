@@ -112,6 +112,8 @@ def test_json_endpoints_and_metrics(dashboard):
     answer = json.load(fetch(f"{dashboard}/api/v0/tasks?{query}"))
     assert answer["result"] and {t["name"] for t in answer["data"]["result"]["result"]} == \
         {"add"}
+    cut = json.load(fetch(f"{dashboard}/api/v0/tasks?{query.replace('limit=100', 'limit=1')}"))
+    assert cut["data"]["result"]["total"] >= 2 and len(cut["data"]["result"]["result"]) == 1
     summary = json.load(fetch(dashboard + "/api/v0/tasks/summarize"))
     assert summary["data"]["result"]["cluster"]["summary"]["add"]["state_counts"][
         "FINISHED"] >= 2

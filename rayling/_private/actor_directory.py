@@ -109,6 +109,9 @@ class ActorRecord:
 
 
 class ActorDirectory:
+    DEAD_KEPT = 1000  # dead actors remembered (for the state API and their callers'
+    # errors); older ones are forgotten, so a long run's memory stays bounded
+
     def __init__(self, host) -> None:
         self._host = host
         self.actors: dict[bytes, ActorRecord] = {}
@@ -120,6 +123,7 @@ class ActorDirectory:
         self._adopted: dict[ActorRecord, int] = {}  # actors holding a dead worker's
         # segments: ticks since
         self._constructor_errors: dict[bytes, p.ObjectData | None] = {}
+        self._dead_order: deque[bytes] = deque()  # dead actors' ids, oldest first
         self._warned_held: set[tuple] = set()
 
     def __bool__(self) -> bool:
@@ -468,6 +472,13 @@ class ActorDirectory:
         for oid in spec.deps + spec.contained:
             table.unpin(oid)
         self._constructor_errors[spec.actor_id] = constructor_error
+        self._dead_order.append(spec.actor_id)
+        while len(self._dead_order) > self.DEAD_KEPT:
+            forgotten = self._dead_order.popleft()
+            record = self.actors.pop(forgotten, None)
+            self._constructor_errors.pop(forgotten, None)
+            if record is not None:
+                self._by_creation.pop(record.creation_oid, None)
 
     def _died_error(self, actor: ActorRecord, call: str,
                     constructor_error: p.ObjectData | None = None) -> exc.ActorDiedError:

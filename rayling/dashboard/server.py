@@ -151,8 +151,8 @@ class Dashboard:
         """Ray's state REST path: /api/v0/{tasks,actors,objects,nodes,workers,jobs,
         placement_groups}?limit=&filter_keys=&filter_predicates=&filter_values="""
         kind = request.match_info["kind"]
-        lister = _LISTERS.get(kind)
-        if lister is None:
+        record = _RECORDS.get(kind)
+        if record is None:
             raise web.HTTPNotFound(text=f"no state kind {kind!r}")
         query = request.query
         keys, predicates = query.getall("filter_keys", []), query.getall("filter_predicates", [])
@@ -163,13 +163,15 @@ class Dashboard:
                                      status=400)
         try:
             limit = int(query.get("limit", "100"))
-            rows = await self._ask(lister, filters=list(zip(keys, predicates, values,
-                                                            strict=True)), limit=limit)
+            rows, total = await self._ask(
+                state.query_rows, kind, None, list(zip(keys, predicates, values,
+                                                       strict=True)), limit, None)
         except ValueError as e:
             return web.json_response({"result": False, "msg": str(e)}, status=400)
-        rows = [r.asdict() for r in rows]
+        rows = [record.from_row(row).asdict() for row in rows]
         return web.json_response({"result": True, "msg": "", "data": {"result": {
-            "total": len(rows), "result": rows}}}, dumps=_dumps)
+            "total": total, "num_after_truncation": len(rows), "result": rows}}},
+            dumps=_dumps)
 
     async def summary(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
@@ -258,10 +260,10 @@ def _same(given: str, secret: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), secret.encode())
 
 
-_LISTERS = {"tasks": state.list_tasks, "actors": state.list_actors,
-            "objects": state.list_objects, "nodes": state.list_nodes,
-            "workers": state.list_workers, "jobs": state.list_jobs,
-            "placement_groups": state.list_placement_groups}
+_RECORDS = {"tasks": state.TaskState, "actors": state.ActorState,
+            "objects": state.ObjectState, "nodes": state.NodeState,
+            "workers": state.WorkerState, "jobs": state.JobState,
+            "placement_groups": state.PlacementGroupState}
 
 
 def _job_details(job: state.JobState) -> dict:

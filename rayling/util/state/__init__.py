@@ -62,6 +62,15 @@ def _check_filters(filters) -> list[tuple[str, str, str]]:
 
 def _list(kind: str, record: type[StateRecord], address, filters, limit, timeout,
           raise_on_missing_output=True) -> list:
+    rows, total = query_rows(kind, address, filters, limit, timeout)
+    if total > len(rows):
+        warnings.warn(f"{total} {kind} match, {len(rows)} are shown (limit={limit}); "
+                      f"raise limit= to see more", stacklevel=3)
+    return [record.from_row(row) for row in rows]
+
+
+def query_rows(kind: str, address, filters, limit, timeout) -> tuple[list[dict], int]:
+    """The rows of ``kind`` the head picked (at most ``limit``), and how many match."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise ValueError(f"limit must be an integer >= 0, got {limit!r}")
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
@@ -69,13 +78,10 @@ def _list(kind: str, record: type[StateRecord], address, filters, limit, timeout
     client = _client(address)
     answer = client.query(p.StateRows(kind, _check_filters(filters), limit),
                           DEFAULT_TIMEOUT if timeout is None else timeout)
-    rows, total = answer["rows"], answer["total"]
-    if total > len(rows):
-        warnings.warn(f"{total} {kind} match, {len(rows)} are shown (limit={limit}); "
-                      f"raise limit= to see more", stacklevel=3)
+    rows = answer["rows"]
     if kind == "tasks":
         rows = [_with_error(row) for row in rows]
-    return [record.from_row(row) for row in rows]
+    return rows, answer["total"]
 
 
 _ERROR_TYPES = {"RayTaskError": "TASK_EXECUTION_EXCEPTION", "TaskCancelledError":
