@@ -352,3 +352,26 @@ def test_fast_direct_actor_calls_know_their_worker(cluster):
          if t.task_id in wanted and t.state == "FINISHED"]), what="the calls to be recorded")
     assert {t.worker_pid for t in calls} == {pid}
     assert all(t.start_time_ms is not None for t in calls)
+
+
+@rayling.remote(max_restarts=1)
+class Restarting:
+    def pid(self):
+        return os.getpid()
+
+    def die(self):
+        os._exit(1)
+
+
+def test_a_restarted_actors_creation_is_its_next_attempt(cluster):
+    actor = Restarting.remote()
+    rayling.get(actor.pid.remote())
+    actor.die.remote()
+    wait_until(lambda: state.get_actor(actor._ray_actor_id).num_restarts == 1,
+               what="the actor to restart")
+    rayling.get(actor.pid.remote(), timeout=30)
+    creations = wait_until(lambda: (lambda rows: rows if len(rows) == 2 else None)(
+        [t for t in state.list_tasks(filters=[("actor_id", "=", actor._ray_actor_id),
+                                              ("type", "=", "ACTOR_CREATION_TASK")])]),
+        what="both creations to be recorded")
+    assert sorted(t.attempt_number for t in creations) == [0, 1]

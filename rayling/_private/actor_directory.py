@@ -171,6 +171,9 @@ class ActorDirectory:
         )
         # The constructor's arguments are pinned by the actor, not by this task.
         self._host.admit_task(creation, submitter, pin_args=False, expect_returns=False)
+        record = self._host.tasks.get(spec.task_id)
+        if record is not None:  # (a restart's creation is the next attempt of the first)
+            record.attempt = actor.restarts
 
     def placed(self, task, worker) -> None:
         """The creation task starts on ``worker``, which now hosts the actor."""
