@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import click
 
+_WAIT = click.option(
+    "--wait-for-head", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="How long to wait for a head that is still coming up (default 60, or "
+         "RAYLING_WAIT_FOR_HEAD).")
+
+
+def _set_wait(seconds: float | None) -> None:
+    import os
+
+    if seconds is not None:
+        os.environ["RAYLING_WAIT_FOR_HEAD"] = str(seconds)
+
 
 @click.group()
 @click.version_option(package_name="rayling")
@@ -34,6 +46,7 @@ def main() -> None:
 @click.option("--token", default=None, hidden=True,
               help="Refused: a token in the command line shows to every local user.")
 @click.option("--block", is_flag=True, help="Stay in the foreground until stopped.")
+@_WAIT
 @click.option("--temp-dir", default=None, type=click.Path(file_okay=False),
               help="Where this node's session folder (sockets, logs) goes (default: TMPDIR).")
 @click.option("--disable-usage-stats", is_flag=True,
@@ -52,10 +65,11 @@ def main() -> None:
 def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
           object_store_memory, node_ip_address, token_file, token, block, temp_dir,
           disable_usage_stats, include_dashboard, dashboard_host, dashboard_port,
-          metrics_export_port) -> None:
+          metrics_export_port, wait_for_head) -> None:
     """Start a head node, or a node that joins one."""
     from ._private import cluster_commands as cc
 
+    _set_wait(wait_for_head)
     if disable_usage_stats:
         click.echo("(rayling) --disable-usage-stats changes nothing: rayling collects no "
                    "usage statistics.", err=True)
@@ -112,10 +126,12 @@ def stop(force) -> None:
 
 @main.command()
 @click.option("--address", default=None, help="HOST:PORT of the head (default: auto).")
-def status(address) -> None:
+@_WAIT
+def status(address, wait_for_head) -> None:
     """Show the cluster's nodes and resource use."""
     from ._private import cluster_commands as cc
 
+    _set_wait(wait_for_head)
     try:
         raise SystemExit(cc.status(address, echo=click.echo))
     except ConnectionError as e:

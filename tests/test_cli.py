@@ -151,7 +151,7 @@ def test_joining_with_the_token_from_a_file_or_the_environment(env, tmp_path):
     other = {**env, "HOME": str(tmp_path / "other-home"), "TMPDIR": str(tmp_path / "other-tmp")}
     try:
         refused = rayling_cmd(other, "start", "--address", info["address"], check=False)
-        assert refused.returncode != 0 and "no token" in refused.stderr
+        assert refused.returncode != 0 and "No token" in refused.stderr
         token_file = tmp_path / "other-home" / "token"
         token_file.write_text(info["token"])
         token_file.chmod(0o644)
@@ -181,14 +181,18 @@ def test_start_errors_say_what_to_do(env):
         assert bad.returncode != 0 and "bad resources" in bad.stderr, bad.stderr
     both = rayling_cmd(env, "start", check=False)
     assert both.returncode != 0 and "--head or --address" in both.stderr
-    no_token = rayling_cmd(env, "start", "--address", "127.0.0.1:1", check=False)
-    assert no_token.returncode != 0 and "no token" in no_token.stderr
+    nothing = rayling_cmd(env, "start", "--address", "127.0.0.1:1", "--wait-for-head", "0",
+                          check=False)
+    assert nothing.returncode != 0 and "Nothing answers at 127.0.0.1:1" in nothing.stderr
     in_argv = rayling_cmd(env, "start", "--address", "127.0.0.1:1", "--token", "x",
                           check=False)
     assert in_argv.returncode != 0 and "--token-file" in in_argv.stderr
-    wrong = rayling_cmd({**env, "RAYLING_TOKEN": "x"}, "start", "--address", "127.0.0.1:1",
-                        check=False)
-    assert wrong.returncode != 0 and "failed to start" in wrong.stderr
+    status = rayling_cmd(env, "status", "--address", "127.0.0.1:1", "--wait-for-head", "0",
+                         check=False)
+    assert status.returncode != 0 and "Nothing answers at 127.0.0.1:1" in status.stderr
+    script = run_script_failing({**env, "RAYLING_WAIT_FOR_HEAD": "0.5"},
+                                'import rayling; rayling.init(address="127.0.0.1:1")')
+    assert "Nothing answers at 127.0.0.1:1" in script and "waiting up to 0.5 s" in script
     no_cluster = run_script_failing(env, 'import rayling; rayling.init(address="auto")')
     assert "Could not find a running rayling cluster" in no_cluster
     slurm = rayling_cmd(env, "start", "--slurm", check=False)
@@ -324,3 +328,34 @@ def test_ray_start_flags_and_stop_force(env, tmp_path):
     loose.chmod(0o1777)  # sticky: fine
     rayling_cmd(env, "start", "--head", "--port", "0", "--temp-dir", str(loose))
     assert "Stopped 1" in rayling_cmd(env, "stop").stdout
+
+
+def test_the_seeds_recipe_needs_no_sleep(env):
+    """`rayling start --head --block &`, then at once a node, a status and a script: they
+    wait for the head instead of failing while it comes up."""
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    head = subprocess.Popen([sys.executable, "-m", "rayling.scripts", "start", "--head",
+                             "--port", str(port), "--num-cpus", "1", "--block"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        joined = subprocess.run(
+            [sys.executable, "-m", "rayling.scripts", "start", "--address",
+             f"127.0.0.1:{port}", "--num-cpus", "1"], env=env, capture_output=True,
+            text=True, timeout=90)
+        assert joined.returncode == 0, joined.stderr
+        assert "joined the cluster" in joined.stdout
+        status = rayling_cmd(env, "status", "--address", f"127.0.0.1:{port}")
+        assert "0/2 CPU" in status.stdout
+        code = (f"import rayling; rayling.init(address='127.0.0.1:{port}'); "
+                "print(rayling.cluster_resources()['CPU'])")
+        script = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, timeout=90)
+        assert script.returncode == 0 and "2.0" in script.stdout, script.stderr
+    finally:
+        rayling_cmd(env, "stop")
+        head.wait(30)

@@ -25,7 +25,7 @@ import stat
 import time
 
 from .. import exceptions as exc
-from . import cluster_files, protocol as p, shm
+from . import cluster_files, head_wait, protocol as p, shm
 from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gpus
 from .options import check_node_resources
 
@@ -145,12 +145,14 @@ def start_node(address: str, resources: dict, *, node_ip: str | None, token: str
         address += ":6379"
     host, _, port = address.rpartition(":")
     head = f"{resolve_ip(host)}:{port}"
-    token = cluster_files.find_token(address, token) or cluster_files.find_token(head)
-    if token is None:
-        raise StartError(
-            f"no token for the cluster at {address}: pass --token-file FILE (the file "
-            f"`rayling start --head` names), set RAYLING_TOKEN, or share the home directory "
-            f"with the head")
+
+    def known_token() -> str | None:
+        return cluster_files.find_token(address, token) or cluster_files.find_token(head)
+    try:  # (the head may still be coming up: the seeds start both at once)
+        token = head_wait.wait_for_head(head, known_token, head_wait.default_wait(),
+                                        head_wait.say_on_stderr)
+    except ConnectionError as e:
+        raise StartError(str(e)) from None
     ip = resolve_ip(node_ip) if node_ip else _local_ip_towards(head)
     node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
                            head_address=head, token=token, exit_with_driver=False,

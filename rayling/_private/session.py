@@ -19,7 +19,7 @@ import threading
 import uuid
 
 from .. import exceptions as exc
-from . import client as client_mod, cluster_files, ids, protocol as p, task_context
+from . import client as client_mod, cluster_files, head_wait, ids, protocol as p, task_context
 from .client import CoreClient
 from .log_printer import LogPrinter
 from .node import LocalNode, default_num_cpus, default_store_capacity, detect_gpus
@@ -144,8 +144,11 @@ def _attach(client: CoreClient, log_to_driver: bool) -> None:
         _atexit_registered = True
 
 
-def find_cluster(address: str | None) -> tuple[str, str] | None:
-    """(address, token) of the running cluster to connect to, or None to start one."""
+def find_cluster(address: str | None, wait: float | None = None
+                 ) -> tuple[str, str] | None:
+    """(address, token) of the running cluster to connect to, or None to start one. A
+    head named by address that is still coming up is waited for (``wait`` seconds;
+    default RAYLING_WAIT_FOR_HEAD or 60)."""
     if address in (None, "", "auto"):
         found = cluster_files.resolve_auto(wait=address == "auto")
         if found is None:
@@ -165,16 +168,16 @@ def find_cluster(address: str | None) -> tuple[str, str] | None:
             address = address[len(prefix):]
     if ":" not in address:
         address += ":6379"
-    token = cluster_files.find_token(address)
-    if token is None:
-        host, _, port = address.rpartition(":")
-        token = cluster_files.find_token(f"{_resolve(host)}:{port}")
-    if token is None:
-        raise ConnectionError(
-            f"No token for the rayling cluster at {address}: every connection must prove "
-            f"the cluster's token. Set RAYLING_TOKEN (`rayling start --head` printed it), or "
-            f"share the home directory with the head, which writes it to "
-            f"~/.rayling/clusters/.")
+    host, _, port = address.rpartition(":")
+
+    def known_token() -> str | None:
+        return cluster_files.find_token(address) or cluster_files.find_token(
+            f"{_resolve(host)}:{port}")
+    # No token yet: a head still coming up (it writes its files once it serves), or
+    # nothing there.
+    token = known_token() or head_wait.wait_for_head(
+        f"{_resolve(host)}:{port}", known_token,
+        head_wait.default_wait() if wait is None else wait, head_wait.say_on_stderr)
     return address, token
 
 
@@ -187,18 +190,23 @@ def _connect(address: str, token: str, listen_ip: str | None, kind: str = "drive
     host, _, port = address.rpartition(":")
     host = _resolve(host)
     local = cluster_files.local_socket(f"{host}:{port}") or cluster_files.local_socket(address)
+    if local:  # the head runs on this machine: its unix socket, and TCP for peers
+        where, listen = local, _resolve(listen_ip) if listen_ip else host
+    else:
+        where, listen = f"tcp:{host}:{port}", _resolve(listen_ip) if listen_ip else ""
     try:
-        if local:  # the head runs on this machine: its unix socket, and TCP for peers
-            return CoreClient(local, token, kind,
-                              listen_ip=_resolve(listen_ip) if listen_ip else host,
-                              namespace=namespace or "")
-        return CoreClient(f"tcp:{host}:{port}", token, kind,
-                          listen_ip=_resolve(listen_ip) if listen_ip else "",
-                          namespace=namespace or "")
+        return CoreClient(where, token, kind, listen_ip=listen, namespace=namespace or "")
+    except ConnectionRefusedError:
+        if local:
+            raise
     except OSError as e:
         raise ConnectionError(
             f"Could not connect to the rayling cluster at {address}: {e}. Is `rayling start "
             f"--head` running there, and is the port reachable from this machine?") from e
+    # Nothing listens there yet: a head still coming up is waited for; else say so.
+    head_wait.wait_for_head(f"{host}:{port}", lambda: token, head_wait.default_wait(),
+                            head_wait.say_on_stderr)
+    return CoreClient(where, token, kind, listen_ip=listen, namespace=namespace or "")
 
 
 def info() -> dict:
