@@ -35,12 +35,27 @@ log = logging.getLogger("rayling")
 
 
 class RayContext(dict):
-    """What ``init()`` returns: connection facts, usable as ``with rayling.init(): ...``."""
+    """What ``init()`` returns, as Ray's: ``dashboard_url``, ``python_version``,
+    ``ray_version`` (rayling's), ``address_info`` (node_ip_address, session_dir, node_id,
+    address/gcs_address, webui_url), which it also is as a dict; ``with rayling.init():``
+    shuts down at the end."""
 
     def __init__(self, info: dict) -> None:
+        import platform
+
+        from . import __version__
+
         super().__init__(info)
         self.address_info = info
         self.dashboard_url = info.get("webui_url", "")
+        self.python_version = platform.python_version()
+        self.ray_version = f"{__version__} (rayling)"
+        self.ray_commit = "rayling"
+
+    def __repr__(self) -> str:
+        return (f"RayContext(dashboard_url={self.dashboard_url!r}, python_version="
+                f"{self.python_version!r}, ray_version={self.ray_version!r}, ray_commit="
+                f"{self.ray_commit!r}, address_info={dict(self)!r})")
 
     def __getattr__(self, name: str):
         try:

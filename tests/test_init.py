@@ -182,3 +182,20 @@ def test_refs_outliving_their_session_are_harmless():
         assert ray.get(square.remote(3), timeout=30) == 9
     finally:
         ray.shutdown()
+
+
+def test_init_returns_a_context_as_rays(tmp_path):
+    import platform
+
+    import rayling
+
+    with rayling.init(num_cpus=1) as context:
+        assert context.address_info["node_ip_address"] == "127.0.0.1"
+        assert context.address_info["session_dir"] == context["session_dir"]
+        assert context.address_info["gcs_address"] == context.address_info["address"]
+        assert context.address_info["node_id"] == rayling.get_runtime_context().get_node_id()
+        assert context["webui_url"] == context.dashboard_url == rayling.get_dashboard_url()
+        assert context.python_version == platform.python_version()
+        assert "rayling" in context.ray_version
+        assert repr(context).startswith("RayContext(dashboard_url=")
+    assert not rayling.is_initialized()  # (the with block shut it down)

@@ -217,6 +217,7 @@ def info() -> dict:
         "session_dir": client.session_dir,
         "node_id": client.node_id.hex(),
         "address": client.address,
+        "gcs_address": client.address,  # (Ray's name for where the cluster is)
         "webui_url": client.dashboard_url,
     }
 
