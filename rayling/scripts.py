@@ -117,8 +117,8 @@ def start(head, address, slurm, port, num_cpus, num_gpus, resources_json,
 @click.option("-f", "--force", is_flag=True,
               help="Kill the daemons at once (SIGKILL) instead of asking them to stop.")
 def stop(force) -> None:
-    """Stop the rayling daemons this user started on this machine (with `rayling
-    start`), with their workers, shared memory and files."""
+    """Stop the rayling daemons that this user started with `rayling start` on this
+    machine (never another user's), with their workers, shared memory and files."""
     from ._private import cluster_commands as cc
 
     raise SystemExit(cc.stop(echo=click.echo, force=force))

@@ -143,8 +143,9 @@ def test_start_join_status_connect_stop(env):
 def test_joining_with_the_token_from_a_file_or_the_environment(env, tmp_path):
     started = rayling_cmd(env, "start", "--head", "--port", "0", "--num-cpus", "1").stdout
     info = json.load(open(os.path.join(machine_dir(env), "current_cluster.json")))
-    # The head says where the token is, never what it is.
-    assert info["token"] not in started and "--token-file=" in started
+    # The head never shows the token, and says that on loopback only this machine joins.
+    assert info["token"] not in started and "listens on this machine only" in started
+    assert "--node-ip-address" in started
     # Another machine: its own temp directory, and a home directory not shared.
     (tmp_path / "other-home").mkdir()
     (tmp_path / "other-tmp").mkdir()

@@ -95,6 +95,11 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
     if slurm_file:  # the job's other tasks read the token from the file; keep it off the log
         join = (f"  The job's other tasks join through {slurm_file}; to add a node by hand:\n"
                 f"    rayling start --address={address}   (token: in {home})\n")
+    elif ip.startswith("127.") or ip == "::1":
+        join = (f"  The head listens on this machine only ({ip}): other machines cannot join.\n"
+                f"  To let them, start it with --node-ip-address=<an address of this machine\n"
+                f"  they reach>. Another node on this machine joins with:\n"
+                f"    rayling start --address={address}\n")
     else:
         join = (f"  Add a node from another machine (the token is in {home}, mode 0600;\n"
                 f"  copy it there, or to any file only you can read, if that machine does\n"

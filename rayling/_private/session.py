@@ -153,12 +153,14 @@ def find_cluster(address: str | None, wait: float | None = None
         found = cluster_files.resolve_auto(wait=address == "auto")
         if found is None:
             if address == "auto":
+                slurm = (f"this Slurm job's head did not publish its address within "
+                         f"{cluster_files.SLURM_WAIT:g} s (`srun rayling start --slurm`), and "
+                         if cluster_files.slurm_cluster_path() else "")
                 raise ConnectionError(
-                    "Could not find a running rayling cluster for address='auto': no Slurm "
-                    "job's cluster file (in a Slurm job, waited "
-                    f"{cluster_files.SLURM_WAIT:g} s for `srun rayling start --slurm`) and no "
-                    "`rayling start` on this machine. Start one with `rayling start --head`, "
-                    "or call init() without an address for a local cluster.")
+                    f"Could not find a running rayling cluster for address='auto': {slurm}"
+                    f"this user runs no `rayling start` cluster on this machine. Start one "
+                    f"with `rayling start --head`, or call init() without an address for a "
+                    f"local cluster.")
             return None
         return found["address"], os.environ.get("RAYLING_TOKEN") or found["token"]
     if address == "local":
