@@ -149,3 +149,38 @@ def test_head_and_node_on_two_network_hosts(hosts, tmp_path):
         for ns in (node_ns, head_ns):
             subprocess.run(["ip", "netns", "exec", ns, *rayling, "stop"], env=envs.get(ns),
                            capture_output=True, timeout=60)
+
+
+def test_the_seeds_by_hand_recipe_without_sleep(hosts, tmp_path):
+    """The seeds' Slurm recipe: `rayling start --head ... --block &` on one host, then at
+    once `rayling start --address head:port` on the other and a script: no `sleep 10`,
+    the node and the script wait for the head."""
+    head_ns, node_ns = hosts
+    home = tmp_path / "home"
+    home.mkdir()
+    envs = {}
+    for ns in (head_ns, node_ns):
+        (tmp_path / ns).mkdir()
+        envs[ns] = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp_path / ns)}
+        envs[ns].pop("RAYLING_TOKEN", None)
+    rayling = [sys.executable, "-m", "rayling.scripts"]
+    address = f"{HEAD_IP}:34567"
+    head = subprocess.Popen(["ip", "netns", "exec", head_ns, *rayling, "start", "--head",
+                             "--node-ip-address", HEAD_IP, "--port", "34567",
+                             "--num-cpus", "1", "--block"], env=envs[head_ns],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _in(node_ns, envs[node_ns], *rayling, "start", "--address", address,
+            "--num-cpus", "1")
+        script = textwrap.dedent(f"""
+            import rayling
+            rayling.init(address="{address}", _node_ip_address="{NODE_IP}")
+            print(sorted(n["NodeManagerAddress"] for n in rayling.nodes()))
+        """)
+        shown = _in(node_ns, envs[node_ns], sys.executable, "-c", script).stdout
+        assert shown.strip() == str(sorted([HEAD_IP, NODE_IP]))
+    finally:
+        for ns in (node_ns, head_ns):
+            subprocess.run(["ip", "netns", "exec", ns, *rayling, "stop"], env=envs[ns],
+                           capture_output=True, timeout=60)
+        head.wait(30)
