@@ -360,3 +360,19 @@ def test_the_seeds_recipe_needs_no_sleep(env):
     finally:
         rayling_cmd(env, "stop")
         head.wait(30)
+
+
+def test_stop_sees_a_head_that_is_still_starting(env):
+    for _ in range(3):  # (the start-up is short: a few rounds try the window more than once)
+        head = subprocess.Popen([sys.executable, "-m", "rayling.scripts", "start", "--head",
+                                 "--port", "0", "--num-cpus", "1", "--block"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # The record is written as soon as the daemon's process exists, before it serves.
+        [record] = wait_until(lambda: daemon_records(env), timeout=30,
+                              what="the starting head's record")
+        stopped = rayling_cmd(env, "stop")
+        assert "Stopped 1" in stopped.stdout, stopped.stdout + stopped.stderr
+        head.communicate(timeout=60)
+        pid = record["pid"]
+        wait_until(lambda pid=pid: _no_processes([pid]), what="the head to be gone")
+        assert not daemon_records(env)

@@ -80,7 +80,8 @@ def start_head(resources: dict, *, port: int, node_ip: str | None, token: str | 
     node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
                            port=port, token=token, exit_with_driver=False,
                            die_with_parent=block, dashboard=dashboard,
-                           metrics_port=metrics_port)
+                           metrics_port=metrics_port,
+                           on_spawn=lambda node: _note_starting(node, "head", f"{ip}:{port}"))
     address = f"{ip}:{node.port}"
     info = {"address": address, "token": token, "pid": node.process.pid,
             "socket": node.socket_path}
@@ -161,7 +162,8 @@ def start_node(address: str, resources: dict, *, node_ip: str | None, token: str
     ip = resolve_ip(node_ip) if node_ip else _local_ip_towards(head)
     node = LocalNode.start(resources, object_store_memory or default_store_capacity(), ip,
                            head_address=head, token=token, exit_with_driver=False,
-                           die_with_parent=block)
+                           die_with_parent=block,
+                           on_spawn=lambda node: _note_starting(node, "node", head))
     files = _record_node(node, "node", head)
     files += cluster_files.write_machine_record(
         cluster_files.CURRENT, {"address": head, "token": token, "pid": node.process.pid})
@@ -229,6 +231,12 @@ def _local_ip_towards(address: str) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((host, int(port)))
         return s.getsockname()[0]
+
+
+def _note_starting(node: LocalNode, role: str, address: str) -> None:
+    """Record a daemon as soon as it runs, so `rayling stop` sees it while it starts; if
+    it fails to start, its stop removes the record."""
+    node.records = _record_node(node, role, address)
 
 
 def _record_node(node: LocalNode, role: str, address: str) -> list[str]:

@@ -335,5 +335,31 @@ def resolve_auto(wait: bool = False) -> dict | None:
     while True:
         info = read(path) or current_cluster()
         if info or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if info is None and wait:
+        info = _wait_for_starting_head()
+    return info
+
+
+def _wait_for_starting_head() -> dict | None:
+    """This machine's cluster once a head that `rayling start` is starting here serves
+    (its record exists before it does), up to RAYLING_WAIT_FOR_HEAD (60 s); None if no
+    head is starting."""
+    from .head_wait import default_wait, say_on_stderr
+
+    def starting() -> bool:
+        return any(info.get("role") == "head" and pid_alive(record_pid(info))
+                   for _, info in machine_records("nodes"))
+    if not starting():
+        return None
+    wait = default_wait()
+    say_on_stderr(f"(rayling) waiting up to {wait:g} s for the head starting on this "
+                  f"machine...")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        info = current_cluster()
+        if info is not None or not starting():
             return info
         time.sleep(0.1)
+    return None

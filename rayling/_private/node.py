@@ -126,11 +126,14 @@ class LocalNode:
         driver_wait: float = 60.0,
         dashboard: tuple[str, int] | None = None,
         metrics_port: int | None = None,
+        on_spawn=None,
     ) -> LocalNode:
         """Start a daemon: a local cluster (the default), a head listening on TCP
         ``port`` (0: any free port), or a node joining the head at ``head_address``. A
         head with ``dashboard`` (host, port) serves the dashboard there, and with
-        ``metrics_port`` its Prometheus metrics on that port too."""
+        ``metrics_port`` its Prometheus metrics on that port too. ``on_spawn(node)`` runs
+        as soon as the daemon's process exists, before it serves (`rayling start` notes
+        it there, so `rayling stop` sees a daemon still starting)."""
         object_store_memory = fit_store_capacity(object_store_memory)
         resources = with_standard_resources(resources, object_store_memory, node_ip,
                                             head=head_address is None)
@@ -176,6 +179,8 @@ class LocalNode:
         process.stdin.close()
         node = cls(session, session_dir, socket_path, token, process)
         try:
+            if on_spawn is not None:
+                on_spawn(node)
             info = node._wait_ready(stderr_path)
         except BaseException:
             node.process.terminate()
