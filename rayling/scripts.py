@@ -29,13 +29,13 @@ def main() -> None:
 @click.option("--slurm", is_flag=True,
               help="Form the cluster from Slurm's environment: task 0 is the head, the other "
                    "tasks join it (implies --block).")
-@click.option("--port", type=int, default=None,
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="The head's TCP port (0: any free port; default 6379).")
 @click.option("--num-cpus", type=float, default=None, help="CPUs of this node.")
 @click.option("--num-gpus", type=float, default=None, help="GPUs of this node.")
 @click.option("--resources", "resources_json", default=None,
               help='Custom resources as JSON, e.g. \'{"disk": 1}\'.')
-@click.option("--object-store-memory", type=int, default=None,
+@click.option("--object-store-memory", type=click.IntRange(min=1), default=None,
               help="Bytes of shared memory for this node's object store.")
 @click.option("--node-ip-address", default=None,
               help="The address this node listens on and other nodes reach it at "

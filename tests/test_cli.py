@@ -180,6 +180,11 @@ def test_start_errors_say_what_to_do(env):
                      ["--resources", '{"disk": -1}']):
         bad = rayling_cmd(env, "start", "--head", *bad_args, check=False)
         assert bad.returncode != 0 and "bad resources" in bad.stderr, bad.stderr
+    for bad_args in (["--port", "-1"], ["--port", "70000"],
+                     ["--object-store-memory", "-5"], ["--dashboard-port", "99999"]):
+        bad = rayling_cmd(env, "start", "--head", *bad_args, check=False)
+        assert bad.returncode != 0 and "Invalid value for" in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
     both = rayling_cmd(env, "start", check=False)
     assert both.returncode != 0 and "--head or --address" in both.stderr
     nothing = rayling_cmd(env, "start", "--address", "127.0.0.1:1", "--wait-for-head", "0",
