@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._private.version import VERSION as __version__  # noqa: F401 - the package's version
 
 # Each public name, and the module that defines it.
 _NAMES = {

@@ -28,6 +28,7 @@ from ._private.options import (
     env_vars,
     validate_options,
 )
+from ._private.version import VERSION
 from .actor import ActorClass, ActorHandle, handle_from_info
 from .remote_function import RemoteFunction
 
@@ -43,13 +44,11 @@ class RayContext(dict):
     def __init__(self, info: dict) -> None:
         import platform
 
-        from . import __version__
-
         super().__init__(info)
         self.address_info = info
         self.dashboard_url = info.get("webui_url", "")
         self.python_version = platform.python_version()
-        self.ray_version = f"{__version__} (rayling)"
+        self.ray_version = f"{VERSION} (rayling)"
         self.ray_commit = "rayling"
 
     def __repr__(self) -> str:

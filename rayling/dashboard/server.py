@@ -35,9 +35,9 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from .. import __version__
 from .._private import protocol as p, session
 from .._private.client import DaemonConnectionError
+from .._private.version import VERSION
 from ..util import state
 
 STATIC = Path(__file__).parent / "static"
@@ -217,7 +217,7 @@ class Dashboard:
         return web.json_response(_job_details(job))
 
     async def version(self, request: web.Request) -> web.Response:
-        return web.json_response({"version": __version__, "ray_version": RAY_VERSION,
+        return web.json_response({"version": VERSION, "ray_version": RAY_VERSION,
                                   "session_name": "rayling"})
 
     async def metrics(self, request: web.Request) -> web.Response:
