@@ -19,13 +19,6 @@ from .conftest import barrier
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    rayling.init(num_cpus=2)
-    yield
-    rayling.shutdown()
-
-
 def _wait_for_file(path: str, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
@@ -79,7 +72,7 @@ class AsyncGroups:
         return "pong"
 
 
-def test_async_groups_limit_their_own_calls(cluster):
+def test_async_groups_limit_their_own_calls(shared_cluster):
     actor = AsyncGroups.remote()
     refs = [actor.io.remote() for _ in range(6)] + [actor.compute.remote() for _ in range(9)]
     threads = rayling.get(refs, timeout=60)
@@ -90,7 +83,7 @@ def test_async_groups_limit_their_own_calls(cluster):
     assert threads[0] != threads[6]
 
 
-def test_a_blocked_async_group_does_not_block_the_others(cluster, tmp_path):
+def test_a_blocked_async_group_does_not_block_the_others(shared_cluster, tmp_path):
     actor = AsyncGroups.remote()
     release = str(tmp_path / "release")
     blocked = actor.blocking_io.remote(release)
@@ -117,7 +110,7 @@ class Server:
         return threading.current_thread().name
 
 
-def test_a_health_check_answers_while_the_default_group_is_busy(cluster, tmp_path):
+def test_a_health_check_answers_while_the_default_group_is_busy(shared_cluster, tmp_path):
     server = Server.remote()
     release = str(tmp_path / "release")
     busy = server.serve.remote(release)
@@ -132,7 +125,7 @@ def test_a_health_check_answers_while_the_default_group_is_busy(cluster, tmp_pat
     assert rayling.get(server.where.remote()) != health_thread
 
 
-def test_calls_of_one_group_keep_their_order(cluster):
+def test_calls_of_one_group_keep_their_order(shared_cluster):
     @rayling.remote(concurrency_groups={"log": 1})
     class Log:
         def __init__(self):
@@ -152,7 +145,7 @@ def test_calls_of_one_group_keep_their_order(cluster):
     assert rayling.get(log.items_.remote()) == list(range(200))
 
 
-def test_groups_are_checked(cluster):
+def test_groups_are_checked(shared_cluster):
     @rayling.remote
     class Undeclared:
         @rayling.method(concurrency_group="io")
@@ -204,7 +197,7 @@ class Async:
         return before, ctx.get_task_id()
 
 
-def test_runtime_context_is_each_threads_own(cluster, tmp_path):
+def test_runtime_context_is_each_threads_own(shared_cluster, tmp_path):
     actor = Threaded.remote()
     refs = [actor.context.remote(str(tmp_path)) for _ in range(4)]
     seen = rayling.get(refs, timeout=60)
@@ -212,7 +205,7 @@ def test_runtime_context_is_each_threads_own(cluster, tmp_path):
     assert [after for _, after in seen] == [ref.task_id().hex() for ref in refs]
 
 
-def test_runtime_context_is_each_coroutines_own(cluster):
+def test_runtime_context_is_each_coroutines_own(shared_cluster):
     actor = Async.remote()
     refs = [actor.context.remote() for _ in range(4)]
     seen = rayling.get(refs, timeout=60)
@@ -220,7 +213,7 @@ def test_runtime_context_is_each_coroutines_own(cluster):
     assert [after for _, after in seen] == [ref.task_id().hex() for ref in refs]
 
 
-def test_a_plain_actor_has_no_groups_to_name(cluster):
+def test_a_plain_actor_has_no_groups_to_name(shared_cluster):
     @rayling.remote
     class Plain:
         def ping(self):

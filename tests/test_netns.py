@@ -68,23 +68,32 @@ def _in(ns: str, env: dict, *args, timeout=90) -> subprocess.CompletedProcess:
     return result
 
 
-def test_head_and_node_on_two_network_hosts(hosts, tmp_path):
-    head_ns, node_ns = hosts
-    home = tmp_path / "home"  # shared by both hosts, as on a cluster: it carries the token
+RAYLING = [sys.executable, "-m", "rayling.scripts"]
+
+
+def _host_envs(tmp_path, hosts) -> dict[str, dict]:
+    """Each host's environment: its own TMPDIR, and a home shared by both, as on a
+    cluster (it carries the token)."""
+    home = tmp_path / "home"
     home.mkdir()
     envs = {}
-    for ns in (head_ns, node_ns):
+    for ns in hosts:
         (tmp_path / ns).mkdir()
         envs[ns] = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp_path / ns)}
         envs[ns].pop("RAYLING_TOKEN", None)
-    rayling = [sys.executable, "-m", "rayling.scripts"]
+    return envs
+
+
+def test_head_and_node_on_two_network_hosts(hosts, tmp_path):
+    head_ns, node_ns = hosts
+    envs = _host_envs(tmp_path, hosts)
     try:
-        _in(head_ns, envs[head_ns], *rayling, "start", "--head", "--port", "0",
+        _in(head_ns, envs[head_ns], *RAYLING, "start", "--head", "--port", "0",
             "--node-ip-address", HEAD_IP, "--num-cpus", "1")
         machine = tmp_path / head_ns / f"rayling-{os.getuid()}" / "current_cluster.json"
         address = json.loads(machine.read_text())["address"]
         assert address.startswith(HEAD_IP + ":")
-        _in(node_ns, envs[node_ns], *rayling, "start", "--address", address, "--num-cpus", "1")
+        _in(node_ns, envs[node_ns], *RAYLING, "start", "--address", address, "--num-cpus", "1")
         script = textwrap.dedent(f"""
             import numpy as np
             import rayling
@@ -147,7 +156,7 @@ def test_head_and_node_on_two_network_hosts(hosts, tmp_path):
                    remote_script).stdout.strip() == "ok"
     finally:
         for ns in (node_ns, head_ns):
-            subprocess.run(["ip", "netns", "exec", ns, *rayling, "stop"], env=envs.get(ns),
+            subprocess.run(["ip", "netns", "exec", ns, *RAYLING, "stop"], env=envs.get(ns),
                            capture_output=True, timeout=60)
 
 
@@ -156,21 +165,14 @@ def test_the_seeds_by_hand_recipe_without_sleep(hosts, tmp_path):
     once `rayling start --address head:port` on the other and a script: no `sleep 10`,
     the node and the script wait for the head."""
     head_ns, node_ns = hosts
-    home = tmp_path / "home"
-    home.mkdir()
-    envs = {}
-    for ns in (head_ns, node_ns):
-        (tmp_path / ns).mkdir()
-        envs[ns] = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp_path / ns)}
-        envs[ns].pop("RAYLING_TOKEN", None)
-    rayling = [sys.executable, "-m", "rayling.scripts"]
+    envs = _host_envs(tmp_path, hosts)
     address = f"{HEAD_IP}:34567"
-    head = subprocess.Popen(["ip", "netns", "exec", head_ns, *rayling, "start", "--head",
+    head = subprocess.Popen(["ip", "netns", "exec", head_ns, *RAYLING, "start", "--head",
                              "--node-ip-address", HEAD_IP, "--port", "34567",
                              "--num-cpus", "1", "--block"], env=envs[head_ns],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _in(node_ns, envs[node_ns], *rayling, "start", "--address", address,
+        _in(node_ns, envs[node_ns], *RAYLING, "start", "--address", address,
             "--num-cpus", "1")
         script = textwrap.dedent(f"""
             import rayling
@@ -181,6 +183,6 @@ def test_the_seeds_by_hand_recipe_without_sleep(hosts, tmp_path):
         assert shown.strip() == str(sorted([HEAD_IP, NODE_IP]))
     finally:
         for ns in (node_ns, head_ns):
-            subprocess.run(["ip", "netns", "exec", ns, *rayling, "stop"], env=envs[ns],
+            subprocess.run(["ip", "netns", "exec", ns, *RAYLING, "stop"], env=envs[ns],
                            capture_output=True, timeout=60)
         head.wait(30)

@@ -17,13 +17,6 @@ from rayling.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 # -- generator.py ---------------------------------------------------------------------
 @ray.remote(num_returns="dynamic")
 def chunks(array, size):
@@ -44,7 +37,7 @@ def two_then_error():
     raise RuntimeError("third value fails")
 
 
-def test_generator_doc(cluster):
+def test_generator_doc(shared_cluster):
     array = ray.put(np.arange(12_345))
     dynamic = chunks.remote(array, 1000)
     generator = ray.get(dynamic)
@@ -76,7 +69,7 @@ def where() -> object:
     return ray.get_runtime_context().node_id
 
 
-def test_scheduling_doc(cluster):
+def test_scheduling_doc(shared_cluster):
     assert ray.get(where.options(scheduling_strategy="DEFAULT").remote())
     spread = ray.get([where.options(scheduling_strategy="SPREAD").remote()
                       for _ in range(20)])
@@ -116,7 +109,7 @@ class Returner:
         return ray.put(1), ray.put(2)
 
 
-def test_returning_put_refs_doc(cluster):
+def test_returning_put_refs_doc(shared_cluster):
     for size in (1, 10 * 1024 * 1024 // 8):  # inline and in shared memory
         assert np.array_equal(ray.get(ray.get(put_and_return.remote(size))), np.ones(size))
     first, second = two_put_refs.remote()
@@ -152,7 +145,7 @@ class Mortal:
         return os.getpid()
 
 
-def test_sys_exit_in_an_actor_ends_its_process(cluster, tmp_path):
+def test_sys_exit_in_an_actor_ends_its_process(shared_cluster, tmp_path):
     immortal = Immortal.remote(str(tmp_path / "crashed"))
     assert ray.get(immortal.work.remote(crash=True), timeout=30) is True
     mortal = Mortal.remote()
@@ -167,7 +160,7 @@ def test_sys_exit_in_an_actor_ends_its_process(cluster, tmp_path):
 
 
 # -- streaming_generator.py -----------------------------------------------------------
-def test_raylet_names(cluster):
+def test_raylet_names(shared_cluster):
     from rayling._raylet import ObjectRef, ObjectRefGenerator
 
     @ray.remote

@@ -135,10 +135,9 @@ def _ms(seconds: float | None) -> int | None:
 
 class TaskEvents:
     def __init__(self, capacity: int = DEFAULT_CAPACITY, clock=time.time) -> None:
-        self.capacity = capacity
         self.clock = clock
-        self.records: deque[TaskEvent] = deque()  # ended attempts, oldest first
-        self.dropped = 0  # records let go to stay within capacity
+        # Ended attempts, oldest first; past ``capacity`` the oldest goes.
+        self.records: deque[TaskEvent] = deque(maxlen=capacity)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -157,20 +156,13 @@ class TaskEvents:
             error, why = None, f"(its error, {len(error)} bytes pickled, is too large to keep)"
         if failed and error is None and not why:
             why = "it raised an exception (see its log, or its stream's last value)"
-        self._keep(TaskEvent(task, FAILED if failed or error is not None or why else
-                             FINISHED, self.clock(), error, why))
+        state = FAILED if failed or error is not None or why else FINISHED
+        self.records.append(TaskEvent(task, state, self.clock(), error, why))
 
     def failed(self, task, why: str, error: bytes | None = None) -> None:
         """The attempt ended without results (``why``), or raised ``error`` and will be
         retried: its record. The task's next attempt starts from now."""
         if task.spec.events:
-            self._keep(TaskEvent(task, FAILED, self.clock(), error, why))
+            self.records.append(TaskEvent(task, FAILED, self.clock(), error, why))
         task.attempt += 1
         task.created, task.started, task.where = self.clock(), None, None
-
-    def _keep(self, event: TaskEvent) -> None:
-        records = self.records
-        records.append(event)
-        if len(records) > self.capacity:
-            records.popleft()
-            self.dropped += 1

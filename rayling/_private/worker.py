@@ -264,7 +264,6 @@ class Executor(GeneratorExecution):
             except BaseException as e:  # noqa: BLE001 - stored as the task's result
                 if isinstance(e, SystemExit) and msg.actor_id is not None:
                     _exit_process(self.client, e)
-                self._failed.add(msg.task_id)
                 results = self._error_results(msg, e)
                 retryable = ran and msg.retry_exceptions and self._may_retry(msg, e)
             _flush_output()
@@ -363,6 +362,9 @@ class Executor(GeneratorExecution):
                             where=self.client.node_id)
 
     def _error_results(self, msg: p.ExecuteTask, e: BaseException) -> list:
+        """The results of a call that raised ``e`` (and the mark that it failed, which
+        its TaskDone carries: its results may not show it)."""
+        self._failed.add(msg.task_id)
         if isinstance(e, KeyboardInterrupt | CancelledError | AsyncCancelledError):
             return _error_results(exc.TaskCancelledError(msg.task_id.hex()), msg.num_returns)
         if isinstance(e, exc.RayTaskError):  # a failed dependency or nested task: pass it on
@@ -410,7 +412,6 @@ class Executor(GeneratorExecution):
         error = ValueError(f"{msg.name} was called with concurrency_group="
                            f"{self._group_of(msg)!r}, which the actor does not define "
                            f"(its groups: {known or 'none'})")
-        self._failed.add(msg.task_id)
         self._reply(msg, self._error_results(msg, error), False, [])
 
     def _start_async(self, msg: p.ExecuteTask) -> None:
@@ -452,7 +453,6 @@ class Executor(GeneratorExecution):
         except BaseException as e:  # noqa: BLE001 - stored as the call's result
             if isinstance(e, SystemExit):
                 _exit_process(self.client, e)
-            self._failed.add(msg.task_id)
             results = self._error_results(msg, e)
         _flush_output()
         self._reply(msg, results, actor_exit, keep)

@@ -110,7 +110,6 @@ class GeneratorExecution:
         self.client.send_soon(p.GeneratorItem(msg.task_id, index, data))
 
     def _item_error(self, msg: p.ExecuteTask, index: int, error: BaseException) -> None:
-        self._failed.add(msg.task_id)  # (the stream's end says so to the daemon)
         data = self._error_results(msg, error)[0]
         self.client.send_soon(p.GeneratorItem(msg.task_id, index, data))
 

@@ -286,9 +286,17 @@ def timeline(filename: str | None = None) -> list[dict] | None:
 _LOG_POLL = 0.2  # seconds between reads while following a log
 
 
-def _node_for(client, node_id: str | None, node_ip: str | None) -> bytes:
+def _asker(address: str | None, timeout: float | None):
+    """``client.query`` of this process's client, within ``timeout`` seconds."""
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    query = _client(address).query
+    return lambda what: query(what, DEFAULT_TIMEOUT if timeout is None else timeout)
+
+
+def _node_for(ask, node_id: str | None, node_ip: str | None) -> bytes:
     """The node a log request means: by id, by address, else the head's."""
-    nodes = client.query(p.ClusterNodes())
+    nodes = ask(p.ClusterNodes())
     for node in nodes:
         if (node_id and node["NodeID"] == node_id) or \
                 (node_ip and not node_id and node["NodeManagerAddress"] == node_ip):
@@ -305,8 +313,8 @@ def list_logs(address: str | None = None, node_id: str | None = None,
     ``worker_out`` (what each worker's tasks printed), ``daemon``, ``template``."""
     import fnmatch
 
-    client = _client(address)
-    files = client.query(p.NodeLogs(_node_for(client, node_id, node_ip)))
+    ask = _asker(address, timeout)
+    files = ask(p.NodeLogs(_node_for(ask, node_id, node_ip)))
     kinds: dict[str, list[str]] = {}
     for entry in files:
         name = entry["name"]
@@ -339,7 +347,7 @@ def get_log(address: str | None = None, node_id: str | None = None,
     if sum(x is not None for x in (filename, actor_id, task_id, pid)) != 1:
         raise ValueError("get_log() needs exactly one of filename=, actor_id=, task_id=, "
                          "pid=")
-    client = _client(address)
+    ask = _asker(address, timeout)
     still_going = None  # what says a followed log is over
     view = LogView()
     if task_id is not None:
@@ -359,27 +367,27 @@ def get_log(address: str | None = None, node_id: str | None = None,
         still_going = lambda: (get_actor(actor_id) or {}).get("state") != "DEAD"  # noqa: E731
     if pid is not None:
         filename = f"worker-{pid}.out"  # (stdout and stderr share the file)
-    node = _node_for(client, node_id, node_ip)
-    return _lines(client, node, filename, tail, follow, view, still_going, encoding, errors)
+    node = _node_for(ask, node_id, node_ip)
+    return _lines(ask, node, filename, tail, follow, view, still_going, encoding, errors)
 
 
-def _lines(client, node: bytes, filename: str, tail: int, follow: bool, view: LogView,
+def _lines(ask, node: bytes, filename: str, tail: int, follow: bool, view: LogView,
            still_going, encoding: str, errors: str):
     """Read the log's end now (so following starts where the log is at this call), and
     return a generator of its lines, then of the new ones."""
     if view.task_id is not None or view.actor_id is not None or tail < 0:
         # (all of it: a task's or an actor's lines need the markers before them)
-        text, offset = _read_all(client, node, filename, encoding, errors)
+        text, offset = _read_all(ask, node, filename, encoding, errors)
     else:
-        piece = client.query(p.NodeLogs(node, filename, -1, tail * 2))
+        piece = ask(p.NodeLogs(node, filename, -1, tail * 2))
         text, offset = piece["data"].decode(encoding, errors), piece["end"]
     lines = view.lines(text)
     first = lines[-tail:] if tail > 0 else [] if tail == 0 else lines
-    return _follow(client, node, filename, first, offset if follow else None, view,
+    return _follow(ask, node, filename, first, offset if follow else None, view,
                    still_going, encoding, errors)
 
 
-def _follow(client, node: bytes, filename: str, first: list[str], offset: int | None,
+def _follow(ask, node: bytes, filename: str, first: list[str], offset: int | None,
             view: LogView, still_going, encoding: str, errors: str):
     yield from first
     if offset is None:
@@ -389,7 +397,7 @@ def _follow(client, node: bytes, filename: str, first: list[str], offset: int | 
     partial = b""
     while True:
         going = still_going() if still_going is not None else True
-        piece = client.query(p.NodeLogs(node, filename, offset, -1))
+        piece = ask(p.NodeLogs(node, filename, offset, -1))
         offset = piece["end"]
         *complete, partial = (partial + piece["data"]).split(b"\n")
         for raw in complete:
@@ -401,10 +409,10 @@ def _follow(client, node: bytes, filename: str, first: list[str], offset: int | 
         time.sleep(_LOG_POLL)
 
 
-def _read_all(client, node: bytes, filename: str, encoding: str, errors: str):
+def _read_all(ask, node: bytes, filename: str, encoding: str, errors: str):
     chunks, offset = [], 0
     while True:
-        piece = client.query(p.NodeLogs(node, filename, offset, -1))
+        piece = ask(p.NodeLogs(node, filename, offset, -1))
         chunks.append(piece["data"])
         offset = piece["end"]
         if offset >= piece["size"] or not piece["data"]:
